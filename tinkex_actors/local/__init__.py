@@ -1,0 +1,1 @@
+"""The embedded, loopback-only Tinker-compatible server and its tiny numpy model."""

@@ -1,0 +1,138 @@
+"""Construction, conversion and zero-copy behaviour of the core value types."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinkex_actors.types import (
+    Datum,
+    EncodedTextChunk,
+    ImageChunk,
+    ModelInput,
+    SampledSequence,
+    SampleResponse,
+    TensorData,
+    from_json,
+    to_json,
+)
+
+
+class TestModelInput:
+    def test_from_ints_and_to_ints_round_trip(self):
+        """from_ints builds one text chunk and to_ints gives the same ids back."""
+        mi = ModelInput.from_ints([1, 2, 3])
+        assert mi.to_ints() == [1, 2, 3]
+        assert mi.length == 3
+
+    def test_numpy_tokens_are_kept_without_a_copy(self):
+        """A numpy token array is stored as given, not copied into a list."""
+        tokens = np.arange(5, dtype=np.int32)
+        mi = ModelInput.from_ints(tokens)
+        chunk = mi.chunks[0]
+        assert isinstance(chunk, EncodedTextChunk)
+        assert chunk.tokens is tokens
+        assert chunk.tokens_array(np.int32) is tokens
+        assert mi.to_ints() == [0, 1, 2, 3, 4]
+
+    def test_append_and_append_int_return_new_inputs(self):
+        """append/append_int leave the original untouched, as the official ones do."""
+        mi = ModelInput.empty()
+        longer = mi.append(EncodedTextChunk(tokens=[7])).append_int(8)
+        assert mi.length == 0
+        assert longer.to_ints() == [7, 8]
+        assert len(longer.chunks) == 2
+
+    def test_image_chunk_length_comes_from_expected_tokens(self):
+        """An image counts its expected_tokens toward the length."""
+        mi = ModelInput.from_ints([1]).append(
+            ImageChunk(data=b"\x89PNG", format="png", expected_tokens=4)
+        )
+        assert mi.length == 5
+
+    def test_to_ints_refuses_image_chunks(self):
+        """to_ints raises when a chunk is not text, naming the chunk types."""
+        mi = ModelInput(chunks=[ImageChunk(data=b"x", format="jpeg")])
+        with pytest.raises(ValueError, match="ImageChunk"):
+            mi.to_ints()
+
+
+class TestTensorData:
+    def test_from_numpy_keeps_a_matching_array_without_copy(self):
+        """from_numpy of a contiguous float32 array shares its memory."""
+        arr = np.arange(6, dtype=np.float32).reshape(2, 3)
+        td = TensorData.from_numpy(arr)
+        assert td.dtype == "float32"
+        assert td.shape == [2, 3]
+        assert np.shares_memory(td.to_numpy(), arr)
+        assert td.to_numpy().shape == (2, 3)
+
+    def test_from_numpy_maps_kinds_like_the_official_sdk(self):
+        """int32 arrays become int64 tensors and float64 arrays float32 ones."""
+        assert TensorData.from_numpy(np.arange(3, dtype=np.int32)).dtype == "int64"
+        td = TensorData.from_numpy(np.array([0.5], dtype=np.float64))
+        assert td.dtype == "float32"
+        assert td.to_numpy().dtype == np.float32
+
+    def test_tolist_gives_nested_lists_in_the_declared_shape(self):
+        """tolist follows the shape."""
+        td = TensorData(data=[1, 2, 3, 4], dtype="int64", shape=[2, 2])
+        assert td.tolist() == [[1, 2], [3, 4]]
+
+    def test_sparse_csr_densifies_with_the_pad_value(self):
+        """A CSR tensor densifies with pad_value in the unlisted cells."""
+        td = TensorData(
+            data=[5, 6], dtype="int64", shape=[2, 3],
+            sparse_crow_indices=[0, 1, 2], sparse_col_indices=[2, 0],
+        )
+        assert td.tolist(pad_value=-1) == [[-1, -1, 5], [6, -1, -1]]
+
+
+class TestDatum:
+    def test_plain_lists_take_the_dtype_of_their_key(self):
+        """target_tokens lists become int64 and weights lists float32."""
+        d = Datum(
+            model_input=ModelInput.from_ints([1, 2]),
+            loss_fn_inputs={"target_tokens": [2, 3], "weights": [1, 0]},
+        )
+        assert d.loss_fn_inputs["target_tokens"].dtype == "int64"
+        assert d.loss_fn_inputs["weights"].dtype == "float32"
+        assert d.loss_fn_inputs["weights"].shape == [2]
+
+    def test_all_official_float_keys_become_float32(self):
+        """Every float key of the official table maps a list of ints to float32."""
+        keys = ["weights", "advantages", "logprobs", "clip_low_threshold",
+                "clip_high_threshold", "sequence_ratio_mask"]
+        d = Datum(model_input=ModelInput.from_ints([1]), loss_fn_inputs={k: [1] for k in keys})
+        assert {d.loss_fn_inputs[k].dtype for k in keys} == {"float32"}
+
+    def test_numpy_values_keep_their_kind(self):
+        """A numpy array keeps its kind whatever the key (official rule)."""
+        d = Datum(
+            model_input=ModelInput.from_ints([1]),
+            loss_fn_inputs={"weights": np.array([1, 2], dtype=np.int64)},
+        )
+        assert d.loss_fn_inputs["weights"].dtype == "int64"
+
+
+class TestSampling:
+    def test_sequence_lists_are_converted_lazily_and_cached(self):
+        """tokens/logprobs convert the arrays once and then return the same list."""
+        seq = SampledSequence(
+            stop_reason="length",
+            tokens_np=np.array([4, 5], dtype=np.int32),
+            logprobs_np=np.array([-0.5, -1.5], dtype=np.float32),
+        )
+        assert seq.tokens == [4, 5]
+        assert seq.tokens is seq.tokens
+        assert seq.logprobs == [-0.5, -1.5]
+
+    def test_prompt_logprobs_nan_reads_as_none_and_encodes_as_null(self):
+        """NaN prompt logprobs are None in the list form and null on the wire."""
+        resp = SampleResponse(
+            sequences=[], prompt_logprobs_np=np.array([np.nan, -2.0], dtype=np.float32)
+        )
+        assert resp.prompt_logprobs == [None, -2.0]
+        assert b'"prompt_logprobs":[null,-2.0]' in to_json(resp)
+        back = from_json(to_json(resp), SampleResponse)
+        assert back.prompt_logprobs == [None, -2.0]

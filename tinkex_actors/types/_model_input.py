@@ -1,0 +1,244 @@
+"""ModelInput and its chunks: the tokens (and images) a model reads.
+
+Reading tokens fast (for codecs): `EncodedTextChunk.tokens` is exactly what the
+caller gave, a `list[int]` or a 1-D integer numpy array, never copied. Use
+`chunk.tokens_array(np.int32)` to get an array of the wanted dtype (no copy when
+it already is one) and `.tobytes()` for the little-endian payload.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from ._base import WireStruct
+
+__all__ = [
+    "DmelChunk",
+    "EncodedTextChunk",
+    "ImageAssetPointerChunk",
+    "ImageChunk",
+    "ModelInput",
+    "ModelInputChunk",
+]
+
+if TYPE_CHECKING:
+    Tokens: TypeAlias = list[int] | npt.NDArray[np.integer[Any]]
+else:
+    Tokens = list[int]  # what msgspec decodes from JSON
+
+ImageFormat: TypeAlias = Literal["png", "jpeg"]
+_IMAGE_FORMATS = ("png", "jpeg")
+
+
+class EncodedTextChunk(WireStruct, frozen=True, tag="encoded_text", tag_field="type"):
+    """Token ids of encoded text: `{"type": "encoded_text", "tokens": [...]}`."""
+
+    tokens: Tokens
+
+    def __post_init__(self) -> None:
+        tokens: Any = self.tokens
+        if isinstance(tokens, np.ndarray):
+            if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
+                raise ValueError(
+                    f"EncodedTextChunk.tokens must be a 1-D integer array, got shape "
+                    f"{tokens.shape} of {tokens.dtype}; pass tokens.ravel().astype(np.int64)"
+                )
+            lowest = int(tokens.min()) if tokens.size else 0
+        elif isinstance(tokens, list | tuple):
+            if isinstance(tokens, tuple):
+                tokens = list(tokens)
+                msgspec.structs.force_setattr(self, "tokens", tokens)
+            try:
+                lowest = min(tokens) if tokens else 0
+            except TypeError:
+                raise TypeError(
+                    "EncodedTextChunk.tokens must hold ints, got "
+                    f"{sorted({type(t).__name__ for t in tokens})}; pass integer token ids"
+                ) from None
+        else:
+            raise TypeError(
+                f"EncodedTextChunk.tokens must be a list of ints or a 1-D integer numpy "
+                f"array, got {type(tokens).__name__}"
+            )
+        if lowest < 0:
+            raise ValueError(
+                f"EncodedTextChunk.tokens holds a negative token id ({lowest}); token ids "
+                "are >= 0: check the tokenizer output"
+            )
+
+    @property
+    def length(self) -> int:
+        """Number of tokens."""
+        return len(self.tokens)
+
+    def tokens_array(self, dtype: npt.DTypeLike = np.int64) -> npt.NDArray[Any]:
+        """The tokens as a numpy array of `dtype` (no copy when they already are)."""
+        return np.asarray(self.tokens, dtype=dtype)
+
+
+def _decode_b64(value: bytes | str, field: str) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError:
+            raise ValueError(f"{field} is a str but not valid base64; pass raw bytes") from None
+    raise TypeError(f"{field} must be bytes (or a base64 str), got {type(value).__name__}")
+
+
+def _check_image(kind: str, fmt: object, expected_tokens: int | None) -> None:
+    if fmt not in _IMAGE_FORMATS:
+        raise ValueError(f"{kind}.format must be 'png' or 'jpeg', got {fmt!r}")
+    if expected_tokens is not None and expected_tokens < 0:
+        raise ValueError(
+            f"{kind}.expected_tokens must be >= 0 or None, got {expected_tokens}"
+        )
+
+
+class ImageChunk(WireStruct, frozen=True, tag="image", tag_field="type"):
+    """An image as bytes (base64 on the JSON wire), with its format."""
+
+    data: bytes
+    format: ImageFormat
+    expected_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "data", _decode_b64(self.data, "ImageChunk.data"))
+        _check_image("ImageChunk", self.format, self.expected_tokens)
+
+    @property
+    def length(self) -> int:
+        """The advisory token count; raises if `expected_tokens` is not set."""
+        if self.expected_tokens is None:
+            raise ValueError(
+                "ImageChunk.expected_tokens needs to be set in order to compute the length"
+            )
+        return self.expected_tokens
+
+
+class ImageAssetPointerChunk(WireStruct, frozen=True, tag="image_asset_pointer", tag_field="type"):
+    """An image given by path or URL instead of bytes."""
+
+    format: ImageFormat
+    location: str
+    expected_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_image("ImageAssetPointerChunk", self.format, self.expected_tokens)
+
+    @property
+    def length(self) -> int:
+        """The advisory token count; raises if `expected_tokens` is not set."""
+        if self.expected_tokens is None:
+            raise ValueError(
+                "ImageAssetPointerChunk.expected_tokens needs to be set in order to compute "
+                "the length"
+            )
+        return self.expected_tokens
+
+
+def _read_varint(data: bytes, offset: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while offset < len(data) and shift <= 63:
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, offset
+        shift += 7
+    raise ValueError("DmelChunk.dmel has a truncated or overlong TensorContainer header")
+
+
+def _container_first_dim(data: bytes) -> int:
+    """First dimension from a TensorContainer header: [254]? dtype(0..7) ndim dims..."""
+    offset = 1 if data[:1] == b"\xfe" else 0
+    if offset >= len(data) or data[offset] > 7:
+        raise ValueError("DmelChunk.dmel does not start with a TensorContainer header")
+    ndim, offset = _read_varint(data, offset + 1)
+    if ndim == 0:
+        raise ValueError("DmelChunk.dmel tensor has no dimension 0")
+    first, _ = _read_varint(data, offset)
+    return first
+
+
+class DmelChunk(WireStruct, frozen=True, tag="dmel", tag_field="type"):
+    """DMel audio tokens: serialized TensorContainer bytes (base64 on the JSON wire)."""
+
+    dmel: bytes
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "dmel", _decode_b64(self.dmel, "DmelChunk.dmel"))
+
+    @property
+    def length(self) -> int:
+        """Number of positions: dimension 0 of the serialized tensor."""
+        return _container_first_dim(self.dmel)
+
+
+ModelInputChunk: TypeAlias = EncodedTextChunk | ImageAssetPointerChunk | ImageChunk | DmelChunk
+_CHUNK_TYPES = (EncodedTextChunk, ImageAssetPointerChunk, ImageChunk, DmelChunk)
+
+
+class ModelInput(WireStruct, frozen=True):
+    """A sequence of chunks (official `ModelInput`); build from tokens with `from_ints`."""
+
+    chunks: list[ModelInputChunk]
+
+    def __post_init__(self) -> None:
+        chunks: Any = self.chunks
+        if isinstance(chunks, tuple):
+            chunks = list(chunks)
+            msgspec.structs.force_setattr(self, "chunks", chunks)
+        if not isinstance(chunks, list):
+            raise TypeError(
+                f"ModelInput.chunks must be a list of chunks, got {type(chunks).__name__}; "
+                "use ModelInput.from_ints(tokens) for plain token ids"
+            )
+        for i, chunk in enumerate(chunks):
+            if not isinstance(chunk, _CHUNK_TYPES):
+                raise TypeError(
+                    f"ModelInput.chunks[{i}] is a {type(chunk).__name__}, not a chunk; use "
+                    "EncodedTextChunk, ImageChunk, ImageAssetPointerChunk or DmelChunk"
+                )
+
+    @classmethod
+    def from_ints(cls, tokens: Tokens) -> ModelInput:
+        """A ModelInput of one EncodedTextChunk holding `tokens` (a list or 1-D array)."""
+        return cls(chunks=[EncodedTextChunk(tokens=tokens)])
+
+    def to_ints(self) -> list[int]:
+        """All token ids as one list; raises if any chunk is not encoded text."""
+        out: list[int] = []
+        for chunk in self.chunks:
+            if not isinstance(chunk, EncodedTextChunk):
+                raise ValueError(
+                    "to_ints only supported for ModelInput with EncodedTextChunks, got "
+                    f"{[type(c).__name__ for c in self.chunks]}"
+                )
+            tokens = chunk.tokens
+            out.extend(tokens.tolist() if isinstance(tokens, np.ndarray) else tokens)
+        return out
+
+    @property
+    def length(self) -> int:
+        """Total context length used by all chunks."""
+        return sum(chunk.length for chunk in self.chunks)
+
+    @classmethod
+    def empty(cls) -> ModelInput:
+        """A ModelInput with no chunks."""
+        return cls(chunks=[])
+
+    def append(self, chunk: ModelInputChunk) -> ModelInput:
+        """A new ModelInput with `chunk` added at the end."""
+        return ModelInput(chunks=[*self.chunks, chunk])
+
+    def append_int(self, token: int) -> ModelInput:
+        """A new ModelInput with one more token (in a chunk of its own, as official)."""
+        return self.append(EncodedTextChunk(tokens=[token]))

@@ -1,0 +1,258 @@
+"""Protobuf wire-format primitives: varints, field keys, skipping, byte-array views.
+
+Why hand-written: the bodies we move are a handful of large packed byte arrays wrapped in a few
+hundred small fields. Writing the arrays' own buffers straight into one ``b"".join`` and reading
+them back as ``numpy`` views over the received bytes costs one copy out and none in, which the
+generated message classes cannot match (they copy every ``bytes`` field in and out of their arena).
+
+Conventions used by every reader here: ``buf`` is a ``bytes`` object, ``pos`` an index into it,
+and every function returns the new position; any read past ``end`` raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+# Wire types (the low three bits of a field key).
+VARINT: Final = 0
+FIXED64: Final = 1
+LEN: Final = 2
+START_GROUP: Final = 3
+END_GROUP: Final = 4
+FIXED32: Final = 5
+
+_WIRE_TYPE_NAMES: Final = {
+    VARINT: "varint",
+    FIXED64: "64-bit",
+    LEN: "length-delimited",
+    START_GROUP: "start-group",
+    END_GROUP: "end-group",
+    FIXED32: "32-bit",
+}
+
+_UINT64_MASK: Final = (1 << 64) - 1
+_ONE_BYTE: Final = tuple(bytes((i,)) for i in range(128))
+_DOUBLE: Final = struct.Struct("<d")
+_FLOAT: Final = struct.Struct("<f")
+_MAX_GROUP_DEPTH: Final = 64
+
+LITTLE_ENDIAN: Final = sys.byteorder == "little"
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def varint(value: int) -> bytes:
+    """Encode an integer as a protobuf varint (negative values as 64-bit two's complement)."""
+    if 0 <= value < 128:
+        return _ONE_BYTE[value]
+    value &= _UINT64_MASK
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def key(field_number: int, wire_type: int) -> bytes:
+    """Return the encoded key (field number and wire type) that starts a field."""
+    return varint((field_number << 3) | wire_type)
+
+
+def double(value: float) -> bytes:
+    """Encode a float as a protobuf ``double`` payload (8 bytes, little-endian)."""
+    return _DOUBLE.pack(value)
+
+
+def packed_varints(values: list[int]) -> bytes:
+    """Encode integers as the payload of a packed repeated varint field (no key, no length)."""
+    return b"".join([varint(v) for v in values])
+
+
+def len_field(field_key: bytes, payload: bytes) -> bytes:
+    """Encode a whole length-delimited field: key, payload length, payload."""
+    return field_key + varint(len(payload)) + payload
+
+
+def string_field(field_key: bytes, text: str) -> bytes:
+    """Encode a ``string`` field; empty strings are still written (callers omit defaults)."""
+    return len_field(field_key, text.encode("utf-8"))
+
+
+def array_buffer(array: npt.NDArray[Any], wire_dtype: str) -> npt.NDArray[Any]:
+    """Return ``array`` as a C-contiguous little-endian array of ``wire_dtype`` (e.g. ``"<i4"``).
+
+    No copy is made when the array already has that layout, which is the common case; the
+    result supports the buffer protocol, so ``b"".join`` copies its bytes exactly once.
+    """
+    return np.ascontiguousarray(array, dtype=wire_dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Decode the varint at ``pos``; return ``(unsigned value, next position)``."""
+    result = 0
+    shift = 0
+    while True:
+        if pos >= end:
+            raise ValueError(f"truncated varint at byte {pos}: the message ends at byte {end}")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result & _UINT64_MASK, pos
+        shift += 7
+        if shift >= 70:
+            raise ValueError(f"malformed varint ending at byte {pos}: longer than 10 bytes")
+
+
+def read_key(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Decode a field key; fast path for the one-byte keys of field numbers 1..15."""
+    byte = buf[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    return read_varint(buf, pos, end)
+
+
+def read_len(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Decode a length prefix; return ``(start, stop)`` of the payload, checked against ``end``."""
+    if pos < end and buf[pos] < 0x80:
+        size = buf[pos]
+        pos += 1
+    else:
+        size, pos = read_varint(buf, pos, end)
+    stop = pos + size
+    if stop > end:
+        raise ValueError(
+            f"truncated length-delimited field at byte {pos}: it declares {size} bytes "
+            f"but only {end - pos} remain"
+        )
+    return pos, stop
+
+
+def read_double(buf: bytes, pos: int, end: int) -> tuple[float, int]:
+    """Decode a ``double`` payload (8 bytes, little-endian)."""
+    if pos + 8 > end:
+        raise ValueError(f"truncated 64-bit field at byte {pos}: fewer than 8 bytes remain")
+    return _DOUBLE.unpack_from(buf, pos)[0], pos + 8
+
+
+def read_float(buf: bytes, pos: int, end: int) -> tuple[float, int]:
+    """Decode a ``float`` payload (4 bytes, little-endian)."""
+    if pos + 4 > end:
+        raise ValueError(f"truncated 32-bit field at byte {pos}: fewer than 4 bytes remain")
+    return _FLOAT.unpack_from(buf, pos)[0], pos + 4
+
+
+def to_int64(value: int) -> int:
+    """Reinterpret an unsigned 64-bit varint value as a signed ``int64``."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def to_int32(value: int) -> int:
+    """Reinterpret a varint value as a signed ``int32`` (protobuf truncates to 32 bits)."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
+def read_packed_int64(buf: bytes, start: int, stop: int) -> list[int]:
+    """Decode the payload of a packed repeated ``int64`` field."""
+    values: list[int] = []
+    pos = start
+    while pos < stop:
+        byte = buf[pos]
+        if byte < 0x80:
+            values.append(byte)
+            pos += 1
+        else:
+            raw, pos = read_varint(buf, pos, stop)
+            values.append(to_int64(raw))
+    return values
+
+
+def skip_field(buf: bytes, pos: int, end: int, field_key: int, message: str) -> int:
+    """Skip the payload of a field we do not know (any wire type, groups included)."""
+    wire_type = field_key & 7
+    if wire_type == VARINT:
+        return read_varint(buf, pos, end)[1]
+    if wire_type == LEN:
+        return read_len(buf, pos, end)[1]
+    if wire_type == FIXED64:
+        return _skip_fixed(pos, end, 8)
+    if wire_type == FIXED32:
+        return _skip_fixed(pos, end, 4)
+    if wire_type == START_GROUP:
+        return _skip_group(buf, pos, end, field_key >> 3, message)
+    raise ValueError(
+        f"invalid wire type {wire_type} for field {field_key >> 3} of {message} at byte {pos}: "
+        "the body is not a protobuf message of this type (or it is corrupted)"
+    )
+
+
+def _skip_fixed(pos: int, end: int, size: int) -> int:
+    if pos + size > end:
+        raise ValueError(f"truncated {size * 8}-bit field at byte {pos}")
+    return pos + size
+
+
+def _skip_group(buf: bytes, pos: int, end: int, field_number: int, message: str) -> int:
+    # Groups nest; an explicit stack keeps deep or hostile input from recursing.
+    open_groups = [field_number]
+    while open_groups:
+        if pos >= end:
+            raise ValueError(f"truncated group {open_groups[-1]} in {message}: no end-group key")
+        field_key, pos = read_varint(buf, pos, end)
+        wire_type = field_key & 7
+        if wire_type == END_GROUP:
+            if field_key >> 3 != open_groups[-1]:
+                raise ValueError(
+                    f"mismatched end-group {field_key >> 3} in {message}: "
+                    f"expected {open_groups[-1]}"
+                )
+            open_groups.pop()
+        elif wire_type == START_GROUP:
+            if len(open_groups) >= _MAX_GROUP_DEPTH:
+                raise ValueError(f"groups nested deeper than {_MAX_GROUP_DEPTH} in {message}")
+            open_groups.append(field_key >> 3)
+        else:
+            pos = skip_field(buf, pos, end, field_key, message)
+    return pos
+
+
+def wrong_wire_type(message: str, field: str, field_key: int, pos: int) -> ValueError:
+    """Build the error for a known field that arrived with an unexpected wire type."""
+    got = _WIRE_TYPE_NAMES.get(field_key & 7, f"invalid ({field_key & 7})")
+    return ValueError(
+        f"{message}.{field} (field {field_key >> 3}) has wire type {got} at byte {pos}, which "
+        "its declared type cannot have: the body was not encoded from this schema"
+    )
+
+
+def view(
+    buf: bytes, start: int, stop: int, dtype: np.dtype[Any], what: str
+) -> npt.NDArray[Any]:
+    """Return a read-only 1-D array over ``buf[start:stop]`` without copying.
+
+    The array keeps ``buf`` alive. ``dtype`` must be little-endian (``"<f4"`` ...); a payload
+    whose size is not a multiple of the item size is rejected naming ``what``.
+    """
+    size = stop - start
+    itemsize = dtype.itemsize
+    if size % itemsize:
+        raise ValueError(
+            f"{what} holds {size} bytes, not a multiple of {itemsize} (the size of one "
+            f"{dtype.name}): the array is truncated or its dtype is wrong"
+        )
+    return np.frombuffer(buf, dtype=dtype, count=size // itemsize, offset=start)

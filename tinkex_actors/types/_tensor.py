@@ -1,0 +1,191 @@
+"""TensorData: a typed numeric array on the wire (`{data, dtype, shape?}`).
+
+Reading tensors fast (for codecs): `td.data` is always a flat, C-contiguous numpy
+array of the declared dtype (`int64` or `float32`), built without a copy when the
+caller's array already had that dtype and layout; `td.to_numpy()` is a view of it
+in the declared shape. So `td.data.tobytes()` (or `memoryview(td.data)`) gives the
+little-endian payload, and `TensorData(data=np.frombuffer(buf, np.float32),
+dtype="float32", shape=[...])` builds one from bytes without a copy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from ._base import WireStruct, sent_list
+
+__all__ = ["TensorData", "TensorDtype"]
+
+TensorDtype: TypeAlias = Literal["int64", "float32"]
+
+_NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+    "int64": np.dtype(np.int64),
+    "float32": np.dtype(np.float32),
+}
+
+if TYPE_CHECKING:
+    TensorValues: TypeAlias = npt.NDArray[Any] | list[int] | list[float]
+else:
+    # What msgspec decodes from JSON; __post_init__ turns it into an array.
+    TensorValues = list[int | float]
+
+
+def numpy_dtype(dtype: str, field: str = "dtype") -> np.dtype[Any]:
+    """The numpy dtype for a wire dtype name; a clear error for any other name."""
+    try:
+        return _NUMPY_DTYPES[dtype]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"{field} must be 'int64' or 'float32', got {dtype!r}; "
+            "pick one of them (integers: 'int64', reals: 'float32')"
+        ) from None
+
+
+def tensor_dtype_of(array_dtype: np.dtype[Any], field: str = "data") -> TensorDtype:
+    """The wire dtype for a numpy dtype, as the official SDK maps it (ints/floats)."""
+    if array_dtype.kind in "iu":
+        return "int64"
+    if array_dtype.kind == "f":
+        return "float32"
+    raise ValueError(
+        f"{field} has numpy dtype {array_dtype}, which has no wire dtype; "
+        "convert it to an integer or floating array first"
+    )
+
+
+def as_flat_array(values: Any, np_dtype: np.dtype[Any], field: str) -> npt.NDArray[Any]:
+    """Values as a flat C-contiguous array of `np_dtype` (no copy when already one)."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "iuf":
+            raise ValueError(
+                f"{field} has numpy dtype {values.dtype}; pass integer or floating values"
+            )
+        arr = values
+    elif isinstance(values, list | tuple):
+        try:
+            arr = np.asarray(values)
+        except ValueError:
+            raise ValueError(
+                f"{field} must be a rectangular numeric array; ragged nested lists are "
+                "not supported: pad the rows to one length"
+            ) from None
+        if arr.dtype == object and any(v is None for v in np.ravel(arr)):
+            raise ValueError(f"{field} holds None; replace missing values with numbers")
+        if arr.size and arr.dtype.kind not in "iufb":
+            raise ValueError(
+                f"{field} must hold numbers, got {arr.dtype} values such as "
+                f"{np.ravel(arr)[0]!r}; pass ints or floats"
+            )
+    else:
+        raise TypeError(
+            f"{field} must be a list or a numpy array, got {type(values).__name__}; "
+            "pass a list of numbers or a numpy array"
+        )
+    if arr.dtype != np_dtype:
+        arr = arr.astype(np_dtype)
+    return np.ascontiguousarray(arr).reshape(-1)
+
+
+class TensorData(WireStruct, frozen=True):
+    """A flat numeric array with its dtype and optional shape (official `TensorData`).
+
+    Construction accepts a list, nested lists or a numpy array in `data`; the value
+    is kept as a flat numpy array of `dtype` (see the module docstring for the
+    zero-copy rules). `shape` stays None when the caller gave none, as on the wire.
+    Sparse CSR tensors carry `sparse_crow_indices` / `sparse_col_indices`; then
+    `data` holds only the listed values.
+    """
+
+    data: TensorValues = sent_list()
+    dtype: TensorDtype | None = None
+    shape: list[int] | None = None
+    sparse_crow_indices: list[int] | None = None
+    sparse_col_indices: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype is None:
+            raise TypeError(
+                "TensorData.dtype is required; pass dtype='int64' or dtype='float32'"
+            )
+        np_dtype = numpy_dtype(self.dtype, "TensorData.dtype")
+        arr = as_flat_array(self.data, np_dtype, "TensorData.data")
+        msgspec.structs.force_setattr(self, "data", arr)
+        sparse = self.sparse_crow_indices is not None or self.sparse_col_indices is not None
+        if self.shape is not None:
+            shape = list(self.shape)
+            if any(not isinstance(d, int | np.integer) or d < 0 for d in shape):
+                raise ValueError(
+                    f"TensorData.shape must be non-negative integers, got {self.shape!r}"
+                )
+            shape = [int(d) for d in shape]
+            msgspec.structs.force_setattr(self, "shape", shape)
+            if not sparse and math.prod(shape) != arr.size:
+                raise ValueError(
+                    f"TensorData.shape {shape} holds {math.prod(shape)} values but data has "
+                    f"{arr.size}; fix the shape or the data"
+                )
+        if sparse:
+            self._check_sparse(arr.size)
+
+    def _check_sparse(self, nnz: int) -> None:
+        crow, col = self.sparse_crow_indices, self.sparse_col_indices
+        if crow is None or col is None:
+            raise ValueError(
+                "TensorData.sparse_crow_indices and sparse_col_indices come together; "
+                "set both or neither"
+            )
+        if self.shape is None or len(self.shape) != 2:
+            raise ValueError(
+                f"a sparse CSR TensorData needs a 2-D shape, got shape={self.shape!r}"
+            )
+        if len(crow) != self.shape[0] + 1 or len(col) != nnz:
+            raise ValueError(
+                f"sparse CSR TensorData: expected {self.shape[0] + 1} row pointers and "
+                f"{nnz} column indices (one per value), got {len(crow)} and {len(col)}"
+            )
+
+    @classmethod
+    def from_numpy(cls, array: npt.NDArray[Any]) -> TensorData:
+        """A TensorData of the array's kind (ints -> int64, floats -> float32) and shape."""
+        dtype = tensor_dtype_of(array.dtype, "array")
+        return cls(data=array, dtype=dtype, shape=list(array.shape))
+
+    def to_numpy(self, pad_value: int = 0) -> npt.NDArray[Any]:
+        """The values in the declared dtype and shape (a view; sparse tensors densified)."""
+        arr: npt.NDArray[Any] = self.data  # type: ignore[assignment]
+        if self.sparse_crow_indices is not None:
+            return self._densify(arr, pad_value)
+        if self.shape is not None:
+            return arr.reshape(self.shape)
+        return arr
+
+    def _densify(self, values: npt.NDArray[Any], pad_value: int) -> npt.NDArray[Any]:
+        assert self.shape is not None and self.sparse_col_indices is not None
+        crow = np.asarray(self.sparse_crow_indices, dtype=np.int64)
+        dense = np.full(self.shape, pad_value, dtype=values.dtype)
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(crow))
+        dense[rows, np.asarray(self.sparse_col_indices, dtype=np.int64)] = values
+        return dense
+
+    def tolist(self, pad_value: int = 0) -> list[Any]:
+        """The values as (nested) Python lists in the declared shape."""
+        result: list[Any] = self.to_numpy(pad_value).tolist()
+        return result
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TensorData):
+            return NotImplemented
+        return (
+            self.dtype == other.dtype
+            and self.shape == other.shape
+            and self.sparse_crow_indices == other.sparse_crow_indices
+            and self.sparse_col_indices == other.sparse_col_indices
+            and np.array_equal(self.data, other.data, equal_nan=self.dtype == "float32")
+        )
+
+    __hash__ = None  # type: ignore[assignment]

@@ -85,6 +85,25 @@ def convert(obj: Any, type_: type[T]) -> T:
     return result
 
 
+def float_dict(obj: msgspec.Struct, name: str) -> None:
+    """Store a `dict[str, float]` field's int values as floats (official JSON says `1.0`)."""
+    value = getattr(obj, name)
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise TypeError(
+            f"{type(obj).__name__}.{name} must be a dict of str -> float, got "
+            f"{type(value).__name__}"
+        )
+    if any(type(v) is not float for v in value.values()):
+        try:
+            msgspec.structs.force_setattr(obj, name, {k: float(v) for k, v in value.items()})
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{type(obj).__name__}.{name} values must be numbers, got {value!r}"
+            ) from None
+
+
 def coerce_floats(obj: msgspec.Struct, names: tuple[str, ...]) -> None:
     """Store ints given to float fields as floats, so JSON says `1.0` as the official does."""
     for name in names:

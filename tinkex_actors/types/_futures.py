@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import msgspec
 
-from ._base import WireStruct, sent, sent_list
+from ._base import WireStruct, coerce_floats, sent, sent_list
 
 __all__ = [
     "FutureCompleted",
@@ -194,6 +194,9 @@ class FuturesRetrieveRequest(WireStruct, frozen=True):
     prev_cursor: int = sent(0)
     timeout: float | None = None
     retrieved_request_ids: list[str] = sent_list()
+
+    def __post_init__(self) -> None:
+        coerce_floats(self, ("timeout",))
 
 
 class FuturesRetrieveResponse(WireStruct, frozen=True):

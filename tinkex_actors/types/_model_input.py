@@ -80,6 +80,13 @@ class EncodedTextChunk(WireStruct, frozen=True, tag="encoded_text", tag_field="t
         """The tokens as a numpy array of `dtype` (no copy when they already are)."""
         return np.asarray(self.tokens, dtype=dtype)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EncodedTextChunk):
+            return NotImplemented
+        return bool(np.array_equal(self.tokens, other.tokens))
+
+    __hash__ = None  # type: ignore[assignment]
+
 
 def _decode_b64(value: bytes | str, field: str) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeAlias
 
-from ._base import WireStruct, coerce_floats, sent
+from ._base import WireStruct, coerce_floats, float_dict, sent
 from ._training import AdamParams, ForwardBackwardInput, LoraConfig
 
 __all__ = [
@@ -297,6 +297,9 @@ class OptimStepResponse(WireStruct, frozen=True):
     """Metrics of an optimizer step."""
 
     metrics: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        float_dict(self, "metrics")
 
 
 # --- weights ----------------------------------------------------------------

@@ -240,9 +240,7 @@ def wrong_wire_type(message: str, field: str, field_key: int, pos: int) -> Value
     )
 
 
-def view(
-    buf: bytes, start: int, stop: int, dtype: np.dtype[Any], what: str
-) -> npt.NDArray[Any]:
+def view(buf: bytes, start: int, stop: int, dtype: np.dtype[Any], what: str) -> npt.NDArray[Any]:
     """Return a read-only 1-D array over ``buf[start:stop]`` without copying.
 
     The array keeps ``buf`` alive. ``dtype`` must be little-endian (``"<f4"`` ...); a payload

@@ -1,0 +1,1073 @@
+"""The binary wire: protobuf bodies of forward_backward requests and of their and sample results.
+
+Message layouts are in ``tinker_public.proto`` next to this file (package ``tinker_public``, as
+the official SDK speaks it). Encoders write each array's own buffer into a single
+``b"".join``, so the body costs one copy of the data; decoders return read-only numpy views
+over the received body (no copy; pass ``copy=True`` for writable arrays of their own).
+Unknown fields of any wire type are skipped; malformed input raises ``ValueError``.
+
+Which values mean what, as in the official SDK: tokens travel as int32, tensors in their
+declared dtype (float32 or int64), missing prompt logprobs as NaN, per-datum outputs as one
+``BatchedTensor`` per field with int64 *byte* offsets, one per datum plus the end.
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import zstandard
+
+from . import _pbwire as w
+from ._model_input import DmelChunk, EncodedTextChunk, ImageChunk, ModelInput, ModelInputChunk
+from ._sampling import PromptAltTokens, SampledSequence, SampleResponse, TopkLogprobs
+from ._tensor import TensorData
+from ._training import (
+    Datum,
+    ForwardBackwardInput,
+    ForwardBackwardOutput,
+    PromptProvenanceSpan,
+    SampledProvenanceSpan,
+)
+
+__all__ = [
+    "PROTOBUF_CONTENT_TYPE",
+    "ForwardBackwardRequestProto",
+    "decode_forward_backward_output",
+    "decode_forward_backward_request",
+    "decode_sample_response",
+    "encode_forward_backward_output",
+    "encode_forward_backward_request",
+    "encode_sample_response",
+    "zstd_compress",
+    "zstd_decompress",
+]
+
+PROTOBUF_CONTENT_TYPE: Final = "application/x-protobuf"
+
+# Field keys as they appear on the wire: (field number << 3) | wire type.
+_L1, _L2, _L3, _L4, _L5, _L6, _L7 = (w.key(n, w.LEN) for n in range(1, 8))
+_V1, _V2, _V3, _V4, _V6 = (w.key(n, w.VARINT) for n in (1, 2, 3, 4, 6))
+_D1, _D2 = w.key(1, w.FIXED64), w.key(2, w.FIXED64)
+
+# DType enum values, and the little-endian numpy dtype of each on the wire.
+_DTYPE_FLOAT32, _DTYPE_INT64, _DTYPE_INT32, _DTYPE_BFLOAT16 = 1, 2, 3, 4
+_TENSOR_DTYPE_ENUM: Final = {"float32": _DTYPE_FLOAT32, "int64": _DTYPE_INT64}
+_WIRE_NUMPY: Final[dict[int, np.dtype[Any]]] = {
+    _DTYPE_FLOAT32: np.dtype("<f4"),
+    _DTYPE_INT64: np.dtype("<i8"),
+    _DTYPE_INT32: np.dtype("<i4"),
+    _DTYPE_BFLOAT16: np.dtype("<u2"),
+}
+# Public TensorData dtypes: integer widths collapse to int64, bfloat16 widens to float32.
+_PUBLIC_DTYPE: Final[dict[int, Any]] = {
+    _DTYPE_FLOAT32: "float32",
+    _DTYPE_INT64: "int64",
+    _DTYPE_INT32: "int64",
+    _DTYPE_BFLOAT16: "float32",
+}
+_I4: Final = np.dtype("<i4")
+_F4: Final = np.dtype("<f4")
+_I8: Final = np.dtype("<i8")
+
+_STOP_REASON_ENUM: Final = {"stop": 0, "length": 1}
+_STOP_REASON_NAME: Final = {0: "stop", 1: "length"}
+
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+_DEFAULT_MAX_DECOMPRESSED_BYTES: Final = 1 << 30
+
+
+# ============================================================================================
+# zstd (Content-Encoding: zstd)
+# ============================================================================================
+
+
+def zstd_compress(body: bytes, level: int = 3) -> bytes:
+    """Compress a request body for ``Content-Encoding: zstd`` (zstd frame with content size)."""
+    return zstandard.ZstdCompressor(level=level).compress(body)
+
+
+def zstd_decompress(body: bytes, max_size_bytes: int = _DEFAULT_MAX_DECOMPRESSED_BYTES) -> bytes:
+    """Decompress a ``Content-Encoding: zstd`` body, refusing more than ``max_size_bytes``.
+
+    Frames with or without a declared content size are accepted; corrupt input and bodies
+    that would inflate past the limit raise ``ValueError`` (a guard against zip bombs).
+    """
+    reader = zstandard.ZstdDecompressor().decompressobj()
+    out = bytearray()
+    try:
+        for start in range(0, max(len(body), 1), 1 << 20):
+            out += reader.decompress(body[start : start + (1 << 20)])
+            if len(out) > max_size_bytes:
+                raise ValueError(
+                    f"zstd body inflates past max_size_bytes={max_size_bytes}; raise the "
+                    "limit if such bodies are legitimate"
+                )
+    except zstandard.ZstdError as exc:
+        raise ValueError(
+            f"zstd body is corrupt or not zstd ({exc}); check Content-Encoding"
+        ) from None
+    if not reader.eof:
+        raise ValueError("zstd body is truncated: the frame does not end; resend the request")
+    return bytes(out)
+
+
+# ============================================================================================
+# forward / forward_backward request
+# ============================================================================================
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardBackwardRequestProto:
+    """A decoded ``ForwardBackwardRequest`` message: the input plus its routing fields."""
+
+    forward_backward_input: ForwardBackwardInput
+    model_id: str
+    seq_id: int
+    forward_only: bool = False
+
+
+def encode_forward_backward_request(
+    forward_backward_input: ForwardBackwardInput,
+    *,
+    model_id: str,
+    seq_id: int,
+    forward_only: bool = False,
+) -> bytes:
+    """Encode the body of ``POST forward_backward`` (``forward_only=True`` for forward).
+
+    ``loss_fn_config`` goes out as the official SDK writes it: numbers in both the legacy
+    map and ``loss_fn_config_v2``, strings only in ``loss_fn_config_v2``.
+    """
+    if not _INT32_MIN <= seq_id <= _INT32_MAX:
+        raise ValueError(f"seq_id must fit in int32, got {seq_id}; seq_ids count up from 0")
+    out: list[Any] = []
+    if model_id:
+        out.append(w.string_field(_L1, model_id))
+    if seq_id:
+        out.append(_V2 + w.varint(seq_id))
+    for i, datum in enumerate(forward_backward_input.data):
+        _put_datum(out, datum, i)
+    if forward_backward_input.loss_fn:
+        out.append(w.string_field(_L4, forward_backward_input.loss_fn))
+    config = forward_backward_input.loss_fn_config or {}
+    for name, value in config.items():
+        if not isinstance(value, str):
+            entry = w.string_field(_L1, name) + _D2 + w.double(float(value))
+            out.append(w.len_field(_L5, entry))
+    if forward_only:
+        out.append(_V6 + b"\x01")
+    for name, value in config.items():
+        if isinstance(value, str):
+            payload = w.string_field(_L2, value)
+        else:
+            payload = _D1 + w.double(float(value))
+        entry = w.string_field(_L1, name) + w.len_field(_L2, payload)
+        out.append(w.len_field(_L7, entry))
+    return b"".join(out)
+
+
+def _put_datum(out: list[Any], datum: Datum, index: int) -> None:
+    slot = len(out)
+    out.append(b"")
+    size = 0
+    for j, chunk in enumerate(datum.model_input.chunks):
+        size += _put_chunk(out, chunk, index, j)
+    for name, tensor in datum.loss_fn_inputs.items():
+        size += _put_tensor_entry(out, _L2, name, tensor)
+    for field_key, spans in ((_L3, datum.model_input_spans), (_L4, datum.loss_fn_input_spans)):
+        for span in spans or ():
+            encoded = w.len_field(field_key, _encode_span(span))
+            out.append(encoded)
+            size += len(encoded)
+    head = _L3 + w.varint(size)
+    out[slot] = head
+
+
+def _put_chunk(out: list[Any], chunk: ModelInputChunk, index: int, position: int) -> int:
+    """Append one ``Chunk`` field of a Datum; return the bytes appended."""
+    if isinstance(chunk, EncodedTextChunk):
+        tokens = _tokens_int32(chunk.tokens, index, position)
+        nbytes = len(tokens) * 4 if isinstance(tokens, array.array) else tokens.nbytes
+        if nbytes:
+            # Datum.model_input -> Chunk.encoded_text -> EncodedTextChunk.tokens, sizes first.
+            tokens_head = _L1 + w.varint(nbytes)
+            text_size = len(tokens_head) + nbytes
+            text_head = _L1 + w.varint(text_size)
+            head = _L1 + w.varint(len(text_head) + text_size) + text_head + tokens_head
+            out.append(head)
+            out.append(tokens)
+            return len(head) + nbytes
+        encoded = w.len_field(_L1, _L1 + b"\x00")
+        out.append(encoded)
+        return len(encoded)
+    if isinstance(chunk, ImageChunk):
+        body = b""
+        if chunk.data:
+            body += w.len_field(_L1, chunk.data)
+        if chunk.format:
+            body += w.string_field(_L2, chunk.format)
+        if chunk.expected_tokens is not None:
+            body += _V3 + w.varint(chunk.expected_tokens)
+        encoded = w.len_field(_L1, w.len_field(_L2, body))
+    elif isinstance(chunk, DmelChunk):
+        body = w.len_field(_L1, chunk.dmel) if chunk.dmel else b""
+        encoded = w.len_field(_L1, w.len_field(_L3, body))
+    else:
+        raise ValueError(
+            f"data[{index}].model_input.chunks[{position}] is a {type(chunk).__name__}, which "
+            "the binary wire cannot carry; send images as ImageChunk (bytes) instead"
+        )
+    out.append(encoded)
+    return len(encoded)
+
+
+def _tokens_int32(tokens: Any, index: int, position: int) -> Any:
+    """Token ids as an int32 little-endian buffer (an array we can hand to ``b"".join``)."""
+    if isinstance(tokens, np.ndarray):
+        if (
+            tokens.dtype != _I4
+            and tokens.size
+            and (int(tokens.max()) > _INT32_MAX or int(tokens.min()) < _INT32_MIN)
+        ):
+            raise ValueError(_token_range_error(index, position))
+        return w.array_buffer(tokens, "<i4")
+    try:
+        packed = array.array("i", tokens)  # C int: 4 bytes on every platform we support
+    except OverflowError:
+        raise ValueError(_token_range_error(index, position)) from None
+    if not w.LITTLE_ENDIAN:
+        packed.byteswap()
+    return packed
+
+
+def _token_range_error(index: int, position: int) -> str:
+    return (
+        f"data[{index}].model_input.chunks[{position}].tokens holds a token id outside int32, "
+        "which the binary wire cannot carry; check the tokenizer output"
+    )
+
+
+def _put_tensor_entry(out: list[Any], field_key: bytes, name: str, tensor: TensorData) -> int:
+    """Append one ``map<string, Tensor>`` entry; return the bytes appended."""
+    parts, tensor_size = _tensor_parts(tensor, name)
+    name_field = w.string_field(_L1, name)
+    tensor_head = _L2 + w.varint(tensor_size)
+    entry_size = len(name_field) + len(tensor_head) + tensor_size
+    head = field_key + w.varint(entry_size) + name_field + tensor_head
+    out.append(head)
+    out.extend(parts)
+    return len(head) + tensor_size
+
+
+def _tensor_parts(tensor: TensorData, what: str) -> tuple[list[Any], int]:
+    """The fields of a ``Tensor`` message as buffers to join, and their total size."""
+    dtype_enum = _TENSOR_DTYPE_ENUM.get(tensor.dtype or "")
+    if dtype_enum is None:
+        raise ValueError(
+            f"{what}: TensorData.dtype must be 'float32' or 'int64', got {tensor.dtype!r}"
+        )
+    data = w.array_buffer(tensor.data, _WIRE_NUMPY[dtype_enum].str)  # type: ignore[arg-type]
+    tail = _V3 + w.varint(dtype_enum)
+    if tensor.shape:
+        tail += w.len_field(_L4, w.packed_varints(tensor.shape))
+    if tensor.sparse_crow_indices is not None:
+        csr = w.len_field(_L1, data.tobytes()) if data.nbytes else b""
+        for field, indices in (
+            (_L2, tensor.sparse_crow_indices),
+            (_L3, tensor.sparse_col_indices),
+        ):
+            if indices:
+                csr += w.len_field(field, np.asarray(indices, dtype=_I8).tobytes())
+        encoded = w.len_field(_L2, csr) + tail
+        return [encoded], len(encoded)
+    dense_head = _L1 + w.varint(data.nbytes)
+    return [dense_head, data, tail], len(dense_head) + data.nbytes + len(tail)
+
+
+def _tensor_message(tensor: TensorData, field_key: bytes, what: str) -> list[Any]:
+    """A whole ``Tensor`` field (key, length, body) as buffers to join."""
+    parts, size = _tensor_parts(tensor, what)
+    return [field_key + w.varint(size), *parts]
+
+
+def _encode_span(span: PromptProvenanceSpan | SampledProvenanceSpan) -> bytes:
+    body = w.string_field(_L1, span.sequence_id) if span.sequence_id else b""
+    if span.offset:
+        body += _V2 + w.varint(span.offset)
+    if span.length:
+        body += _V3 + w.varint(span.length)
+    arm = _L2 if isinstance(span, SampledProvenanceSpan) else _L1
+    return w.len_field(arm, body)
+
+
+def decode_forward_backward_request(
+    body: bytes, *, copy: bool = False
+) -> ForwardBackwardRequestProto:
+    """Decode a ``POST forward_backward`` protobuf body (what the embedded server receives).
+
+    ``loss_fn_config`` is rebuilt from ``loss_fn_config_v2`` where it has an entry, else from
+    the legacy numeric map. Token and tensor arrays are views over ``body`` unless ``copy``.
+    """
+    buf = _as_bytes(body)
+    pos, end = 0, len(buf)
+    model_id, seq_id, loss_fn, forward_only = "", 0, "", False
+    data: list[Datum] = []
+    legacy: dict[str, float | str] = {}
+    config: dict[str, float | str] = {}
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x1A:
+            start, pos = w.read_len(buf, pos, end)
+            data.append(_read_datum(buf, start, pos, copy, len(data)))
+        elif k == 0x0A:
+            model_id, pos = _read_str(buf, pos, end, "ForwardBackwardRequest.model_id")
+        elif k == 0x10:
+            raw, pos = w.read_varint(buf, pos, end)
+            seq_id = w.to_int32(raw)
+        elif k == 0x22:
+            loss_fn, pos = _read_str(buf, pos, end, "ForwardBackwardRequest.loss_fn")
+        elif k == 0x2A:
+            start, pos = w.read_len(buf, pos, end)
+            name, number = _read_double_entry(buf, start, pos, "loss_fn_config")
+            legacy[name] = number
+        elif k == 0x30:
+            raw, pos = w.read_varint(buf, pos, end)
+            forward_only = raw != 0
+        elif k == 0x3A:
+            start, pos = w.read_len(buf, pos, end)
+            name, value = _read_config_v2_entry(buf, start, pos)
+            config[name] = value
+        else:
+            pos = _skip(buf, pos, end, k, "ForwardBackwardRequest", 7)
+    loss_fn_config = {**legacy, **config} if legacy or config else None
+    fb_input = ForwardBackwardInput(
+        data=data,
+        loss_fn=loss_fn,  # type: ignore[arg-type]  # validated by ForwardBackwardInput
+        loss_fn_config=loss_fn_config,
+    )
+    return ForwardBackwardRequestProto(fb_input, model_id, seq_id, forward_only)
+
+
+def _read_datum(buf: bytes, pos: int, end: int, copy: bool, index: int) -> Datum:
+    what = f"ForwardBackwardRequest.data[{index}]"
+    chunks: list[ModelInputChunk] = []
+    inputs: dict[str, TensorData] = {}
+    spans: dict[int, list[PromptProvenanceSpan | SampledProvenanceSpan]] = {}
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            start, pos = w.read_len(buf, pos, end)
+            chunks.append(_read_chunk(buf, start, pos, copy, f"{what}.model_input"))
+        elif k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            name, tensor = _read_tensor_entry(buf, start, pos, copy, f"{what}.loss_fn_inputs")
+            inputs[name] = tensor
+        elif k == 0x1A or k == 0x22:
+            start, pos = w.read_len(buf, pos, end)
+            spans.setdefault(k, []).append(_read_span(buf, start, pos, what))
+        else:
+            pos = _skip(buf, pos, end, k, what, 4)
+    return Datum(
+        model_input=ModelInput(chunks=chunks),
+        loss_fn_inputs=inputs,
+        model_input_spans=spans.get(0x1A),
+        loss_fn_input_spans=spans.get(0x22),
+    )
+
+
+def _read_chunk(buf: bytes, pos: int, end: int, copy: bool, what: str) -> ModelInputChunk:
+    chunk: ModelInputChunk | None = None
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            start, pos = w.read_len(buf, pos, end)
+            chunk = _read_text_chunk(buf, start, pos, copy, what)
+        elif k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            chunk = _read_image_chunk(buf, start, pos, what)
+        elif k == 0x1A:
+            start, pos = w.read_len(buf, pos, end)
+            dmel = b""
+            for field_key, lo, hi in _len_fields(buf, start, pos, f"{what} DmelChunk", 1):
+                if field_key == 0x0A:
+                    dmel = buf[lo:hi]
+            chunk = DmelChunk(dmel=dmel)
+        else:
+            pos = _skip(buf, pos, end, k, f"{what} Chunk", 3)
+    if chunk is None:
+        raise ValueError(
+            f"{what} has a Chunk with none of encoded_text, image or dmel set; "
+            "every chunk must carry one"
+        )
+    return chunk
+
+
+def _read_text_chunk(buf: bytes, pos: int, end: int, copy: bool, what: str) -> EncodedTextChunk:
+    tokens: npt.NDArray[Any] = np.empty(0, dtype=_I4)
+    for field_key, start, stop in _len_fields(buf, pos, end, f"{what} EncodedTextChunk", 1):
+        if field_key == 0x0A:
+            tokens = w.view(buf, start, stop, _I4, f"{what} EncodedTextChunk.tokens")
+    return EncodedTextChunk(tokens=tokens.copy() if copy else tokens)
+
+
+def _read_image_chunk(buf: bytes, pos: int, end: int, what: str) -> ImageChunk:
+    data, fmt, expected_tokens = b"", "", None
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            start, pos = w.read_len(buf, pos, end)
+            data = buf[start:pos]
+        elif k == 0x12:
+            fmt, pos = _read_str(buf, pos, end, f"{what} ImageChunk.format")
+        elif k == 0x18:
+            raw, pos = w.read_varint(buf, pos, end)
+            expected_tokens = w.to_int32(raw)
+        else:  # override_dimensions (4) is a server-side hint the public types do not carry
+            pos = _skip(buf, pos, end, k, f"{what} ImageChunk", 3)
+    return ImageChunk(data=data, format=fmt, expected_tokens=expected_tokens)  # type: ignore[arg-type]
+
+
+def _read_span(
+    buf: bytes, pos: int, end: int, what: str
+) -> PromptProvenanceSpan | SampledProvenanceSpan:
+    span: PromptProvenanceSpan | SampledProvenanceSpan | None = None
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A or k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            sequence_id, offset, length = "", 0, 0
+            inner = start
+            while inner < pos:
+                ik, inner = w.read_key(buf, inner, pos)
+                if ik == 0x0A:
+                    sequence_id, inner = _read_str(buf, inner, pos, f"{what} span.sequence_id")
+                elif ik == 0x10 or ik == 0x18:
+                    raw, inner = w.read_varint(buf, inner, pos)
+                    if ik == 0x10:
+                        offset = w.to_int64(raw)
+                    else:
+                        length = w.to_int64(raw)
+                else:
+                    inner = _skip(buf, inner, pos, ik, f"{what} provenance span", 3)
+            kind = PromptProvenanceSpan if k == 0x0A else SampledProvenanceSpan
+            span = kind(sequence_id=sequence_id, offset=offset, length=length)
+        else:
+            pos = _skip(buf, pos, end, k, f"{what} ProvenanceSpan", 2)
+    if span is None:
+        raise ValueError(
+            f"{what} has a ProvenanceSpan with neither prompt_tokens nor sampled_tokens"
+        )
+    return span
+
+
+def _read_double_entry(buf: bytes, pos: int, end: int, what: str) -> tuple[str, float]:
+    name, number = "", 0.0
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            name, pos = _read_str(buf, pos, end, f"{what} key")
+        elif k == 0x11:
+            number, pos = w.read_double(buf, pos, end)
+        else:
+            pos = _skip(buf, pos, end, k, f"{what} entry", 2)
+    return name, number
+
+
+def _read_config_v2_entry(buf: bytes, pos: int, end: int) -> tuple[str, float | str]:
+    name, value = "", 0.0
+    value_out: float | str = 0.0
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            name, pos = _read_str(buf, pos, end, "loss_fn_config_v2 key")
+        elif k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            inner = start
+            while inner < pos:
+                ik, inner = w.read_key(buf, inner, pos)
+                if ik == 0x09:
+                    value, inner = w.read_double(buf, inner, pos)
+                    value_out = value
+                elif ik == 0x12:
+                    value_out, inner = _read_str(buf, inner, pos, "loss_fn_config_v2 text")
+                else:
+                    inner = _skip(buf, inner, pos, ik, "LossConfigValue", 2)
+        else:
+            pos = _skip(buf, pos, end, k, "loss_fn_config_v2 entry", 2)
+    return name, value_out
+
+
+def _read_tensor_entry(
+    buf: bytes, pos: int, end: int, copy: bool, what: str
+) -> tuple[str, TensorData]:
+    name = ""
+    bounds: tuple[int, int] | None = None
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            name, pos = _read_str(buf, pos, end, f"{what} key")
+        elif k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            bounds = (start, pos)
+        else:
+            pos = _skip(buf, pos, end, k, f"{what} entry", 2)
+    label = f"{what}[{name!r}]"
+    if bounds is None:
+        raise ValueError(f"{label} has no tensor value")
+    return name, _read_tensor(buf, bounds[0], bounds[1], copy, label)
+
+
+def _read_tensor(buf: bytes, pos: int, end: int, copy: bool, what: str) -> TensorData:
+    dense: tuple[int, int] | None = None
+    csr: list[tuple[int, int] | None] | None = None
+    dtype_enum = 0
+    shape: list[int] | None = None
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            dense = w.read_len(buf, pos, end)
+            pos, csr = dense[1], None
+        elif k == 0x18:
+            dtype_enum, pos = w.read_varint(buf, pos, end)
+        elif k == 0x22 or k == 0x20:
+            shape, pos = _read_int64s(buf, pos, end, k, shape)
+        elif k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            csr, dense = [None, None, None], None
+            for field_key, lo, hi in _len_fields(buf, start, pos, f"{what} SparseCsr", 3):
+                csr[(field_key >> 3) - 1] = (lo, hi)
+        else:
+            pos = _skip(buf, pos, end, k, f"{what} Tensor", 4)
+    wire_dtype = _wire_dtype(dtype_enum, what)
+    if csr is not None:
+        values = _typed_view(buf, csr[0], wire_dtype, dtype_enum, copy, f"{what}.values")
+        crow = _typed_view(buf, csr[1], _I8, _DTYPE_INT64, False, f"{what}.crow_indices")
+        col = _typed_view(buf, csr[2], _I8, _DTYPE_INT64, False, f"{what}.col_indices")
+        return TensorData(
+            data=values,
+            dtype=_PUBLIC_DTYPE[dtype_enum],
+            shape=shape,
+            sparse_crow_indices=crow.tolist(),
+            sparse_col_indices=col.tolist(),
+        )
+    values = _typed_view(buf, dense, wire_dtype, dtype_enum, copy, f"{what}.dense")
+    return TensorData(data=values, dtype=_PUBLIC_DTYPE[dtype_enum], shape=shape)
+
+
+# ============================================================================================
+# forward / forward_backward result
+# ============================================================================================
+
+
+def encode_forward_backward_output(output: ForwardBackwardOutput) -> bytes:
+    """Encode a ``ForwardBackwardOutput`` result (what the embedded server answers).
+
+    Consecutive datums whose fields share names, dtypes and trailing shapes go into one
+    ``ArrayRecord``; a change starts the next record, as ragged outputs need.
+    """
+    out: list[Any] = []
+    if output.loss_fn_output_type:
+        out.append(w.string_field(_L1, output.loss_fn_output_type))
+    outputs = output.loss_fn_outputs
+    start = 0
+    while start < len(outputs):
+        signature = _record_signature(outputs[start], start)
+        stop = start + 1
+        while stop < len(outputs) and _record_signature(outputs[stop], stop) == signature:
+            stop += 1
+        _put_array_record(out, output.loss_fn_output_type, outputs[start:stop], signature)
+        start = stop
+    for name, value in output.metrics.items():
+        entry = w.string_field(_L1, name) + _D2 + w.double(float(value))
+        out.append(w.len_field(_L3, entry))
+    return b"".join(out)
+
+
+_Signature = tuple[tuple[str, int, tuple[int, ...]], ...]
+
+
+def _record_signature(datum: Mapping[str, TensorData], index: int) -> _Signature:
+    fields = []
+    for name, tensor in datum.items():
+        dtype_enum = _TENSOR_DTYPE_ENUM.get(tensor.dtype or "")
+        if dtype_enum is None:
+            raise ValueError(
+                f"loss_fn_outputs[{index}][{name!r}].dtype must be 'float32' or 'int64', "
+                f"got {tensor.dtype!r}"
+            )
+        shape = tensor.shape if tensor.shape is not None else ()
+        fields.append((name, dtype_enum, tuple(shape[1:])))
+    return tuple(fields)
+
+
+def _put_array_record(
+    out: list[Any], type_tag: str, datums: list[dict[str, TensorData]], signature: _Signature
+) -> None:
+    slot = len(out)
+    out.append(b"")
+    size = 0
+    if type_tag:
+        tag_field = w.string_field(_L1, type_tag)
+        out.append(tag_field)
+        size += len(tag_field)
+    for name, dtype_enum, trailing in signature:
+        wire = _WIRE_NUMPY[dtype_enum].str
+        arrays = [w.array_buffer(_dense(d[name]), wire) for d in datums]
+        offsets = np.zeros(len(arrays) + 1, dtype=_I8)
+        np.cumsum([a.nbytes for a in arrays], out=offsets[1:])
+        data_size = int(offsets[-1])
+        tail = w.len_field(_L2, offsets.tobytes()) + _V3 + w.varint(dtype_enum)
+        if trailing:
+            tail += w.len_field(_L4, w.packed_varints(list(trailing)))
+        data_head = (_L1 + w.varint(data_size)) if data_size else b""
+        tensor_size = len(data_head) + data_size + len(tail)
+        name_field = w.string_field(_L1, name)
+        value_head = _L2 + w.varint(tensor_size)
+        entry_size = len(name_field) + len(value_head) + tensor_size
+        head = _L2 + w.varint(entry_size) + name_field + value_head + data_head
+        out.append(head)
+        out.extend(arrays)
+        out.append(tail)
+        size += len(head) + data_size + len(tail)
+    num = _V3 + w.varint(len(datums))
+    out.append(num)
+    size += len(num)
+    out[slot] = _L2 + w.varint(size)
+
+
+def _dense(tensor: TensorData) -> npt.NDArray[Any]:
+    if tensor.sparse_crow_indices is not None:
+        return tensor.to_numpy()
+    data: npt.NDArray[Any] = tensor.data  # type: ignore[assignment]
+    return data
+
+
+def decode_forward_backward_output(body: bytes, *, copy: bool = False) -> ForwardBackwardOutput:
+    """Decode a protobuf ``ForwardBackwardOutput`` as the official SDK reads it.
+
+    Each datum's tensor gets shape ``[elements / prod(trailing_shape), *trailing_shape]``;
+    int32 fields widen to int64 and bfloat16 to float32 (the public dtypes).
+    """
+    buf = _as_bytes(body)
+    pos, end = 0, len(buf)
+    output_type = ""
+    metrics: dict[str, float] = {}
+    records: list[tuple[int, list[tuple[str, list[TensorData]]]]] = []
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            records.append(_read_array_record(buf, start, pos, copy, len(records)))
+        elif k == 0x0A:
+            output_type, pos = _read_str(buf, pos, end, "ForwardBackwardOutput.loss_fn_output_type")
+        elif k == 0x1A:
+            start, pos = w.read_len(buf, pos, end)
+            name, number = _read_double_entry(buf, start, pos, "ForwardBackwardOutput.metrics")
+            metrics[name] = number
+        else:
+            pos = _skip(buf, pos, end, k, "ForwardBackwardOutput", 3)
+    if not records:
+        return ForwardBackwardOutput(
+            loss_fn_output_type=output_type or "ArrayRecord", loss_fn_outputs=[], metrics=metrics
+        )
+    per_field: dict[str, list[TensorData]] = {}
+    for _, fields in records:
+        for name, tensors in fields:
+            per_field.setdefault(name, []).extend(tensors)
+    num_datums = sum(n for n, _ in records)
+    if num_datums == 0 and per_field:  # records written before num_datums existed
+        num_datums = len(next(iter(per_field.values())))
+    for name, tensors in per_field.items():
+        if len(tensors) != num_datums:
+            raise ValueError(
+                f"ForwardBackwardOutput field {name!r} has {len(tensors)} datums but the "
+                f"records declare {num_datums}: the result is inconsistent"
+            )
+    items = list(per_field.items())
+    outputs = [{name: tensors[i] for name, tensors in items} for i in range(num_datums)]
+    return ForwardBackwardOutput(
+        loss_fn_output_type=output_type.rsplit(":", 1)[-1],
+        loss_fn_outputs=outputs,
+        metrics=metrics,
+    )
+
+
+def _read_array_record(
+    buf: bytes, pos: int, end: int, copy: bool, index: int
+) -> tuple[int, list[tuple[str, list[TensorData]]]]:
+    what = f"ForwardBackwardOutput.loss_fn_outputs[{index}]"
+    num_datums = 0
+    fields: list[tuple[str, list[TensorData]]] = []
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            name, bounds = "", None
+            for field_key, lo, hi in _len_fields(buf, start, pos, f"{what} fields entry", 2):
+                if field_key == 0x0A:
+                    name = _decode_str(buf, lo, hi, f"{what} field name")
+                else:
+                    bounds = (lo, hi)
+            label = f"{what}.fields[{name!r}]"
+            tensors = _read_batched_tensor(buf, bounds, copy, label)
+            fields = [f for f in fields if f[0] != name] + [(name, tensors)]
+        elif k == 0x18:
+            raw, pos = w.read_varint(buf, pos, end)
+            num_datums = w.to_int64(raw)
+        elif k == 0x0A:  # type_tag: informational, the decoder does not need it
+            pos = w.read_len(buf, pos, end)[1]
+        else:
+            pos = _skip(buf, pos, end, k, what, 3)
+    return num_datums, fields
+
+
+def _read_batched_tensor(
+    buf: bytes, bounds: tuple[int, int] | None, copy: bool, what: str
+) -> list[TensorData]:
+    data_range: tuple[int, int] | None = None
+    offsets_range: tuple[int, int] | None = None
+    dtype_enum = 0
+    trailing: list[int] | None = None
+    pos, end = bounds if bounds is not None else (0, 0)
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            data_range = w.read_len(buf, pos, end)
+            pos = data_range[1]
+        elif k == 0x12:
+            offsets_range = w.read_len(buf, pos, end)
+            pos = offsets_range[1]
+        elif k == 0x18:
+            dtype_enum, pos = w.read_varint(buf, pos, end)
+        elif k == 0x22 or k == 0x20:
+            trailing, pos = _read_int64s(buf, pos, end, k, trailing)
+        else:
+            pos = _skip(buf, pos, end, k, f"{what} BatchedTensor", 4)
+    wire_dtype = _wire_dtype(dtype_enum, what)
+    values = _typed_view(buf, data_range, wire_dtype, dtype_enum, copy, f"{what}.data")
+    offsets = _typed_view(buf, offsets_range, _I8, _DTYPE_INT64, False, f"{what}.offsets")
+    itemsize = wire_dtype.itemsize
+    if len(offsets) and (
+        offsets[0] < 0
+        or offsets[-1] > len(values) * itemsize
+        or bool(np.any(np.diff(offsets) < 0))
+        or bool(np.any(offsets % itemsize))
+    ):
+        raise ValueError(
+            f"{what}.offsets must be non-decreasing byte offsets into data, multiples of "
+            f"{itemsize} and at most {len(values) * itemsize}; got {offsets.tolist()[:8]}..."
+        )
+    trailing = trailing or []
+    trailing_elems = math.prod(trailing)
+    public = _PUBLIC_DTYPE[dtype_enum]
+    bounds_list = (offsets // itemsize).tolist()
+    tensors = []
+    for lo, hi in itertools.pairwise(bounds_list):
+        part = values[lo:hi]
+        leading = part.size // trailing_elems if trailing_elems else 0
+        tensors.append(TensorData(data=part, dtype=public, shape=[leading, *trailing]))
+    return tensors
+
+
+# ============================================================================================
+# sample result
+# ============================================================================================
+
+
+def encode_sample_response(response: SampleResponse) -> bytes:
+    """Encode a ``SampleResponse`` (what the embedded server answers to a sample poll).
+
+    Prompt logprobs go out as float32 with NaN where the value is None; top-k results as
+    ``(length, k)`` matrices. ``sequence_id`` is not on this wire (the promise carries it).
+    """
+    out: list[Any] = []
+    for i, seq in enumerate(response.sequences):
+        _put_sequence(out, seq, i)
+    if response.prompt_logprobs_np is not None:
+        values = w.array_buffer(np.asarray(response.prompt_logprobs_np), "<f4")
+        out += [_L2 + w.varint(values.nbytes), values]
+    if isinstance(response.topk_prompt_logprobs_np, TopkLogprobs):
+        out.append(w.len_field(_L3, _topk_body(response.topk_prompt_logprobs_np)))
+    if response.prompt_cache_hit_tokens:
+        out.append(_V4 + w.varint(response.prompt_cache_hit_tokens))
+    if response.target_prompt_logprobs is not None:
+        out += _tensor_message(response.target_prompt_logprobs, _L5, "target_prompt_logprobs")
+    alt = response.prompt_alt_tokens
+    if alt is not None:
+        parts = _tensor_message(alt.tokens, _L1, "prompt_alt_tokens.tokens")
+        parts += _tensor_message(alt.logprobs, _L2, "prompt_alt_tokens.logprobs")
+        out.append(w.len_field(_L6, b"".join(parts)))
+    return b"".join(out)
+
+
+def _put_sequence(out: list[Any], seq: SampledSequence, index: int) -> None:
+    stop_reason = _STOP_REASON_ENUM.get(seq.stop_reason)
+    if stop_reason is None:
+        raise ValueError(
+            f"sequences[{index}].stop_reason must be 'stop' or 'length', got {seq.stop_reason!r}"
+        )
+    head = _V1 + w.varint(stop_reason) if stop_reason else b""
+    tokens = w.array_buffer(np.asarray(seq.tokens_np), "<i4")
+    if tokens.nbytes:
+        head += _L2 + w.varint(tokens.nbytes)
+    parts: list[Any] = [tokens]
+    size = len(head) + tokens.nbytes
+    if seq.logprobs_np is not None:
+        logprobs = w.array_buffer(np.asarray(seq.logprobs_np), "<f4")
+        logprobs_head = _L3 + w.varint(logprobs.nbytes)
+        parts += [logprobs_head, logprobs]
+        size += len(logprobs_head) + logprobs.nbytes
+    if isinstance(seq.topk_logprobs_np, TopkLogprobs):
+        topk = w.len_field(_L4, _topk_body(seq.topk_logprobs_np))
+        parts.append(topk)
+        size += len(topk)
+    out.append(_L1 + w.varint(size) + head)
+    out += parts
+
+
+def _topk_body(topk: TopkLogprobs) -> bytes:
+    length, k = topk.token_ids.shape
+    ids = w.array_buffer(topk.token_ids, "<i4")
+    lps = w.array_buffer(topk.logprobs, "<f4")
+    body = [
+        w.len_field(_L1, ids.tobytes()) if ids.nbytes else b"",
+        w.len_field(_L2, lps.tobytes()) if lps.nbytes else b"",
+        _V3 + w.varint(k) if k else b"",
+        _V4 + w.varint(length) if length else b"",
+    ]
+    return b"".join(body)
+
+
+def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse:
+    """Decode a protobuf ``SampleResponse`` as the official SDK reads it.
+
+    Empty ``logprobs`` / ``prompt_logprobs`` bytes and top-k blocks with no rows or k = 0
+    read as None; ``sequence_id`` stays None (the caller stamps it from the promise).
+    """
+    buf = _as_bytes(body)
+    pos, end = 0, len(buf)
+    sequences: list[SampledSequence] = []
+    prompt_logprobs: npt.NDArray[Any] | None = None
+    topk_prompt: TopkLogprobs | None = None
+    cache_hits = 0
+    target: TensorData | None = None
+    alt: PromptAltTokens | None = None
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            start, pos = w.read_len(buf, pos, end)
+            sequences.append(_read_sequence(buf, start, pos, copy, len(sequences)))
+        elif k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            prompt_logprobs = None
+            if pos > start:
+                what = "SampleResponse.prompt_logprobs"
+                prompt_logprobs = _maybe_copy(w.view(buf, start, pos, _F4, what), copy)
+        elif k == 0x1A:
+            start, pos = w.read_len(buf, pos, end)
+            topk_prompt = _read_topk(buf, start, pos, copy, "SampleResponse.topk_prompt_logprobs")
+        elif k == 0x20:
+            raw, pos = w.read_varint(buf, pos, end)
+            cache_hits = w.to_int32(raw)
+        elif k == 0x2A:
+            start, pos = w.read_len(buf, pos, end)
+            target = _read_tensor(buf, start, pos, copy, "SampleResponse.target_prompt_logprobs")
+        elif k == 0x32:
+            start, pos = w.read_len(buf, pos, end)
+            alt = _read_alt_tokens(buf, start, pos, copy)
+        else:
+            pos = _skip(buf, pos, end, k, "SampleResponse", 6)
+    return SampleResponse(
+        sequences=sequences,
+        prompt_logprobs_np=prompt_logprobs,
+        topk_prompt_logprobs_np=topk_prompt,
+        target_prompt_logprobs=target,
+        prompt_cache_hit_tokens=cache_hits,
+        prompt_alt_tokens=alt,
+    )
+
+
+def _read_sequence(buf: bytes, pos: int, end: int, copy: bool, index: int) -> SampledSequence:
+    what = f"SampleResponse.sequences[{index}]"
+    stop_reason = 0
+    tokens: npt.NDArray[Any] = np.empty(0, dtype=_I4)
+    logprobs: npt.NDArray[Any] | None = None
+    topk: TopkLogprobs | None = None
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x12:
+            start, pos = w.read_len(buf, pos, end)
+            tokens = _maybe_copy(w.view(buf, start, pos, _I4, f"{what}.tokens"), copy)
+        elif k == 0x1A:
+            start, pos = w.read_len(buf, pos, end)
+            logprobs = None
+            if pos > start:
+                view = w.view(buf, start, pos, _F4, f"{what}.logprobs")
+                logprobs = _maybe_copy(view, copy)
+        elif k == 0x08:
+            stop_reason, pos = w.read_varint(buf, pos, end)
+        elif k == 0x22:
+            start, pos = w.read_len(buf, pos, end)
+            topk = _read_topk(buf, start, pos, copy, f"{what}.topk_sampled_logprobs")
+        else:
+            pos = _skip(buf, pos, end, k, what, 4)
+    name = _STOP_REASON_NAME.get(stop_reason)
+    if name is None:
+        raise ValueError(
+            f"{what}.stop_reason is {stop_reason}, not STOP (0) or LENGTH (1): the server "
+            "speaks a newer protocol; upgrade tinkex-actors"
+        )
+    return SampledSequence(
+        stop_reason=name,  # type: ignore[arg-type]
+        tokens_np=tokens,
+        logprobs_np=logprobs,
+        topk_logprobs_np=topk,
+    )
+
+
+def _read_topk(buf: bytes, pos: int, end: int, copy: bool, what: str) -> TopkLogprobs | None:
+    ids_range: tuple[int, int] = (0, 0)
+    lps_range: tuple[int, int] = (0, 0)
+    k_value = length = 0
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k == 0x0A:
+            ids_range = w.read_len(buf, pos, end)
+            pos = ids_range[1]
+        elif k == 0x12:
+            lps_range = w.read_len(buf, pos, end)
+            pos = lps_range[1]
+        elif k == 0x18:
+            raw, pos = w.read_varint(buf, pos, end)
+            k_value = raw & 0xFFFFFFFF
+        elif k == 0x20:
+            raw, pos = w.read_varint(buf, pos, end)
+            length = raw & 0xFFFFFFFF
+        else:
+            pos = _skip(buf, pos, end, k, what, 4)
+    if length == 0 or k_value == 0:
+        return None
+    ids = w.view(buf, *ids_range, _I4, f"{what}.token_ids")
+    lps = w.view(buf, *lps_range, _F4, f"{what}.logprobs")
+    if ids.size != length * k_value or lps.size != length * k_value:
+        raise ValueError(
+            f"{what} declares length={length}, k={k_value} ({length * k_value} values) but "
+            f"carries {ids.size} token ids and {lps.size} logprobs"
+        )
+    shape = (length, k_value)
+    return TopkLogprobs(
+        _maybe_copy(ids, copy).reshape(shape), _maybe_copy(lps, copy).reshape(shape)
+    )
+
+
+def _read_alt_tokens(buf: bytes, pos: int, end: int, copy: bool) -> PromptAltTokens:
+    what = "SampleResponse.prompt_alt_tokens"
+    found: dict[int, tuple[int, int]] = {}
+    for field_key, lo, hi in _len_fields(buf, pos, end, what, 2):
+        found[field_key] = (lo, hi)
+    tensors = []
+    for field_key, name in ((0x0A, "tokens"), (0x12, "logprobs")):
+        lo, hi = found.get(field_key, (0, 0))
+        tensors.append(_read_tensor(buf, lo, hi, copy, f"{what}.{name}"))
+    return PromptAltTokens(tokens=tensors[0], logprobs=tensors[1])
+
+
+# ============================================================================================
+# small shared readers
+# ============================================================================================
+
+
+def _as_bytes(body: bytes | bytearray | memoryview) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    raise TypeError(f"body must be bytes, got {type(body).__name__}")
+
+
+def _decode_str(buf: bytes, start: int, stop: int, what: str) -> str:
+    try:
+        return buf[start:stop].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} is not valid UTF-8 (bytes {start}..{stop})") from None
+
+
+def _read_str(buf: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
+    start, stop = w.read_len(buf, pos, end)
+    return _decode_str(buf, start, stop, what), stop
+
+
+def _read_int64s(
+    buf: bytes, pos: int, end: int, field_key: int, values: list[int] | None
+) -> tuple[list[int], int]:
+    """Read one occurrence of a repeated int64 field, packed or not; append to ``values``."""
+    values = [] if values is None else values
+    if field_key & 7 == w.LEN:
+        start, pos = w.read_len(buf, pos, end)
+        values += w.read_packed_int64(buf, start, pos)
+    else:
+        raw, pos = w.read_varint(buf, pos, end)
+        values.append(w.to_int64(raw))
+    return values, pos
+
+
+def _len_fields(
+    buf: bytes, pos: int, end: int, what: str, max_known: int
+) -> Iterable[tuple[int, int, int]]:
+    """Yield ``(key, start, stop)`` of every length-delimited known field of a small message."""
+    while pos < end:
+        k, pos = w.read_key(buf, pos, end)
+        if k & 7 == w.LEN and 0 < k >> 3 <= max_known:
+            start, pos = w.read_len(buf, pos, end)
+            yield k, start, pos
+        else:
+            pos = _skip(buf, pos, end, k, what, max_known)
+
+
+def _skip(buf: bytes, pos: int, end: int, field_key: int, what: str, max_known: int) -> int:
+    """Skip an unknown field; a known field number with the wrong wire type is an error."""
+    number = field_key >> 3
+    if number == 0:
+        raise ValueError(f"{what} has a field numbered 0 at byte {pos}: the body is corrupt")
+    if number <= max_known:
+        raise w.wrong_wire_type(what, f"field {number}", field_key, pos)
+    return w.skip_field(buf, pos, end, field_key, what)
+
+
+def _wire_dtype(dtype_enum: int, what: str) -> np.dtype[Any]:
+    wire = _WIRE_NUMPY.get(dtype_enum)
+    if wire is None:
+        raise ValueError(
+            f"{what}.dtype is {dtype_enum}; expected DTYPE_FLOAT32 (1), DTYPE_INT64 (2), "
+            "DTYPE_INT32 (3) or DTYPE_BFLOAT16 (4)"
+        )
+    return wire
+
+
+def _typed_view(
+    buf: bytes,
+    bounds: tuple[int, int] | None,
+    wire_dtype: np.dtype[Any],
+    dtype_enum: int,
+    copy: bool,
+    what: str,
+) -> npt.NDArray[Any]:
+    """The array at ``bounds`` in its public dtype (int32 -> int64, bfloat16 -> float32)."""
+    start, stop = bounds if bounds is not None else (0, 0)
+    values = w.view(buf, start, stop, wire_dtype, what)
+    if dtype_enum == _DTYPE_INT32:
+        return values.astype(np.int64)
+    if dtype_enum == _DTYPE_BFLOAT16:
+        return (values.astype(np.uint32) << 16).view(np.float32)
+    return _maybe_copy(values, copy)
+
+
+def _maybe_copy(values: npt.NDArray[Any], copy: bool) -> npt.NDArray[Any]:
+    return values.copy() if copy else values

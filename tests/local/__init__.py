@@ -1,0 +1,1 @@
+"""Tests of the embedded server and its tiny model."""

@@ -2,9 +2,102 @@
 
 This package knows nothing of Tinker: it offers synchronous start, exit reasons, monitors and
 links, child specs, supervisors with restart strategies and intensity, dynamic supervisors, a
-registry and timers, for any pykka application.
+registry and timers, for any pykka application. Each module's docstring lists where it differs
+from Erlang/OTP; the largest difference is that Python cannot kill a thread, so "kill" means
+*abandon* (see ``Killed``).
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from supervisors._process import Process, StopRequest, kill, stop
+from supervisors._reasons import (
+    REACHED_MAX_RESTART_INTENSITY,
+    Crashed,
+    ExitReason,
+    Killed,
+    NoProc,
+    Normal,
+    Shutdown,
+    StartError,
+    Unknown,
+)
+from supervisors.dynamic import DynamicSupervisor, MaxChildrenError
+from supervisors.monitor import Down, Exit, MonitorRef, demonitor, link, monitor, trap_exits, unlink
+from supervisors.registry import AlreadyRegisteredError, Registry, SupervisedRef, default_registry
+from supervisors.spec import BRUTAL_KILL, ChildSpec, ChildType, Restart
+from supervisors.supervisor import (
+    ChildInfo,
+    Strategy,
+    Supervisor,
+    count_children,
+    delete_child,
+    get_childspec,
+    restart_child,
+    start_child,
+    terminate_child,
+    which_children,
+)
+from supervisors.tasks import TaskSupervisor, map_unordered, run
+from supervisors.timers import (
+    Clock,
+    Timer,
+    TimerService,
+    cancel,
+    default_timer_service,
+    send_after,
+    send_interval,
+)
+
+__all__ = [
+    "BRUTAL_KILL",
+    "REACHED_MAX_RESTART_INTENSITY",
+    "AlreadyRegisteredError",
+    "ChildInfo",
+    "ChildSpec",
+    "ChildType",
+    "Clock",
+    "Crashed",
+    "Down",
+    "DynamicSupervisor",
+    "Exit",
+    "ExitReason",
+    "Killed",
+    "MaxChildrenError",
+    "MonitorRef",
+    "NoProc",
+    "Normal",
+    "Process",
+    "Registry",
+    "Restart",
+    "Shutdown",
+    "StartError",
+    "StopRequest",
+    "Strategy",
+    "SupervisedRef",
+    "Supervisor",
+    "TaskSupervisor",
+    "Timer",
+    "TimerService",
+    "Unknown",
+    "cancel",
+    "count_children",
+    "default_registry",
+    "default_timer_service",
+    "delete_child",
+    "demonitor",
+    "get_childspec",
+    "kill",
+    "link",
+    "map_unordered",
+    "monitor",
+    "restart_child",
+    "run",
+    "send_after",
+    "send_interval",
+    "start_child",
+    "stop",
+    "terminate_child",
+    "trap_exits",
+    "unlink",
+    "which_children",
+]

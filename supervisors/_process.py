@@ -1,0 +1,412 @@
+"""The Process base actor: synchronous start, exit reasons, ``terminate``, no lost replies.
+
+``Process`` is a ``pykka.ThreadingActor`` whose actor loop is our own, so that it can tell
+its watchers *why* it ended and never leave an ``ask`` unanswered.
+
+Differences from OTP and from plain pykka, each on purpose:
+
+- **Start handshake.** ``Process.start(...)`` runs ``init()`` in the new thread and returns the
+  ref only once ``init`` returned; if it raised, ``start`` raises ``StartError`` with the real
+  cause (pykka's ``start`` returns at once and reports nothing). ``init`` is bounded by the
+  class attribute ``start_timeout_s``; past it the process is abandoned (see ``Killed``).
+- **Crashes.** An exception in a ``tell`` handler ends the process with ``Crashed(exc)``. An
+  exception in an ``ask`` handler goes back to the caller and the process lives on (pykka's
+  rule; in OTP a crashing ``handle_call`` kills the server).
+- **Stop is queued.** ``stop(ref)`` and ``ref.stop()`` are messages behind those already in the
+  mailbox (OTP's exit signals overtake messages). Exit signals from *links* do overtake: they
+  are put at the front of the mailbox, but cannot interrupt a handler that is running.
+- **Kill is abandon.** Python cannot stop a thread. ``kill(ref)`` marks the actor dead,
+  unregisters it, fails the ask it was handling and all queued asks with ``ActorDeadError``,
+  cancels its timers and reports ``Killed`` at once; its thread finishes the current handler
+  in the background, its result is dropped, and ``terminate`` is not called.
+- **No lost replies.** pykka checks ``is_alive()`` and then enqueues, so an ``ask`` that races
+  with the actor's teardown can sit forever in a drained mailbox. Our mailbox is closed under
+  its own lock; an envelope that arrives after closing is answered with ``ActorDeadError``.
+- **terminate(reason)** is called for every end except ``Killed`` (OTP calls it only when
+  trapping exits or on a callback crash). pykka's ``on_stop``/``on_failure`` are not called.
+- **KeyboardInterrupt/SystemExit** in a handler stops every actor (as pykka does) without
+  blocking, and raises a flag that stops all supervisors from restarting anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import pykka
+import structlog
+from pykka import ActorDeadError, ActorRef, ActorRegistry
+from pykka._envelope import Envelope
+from pykka.messages import _ActorStop
+
+from supervisors import _watch
+from supervisors._reasons import (
+    Crashed,
+    ExitReason,
+    Killed,
+    Normal,
+    Shutdown,
+    StartError,
+)
+
+if TYPE_CHECKING:
+    from supervisors.monitor import Exit
+
+_log = structlog.get_logger("supervisors")
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """Ask a Process to stop with ``reason`` after the messages already queued."""
+
+    reason: ExitReason
+
+
+@dataclass(frozen=True, slots=True)
+class ExitSignal:
+    """A linked process ended: delivered at the front of the mailbox."""
+
+    sender: ActorRef[Any]
+    reason: ExitReason
+
+
+class _Wake:
+    """Unblocks an abandoned actor's thread waiting on an empty mailbox."""
+
+
+_WAKE = Envelope(_Wake())
+
+
+def _dead_error(ref: ActorRef[Any]) -> pykka.ActorDeadError:
+    return ActorDeadError(f"{ref} stopped before handling the message")
+
+
+def _reject(envelope: Envelope[Any], ref: ActorRef[Any]) -> None:
+    reply_to = envelope.reply_to
+    if reply_to is None:
+        return
+    try:
+        if isinstance(envelope.message, (_ActorStop, StopRequest)):
+            reply_to.set(None)  # "it was already being stopped": ref.stop() returns True
+        else:
+            error = _dead_error(ref)
+            reply_to.set_exception(exc_info=(ActorDeadError, error, None))
+    except queue.Full:
+        pass
+
+
+class Mailbox(queue.Queue[Envelope[Any]]):
+    """An unbounded FIFO that answers ``ActorDeadError`` to any ask put after ``close()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._closed = False
+        self.owner: ActorRef[Any] | None = None
+
+    def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
+        """Enqueue ``item``, or answer it with ``ActorDeadError`` if the mailbox is closed."""
+        with self.mutex:
+            if not self._closed:
+                self.queue.append(item)
+                self.unfinished_tasks += 1
+                self.not_empty.notify()
+                return
+        if item.reply_to is None and self.owner is not None:
+            raise ActorDeadError(f"{self.owner} not found")
+        if self.owner is not None:
+            _reject(item, self.owner)
+
+    def put_first(self, item: Envelope[Any], *, force: bool = False) -> bool:
+        """Put ``item`` at the front (system signals); False if closed and not ``force``."""
+        with self.mutex:
+            if self._closed and not force:
+                return False
+            self.queue.appendleft(item)
+            self.unfinished_tasks += 1
+            self.not_empty.notify()
+            return True
+
+    def close(self) -> list[Envelope[Any]]:
+        """Refuse further envelopes and return those still queued."""
+        with self.mutex:
+            self._closed = True
+            left = list(self.queue)
+            self.queue.clear()
+            return left
+
+    def _init(self, maxsize: int) -> None:
+        self.queue: deque[Envelope[Any]] = deque()
+
+
+class ProcessRef(ActorRef[Any]):
+    """The ``ActorRef`` of a Process; it remembers the exit reason after the actor is gone."""
+
+    exit_reason: ExitReason | None = None
+
+
+class Process(pykka.ThreadingActor):
+    """A pykka actor with OTP's process life cycle (see the module docstring for differences).
+
+    Override ``init`` (runs in the actor's thread before ``start`` returns), ``on_receive`` and
+    ``terminate(reason)``. Set ``self.trap_exits = True`` to receive ``Exit`` messages from
+    linked processes instead of dying with them.
+    """
+
+    start_timeout_s: ClassVar[float] = 5.0
+    """How long ``start`` waits for ``init``; past it the process is abandoned."""
+
+    trap_exits: bool = False
+    """Receive exit signals from links as ``Exit`` messages instead of dying with them."""
+
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        super().__init__()
+        self._process_ref = ProcessRef(self)
+        self._actor_ref = self._process_ref
+        self.actor_inbox: Mailbox
+        self.actor_inbox.owner = self.actor_ref
+        self._watch = _watch.register_process_watch(self.actor_urn)
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._abandoned = False
+        self._current: Envelope[Any] | None = None
+        self._exit_request: ExitReason | None = None
+        self.exit_reason: ExitReason | None = None
+        self._owned_watches: dict[int, _watch.Watch] = {}
+
+    @staticmethod
+    def _create_actor_inbox() -> Mailbox:
+        return Mailbox()
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> ActorRef[Self]:
+        """Start the process and return its ref once ``init`` succeeded.
+
+        Raises ``StartError(cls name, cause)`` when construction or ``init`` fails or does not
+        finish within ``start_timeout_s`` (a ``StartError`` raised by ``init`` passes as is).
+        """
+        try:
+            obj = cls(*args, **kwargs)
+        except StartError:
+            raise
+        except Exception as exc:
+            raise StartError(cls.__name__, exc) from exc
+        ActorRegistry.register(obj.actor_ref)
+        obj._start_actor_loop()
+        if not obj._started.wait(cls.start_timeout_s):
+            obj._abandon()
+            error = TimeoutError(
+                f"{cls.__name__}.init did not return within start_timeout_s="
+                f"{cls.start_timeout_s}; raise start_timeout_s or make init faster"
+            )
+            raise StartError(cls.__name__, error)
+        if obj._start_error is not None:
+            if isinstance(obj._start_error, StartError):
+                raise obj._start_error
+            raise StartError(cls.__name__, obj._start_error) from obj._start_error
+        return obj.actor_ref
+
+    def init(self) -> None:
+        """Set the process up, in its own thread, before ``start`` returns; raise to refuse."""
+
+    def terminate(self, reason: ExitReason) -> None:
+        """Clean up when the process ends for any reason but ``Killed``; runs in its thread."""
+
+    def exit(self, reason: ExitReason) -> None:
+        """From inside a handler: end this process with ``reason`` once the handler returns."""
+        self._exit_request = reason
+
+    def handle_exit(self, message: Exit) -> None:
+        """Called for an ``Exit`` from a link while trapping exits; default: ``on_receive``."""
+        self.on_receive(message)
+
+    # -- the actor loop ------------------------------------------------------------------
+
+    def _actor_loop(self) -> None:
+        try:
+            self.init()
+            self.on_start()
+        except BaseException as exc:
+            self._start_error = exc
+            self._started.set()
+            self._finish(Crashed(exc))
+            return
+        self._started.set()
+        reason = self._run()
+        if reason is not None:
+            self._finish(reason)
+
+    def _run(self) -> ExitReason | None:
+        inbox = self.actor_inbox
+        while True:
+            envelope = inbox.get()
+            if self._abandoned:
+                return None
+            message = envelope.message
+            reply_to = envelope.reply_to
+            if isinstance(message, ExitSignal):
+                reason = self._on_exit_signal(message)
+                if reason is not None:
+                    return reason
+                continue
+            if isinstance(message, StopRequest | _ActorStop):
+                self._pending_stop_reply = reply_to
+                return message.reason if isinstance(message, StopRequest) else Normal()
+            self._current = envelope
+            try:
+                result = self._handle_receive(message)
+            except Exception as exc:
+                self._current = None
+                if self._abandoned:
+                    return None
+                if reply_to is None:
+                    _log.error("process_crashed", process=str(self), error=repr(exc), exc_info=exc)
+                    return Crashed(exc)
+                try:  # noqa: SIM105 - hot path: try is cheaper than contextlib.suppress
+                    reply_to.set_exception()
+                except queue.Full:
+                    pass
+            except BaseException as exc:  # KeyboardInterrupt, SystemExit
+                self._current = None
+                _watch.system_stopping.set()
+                if reply_to is not None:
+                    _reject(envelope, self.actor_ref)
+                self._stop_everything_async()
+                return Crashed(exc)
+            else:
+                self._current = None
+                if self._abandoned:
+                    return None
+                if reply_to is not None:
+                    try:  # noqa: SIM105 - hot path: try is cheaper than contextlib.suppress
+                        reply_to.set(result)
+                    except queue.Full:
+                        pass
+            if self._exit_request is not None:
+                return self._exit_request
+
+    def _on_exit_signal(self, signal: ExitSignal) -> ExitReason | None:
+        if self.trap_exits:
+            from supervisors.monitor import Exit
+
+            try:
+                self.handle_exit(Exit(signal.sender, signal.reason))
+            except Exception as exc:
+                _log.error("process_crashed", process=str(self), error=repr(exc), exc_info=exc)
+                return Crashed(exc)
+            return self._exit_request
+        if signal.reason.abnormal:
+            return signal.reason
+        return None
+
+    def _stop_everything_async(self) -> None:
+        me = self.actor_ref
+        for ref in reversed(ActorRegistry.get_all()):
+            if ref is not me and ref.actor_urn != me.actor_urn:
+                with contextlib.suppress(ActorDeadError):
+                    ref.stop(block=False)
+
+    def _finish(self, reason: ExitReason) -> None:
+        """End of life in the actor's own thread: terminate, answer the mailbox, notify."""
+        if self._abandoned:
+            return
+        self.exit_reason = reason
+        self._process_ref.exit_reason = reason
+        self.actor_stopped.set()
+        ActorRegistry.unregister(self.actor_ref)
+        try:
+            self.terminate(reason)
+        except Exception:
+            _log.exception("terminate_failed", process=str(self), reason=repr(reason))
+        self._release(reason)
+        stop_reply = getattr(self, "_pending_stop_reply", None)
+        if stop_reply is not None:
+            with contextlib.suppress(queue.Full):
+                stop_reply.set(None)
+
+    def _release(self, reason: ExitReason) -> None:
+        from supervisors import timers
+
+        timers.cancel_all_for(self.actor_urn)
+        for envelope in self.actor_inbox.close():
+            _reject(envelope, self.actor_ref)
+        for key, watch in list(self._owned_watches.items()):
+            watch.remove(key)
+        self._owned_watches.clear()
+        self._watch.fire(reason)
+
+    def _abandon(self) -> bool:
+        """Kill from another thread: mark dead, fail asks, report ``Killed``; False if dead."""
+        if self._watch.reason is not None:
+            return False
+        self._abandoned = True
+        self.exit_reason = Killed()
+        self._process_ref.exit_reason = self.exit_reason
+        self.actor_stopped.set()
+        ActorRegistry.unregister(self.actor_ref)
+        current = self._current
+        if current is not None:
+            _reject(current, self.actor_ref)
+        self._release(Killed())
+        self.actor_inbox.put_first(_WAKE, force=True)  # after close(), which empties the queue
+        return True
+
+    def own_watch(self, watch: _watch.Watch, key: int) -> None:
+        """Remember a callback this process placed on another's watch, removed at its exit."""
+        self._owned_watches[key] = watch
+
+    def disown_watch(self, key: int) -> None:
+        """Forget a callback recorded with ``own_watch``."""
+        self._owned_watches.pop(key, None)
+
+
+def actor_of(ref: ActorRef[Any]) -> pykka.Actor | None:
+    """The actor object behind a ref, or None once it has been collected."""
+    return ref._actor_weakref()
+
+
+def stop(ref: ActorRef[Any], reason: ExitReason | None = None, *, timeout_s: float = 5.0) -> bool:
+    """Stop an actor gracefully (queued), abandoning it if it is still alive after ``timeout_s``.
+
+    ``reason`` defaults to ``Shutdown()``. Returns True if it stopped within the timeout,
+    False if it had to be killed (or was already dead).
+    """
+    if timeout_s < 0:
+        raise ValueError(f"timeout_s={timeout_s!r} is negative; pass seconds >= 0")
+    done = threading.Event()
+    entry = _watch.add_callback(ref, lambda _reason: done.set())
+    if entry is None:
+        return False
+    try:
+        if issubclass(ref.actor_class, Process):
+            ref.actor_inbox.put(Envelope(StopRequest(reason or Shutdown())))
+        else:
+            ref.stop(block=False)
+    except ActorDeadError:
+        pass
+    if done.wait(timeout_s):
+        return True
+    kill(ref)
+    return False
+
+
+def kill(ref: ActorRef[Any]) -> bool:
+    """Abandon an actor now: it is dead for everyone, ``Killed`` is reported (see module doc).
+
+    For a plain pykka actor the stop flag is set and a stop message wakes its thread, which
+    then runs its ``on_stop``. Returns False if the actor was already dead.
+    """
+    actor = actor_of(ref)
+    if isinstance(actor, Process):
+        return actor._abandon()
+    watch = _watch.watch_of(ref)
+    if watch is None:
+        return False
+    watch.fire(Killed())
+    ref.actor_stopped.set()
+    ActorRegistry.unregister(ref)
+    ref.actor_inbox.put(Envelope(_ActorStop()))
+    return True

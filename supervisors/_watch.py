@@ -1,0 +1,152 @@
+"""Death watches: one per watched actor, firing callbacks exactly once when the actor ends.
+
+A :class:`~supervisors.Process` owns a watch from birth and fires it with its exit reason. A
+plain pykka actor gets one on first use: its ``actor_stopped`` event is switched to a subclass
+whose ``set()`` fires the watch with ``Unknown()``. That switch is the only way to observe a
+plain pykka actor's death without polling, and it leaves the event's behaviour unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from supervisors._reasons import ExitReason, Unknown
+
+if TYPE_CHECKING:
+    from pykka import ActorRef
+
+Callback = Callable[["ExitReason"], None]
+
+_ids = itertools.count(1)
+_table_lock = threading.Lock()
+_watches: dict[str, Watch] = {}
+
+# Set when a KeyboardInterrupt/SystemExit makes pykka stop all actors: no restarts after it.
+system_stopping = threading.Event()
+
+
+class Watch:
+    """The callbacks waiting for one actor's death, and the reason once it is known."""
+
+    __slots__ = ("_callbacks", "_lock", "reason", "urn")
+
+    def __init__(self, urn: str) -> None:
+        self.urn = urn
+        self._lock = threading.Lock()
+        self._callbacks: dict[int, Callback] = {}
+        self.reason: ExitReason | None = None
+
+    def add(self, callback: Callback) -> int | None:
+        """Register a callback; None if the actor is already dead (the caller reports NoProc)."""
+        with self._lock:
+            if self.reason is not None:
+                return None
+            key = next(_ids)
+            self._callbacks[key] = callback
+            return key
+
+    def remove(self, key: int) -> bool:
+        """Forget a callback; True if it had not fired yet."""
+        with self._lock:
+            return self._callbacks.pop(key, None) is not None
+
+    def fire(self, reason: ExitReason) -> bool:
+        """Record the death and run every callback once; later calls do nothing."""
+        with self._lock:
+            if self.reason is not None:
+                return False
+            self.reason = reason
+            callbacks = list(self._callbacks.values())
+            self._callbacks.clear()
+        with _table_lock:
+            if _watches.get(self.urn) is self:
+                del _watches[self.urn]
+        for callback in callbacks:
+            callback(reason)
+        return True
+
+
+class _FiringEvent(threading.Event):
+    """An ``actor_stopped`` event that fires the plain actor's watch when set."""
+
+    _watch: Watch
+
+    def set(self) -> None:
+        super().set()
+        self._watch.fire(Unknown())
+
+
+def register_process_watch(urn: str) -> Watch:
+    """Create the watch of a new Process (called from ``Process.__init__``)."""
+    watch = Watch(urn)
+    with _table_lock:
+        _watches[urn] = watch
+    return watch
+
+
+def watch_of(ref: ActorRef[Any]) -> Watch | None:
+    """The live watch of an actor, creating one for a plain pykka actor; None if it is dead."""
+    with _table_lock:
+        watch = _watches.get(ref.actor_urn)
+        if watch is not None:
+            return watch
+        if not ref.is_alive():
+            return None
+        event = ref.actor_stopped
+        if isinstance(event, _FiringEvent):
+            return None  # its watch already fired: the actor is dead or dying
+        watch = Watch(ref.actor_urn)
+        _watches[ref.actor_urn] = watch
+        event.__class__ = _FiringEvent
+        event._watch = watch  # type: ignore[attr-defined]
+    if event.is_set():  # it died while we switched the event over
+        watch.fire(Unknown())
+    return watch
+
+
+def add_callback(ref: ActorRef[Any], callback: Callback) -> tuple[Watch, int] | None:
+    """Run ``callback(reason)`` once when the actor ends; None (not run) if it is already dead."""
+    watch = watch_of(ref)
+    if watch is None:
+        return None
+    key = watch.add(callback)
+    if key is None:
+        return None
+    return watch, key
+
+
+def is_process(ref: ActorRef[Any]) -> bool:
+    """True if the actor behind ``ref`` is a supervisors Process."""
+    from supervisors._process import Process
+
+    return issubclass(ref.actor_class, Process)
+
+
+def live_watch_count() -> int:
+    """How many actors are being watched (for leak checks in tests)."""
+    with _table_lock:
+        return len(_watches)
+
+
+def _install_stop_all_hook() -> None:
+    """Make ``ActorRegistry.stop_all`` raise the no-restart flag before it stops anything."""
+    registry = pykka.ActorRegistry
+    original = registry.__dict__["stop_all"].__func__
+    if getattr(original, "_supervisors_hook", False):
+        return
+
+    def stop_all(cls: type[pykka.ActorRegistry], *args: Any, **kwargs: Any) -> Any:
+        system_stopping.set()
+        return original(cls, *args, **kwargs)
+
+    stop_all._supervisors_hook = True  # type: ignore[attr-defined]
+    stop_all.__doc__ = original.__doc__
+    registry.stop_all = classmethod(stop_all)  # type: ignore[assignment,method-assign]
+
+
+_install_stop_all_hook()

@@ -23,11 +23,20 @@ import numpy as np
 
 T = TypeVar("T")
 
-__all__ = ["WireStruct", "from_json", "sent", "to_builtins", "to_json"]
+__all__ = ["TypeTagged", "WireStruct", "from_json", "sent", "to_builtins", "to_json"]
 
 
 class WireStruct(msgspec.Struct, omit_defaults=True, frozen=True, kw_only=True):
     """Base of every wire type: keyword-only, immutable, None fields left out."""
+
+
+class TypeTagged(WireStruct, frozen=True, tag_field="type"):
+    """Base of union members told apart by a `type` tag; `.type` reads the tag."""
+
+    @property
+    def type(self) -> str:
+        """The `type` tag this value carries on the wire."""
+        return str(self.__struct_config__.tag)
 
 
 def sent(value: T) -> T:

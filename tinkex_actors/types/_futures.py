@@ -169,11 +169,21 @@ class FutureFinished(WireStruct, frozen=True, tag="finished", tag_field="state")
     request_id: RequestID
     response_payload_uncompressed_size: int | None = None
 
+    @property
+    def state(self) -> Literal["finished"]:
+        """Always "finished" (the `state` tag on the wire)."""
+        return "finished"
+
 
 class FutureFailed(WireStruct, frozen=True, tag="failed", tag_field="state"):
     """A failed request reported by `retrieve_futures`; fetch it to read the error."""
 
     request_id: RequestID
+
+    @property
+    def state(self) -> Literal["failed"]:
+        """Always "failed" (the `state` tag on the wire)."""
+        return "failed"
 
 
 FutureCompletion: TypeAlias = FutureFinished | FutureFailed

@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from ._base import WireStruct
+from ._base import TypeTagged, WireStruct
 
 __all__ = [
     "DmelChunk",
@@ -35,7 +35,7 @@ ImageFormat: TypeAlias = Literal["png", "jpeg"]
 _IMAGE_FORMATS = ("png", "jpeg")
 
 
-class EncodedTextChunk(WireStruct, frozen=True, tag="encoded_text", tag_field="type"):
+class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text"):
     """Token ids of encoded text: `{"type": "encoded_text", "tokens": [...]}`."""
 
     tokens: Tokens
@@ -108,7 +108,7 @@ def _check_image(kind: str, fmt: object, expected_tokens: int | None) -> None:
         )
 
 
-class ImageChunk(WireStruct, frozen=True, tag="image", tag_field="type"):
+class ImageChunk(TypeTagged, frozen=True, tag="image"):
     """An image as bytes (base64 on the JSON wire), with its format."""
 
     data: bytes
@@ -129,7 +129,7 @@ class ImageChunk(WireStruct, frozen=True, tag="image", tag_field="type"):
         return self.expected_tokens
 
 
-class ImageAssetPointerChunk(WireStruct, frozen=True, tag="image_asset_pointer", tag_field="type"):
+class ImageAssetPointerChunk(TypeTagged, frozen=True, tag="image_asset_pointer"):
     """An image given by path or URL instead of bytes."""
 
     format: ImageFormat
@@ -174,7 +174,7 @@ def _container_first_dim(data: bytes) -> int:
     return first
 
 
-class DmelChunk(WireStruct, frozen=True, tag="dmel", tag_field="type"):
+class DmelChunk(TypeTagged, frozen=True, tag="dmel"):
     """DMel audio tokens: serialized TensorContainer bytes (base64 on the JSON wire)."""
 
     dmel: bytes

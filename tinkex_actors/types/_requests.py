@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeAlias
 
-from ._base import WireStruct, coerce_floats, float_dict, sent
+from ._base import TypeTagged, WireStruct, coerce_floats, float_dict, sent
 from ._training import AdamParams, ForwardBackwardInput, LoraConfig
 
 __all__ = [
@@ -74,11 +74,11 @@ def _check_seq(owner: str, name: str, value: int | None) -> None:
 # --- optimizers -------------------------------------------------------------
 
 
-class AdamOptimizerConfig(WireStruct, frozen=True, tag="adamw", tag_field="type"):
+class AdamOptimizerConfig(TypeTagged, frozen=True, tag="adamw"):
     """Selects AdamW when a model is created (the default)."""
 
 
-class DimuonOptimizerConfig(WireStruct, frozen=True, tag="dimuon", tag_field="type"):
+class DimuonOptimizerConfig(TypeTagged, frozen=True, tag="dimuon"):
     """Selects the Dimuon optimizer when a model is created."""
 
     version: Literal[1] = sent(1)
@@ -87,7 +87,7 @@ class DimuonOptimizerConfig(WireStruct, frozen=True, tag="dimuon", tag_field="ty
 OptimizerConfig: TypeAlias = AdamOptimizerConfig | DimuonOptimizerConfig
 
 
-class DimuonParams(WireStruct, frozen=True, tag="dimuon", tag_field="type"):
+class DimuonParams(TypeTagged, frozen=True, tag="dimuon"):
     """Hyperparameters of one Dimuon optimizer step."""
 
     learning_rate: float

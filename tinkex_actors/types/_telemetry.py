@@ -37,6 +37,12 @@ class _Event(WireStruct, frozen=True, tag_field="event"):
     severity: Severity
     timestamp: dt.datetime
 
+    @property
+    def event(self) -> EventType:
+        """The event kind (the `event` tag on the wire)."""
+        kind: EventType = self.__struct_config__.tag  # type: ignore[assignment]
+        return kind
+
     def __post_init__(self) -> None:
         if self.severity not in _SEVERITIES:
             raise ValueError(

@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeAlias, get_args
 import msgspec
 import numpy as np
 
-from ._base import WireStruct, coerce_floats, float_dict, sent
+from ._base import TypeTagged, WireStruct, coerce_floats, float_dict, sent
 from ._model_input import ModelInput
 from ._tensor import TensorData, as_flat_array, numpy_dtype, tensor_dtype_of
 
@@ -83,7 +83,7 @@ def loss_fn_input(key: str, value: Any) -> TensorData:
     )
 
 
-class PromptProvenanceSpan(WireStruct, frozen=True, tag="prompt_tokens", tag_field="type"):
+class PromptProvenanceSpan(TypeTagged, frozen=True, tag="prompt_tokens"):
     """A run of datum positions copied from a sampled sequence's request prompt."""
 
     sequence_id: str
@@ -94,7 +94,7 @@ class PromptProvenanceSpan(WireStruct, frozen=True, tag="prompt_tokens", tag_fie
         _check_span(self)
 
 
-class SampledProvenanceSpan(WireStruct, frozen=True, tag="sampled_tokens", tag_field="type"):
+class SampledProvenanceSpan(TypeTagged, frozen=True, tag="sampled_tokens"):
     """A run of datum positions copied from a sampled sequence's tokens."""
 
     sequence_id: str

@@ -136,3 +136,69 @@ class TestSampling:
         assert b'"prompt_logprobs":[null,-2.0]' in to_json(resp)
         back = from_json(to_json(resp), SampleResponse)
         assert back.prompt_logprobs == [None, -2.0]
+
+
+class TestWireDefaults:
+    def test_non_none_defaults_are_sent_and_none_fields_are_left_out(self):
+        """rank=32's siblings, num_samples=1 and [] go on the wire; None fields do not."""
+        import json
+
+        from tinkex_actors.types import (
+            FuturesRetrieveRequest,
+            LoraConfig,
+            SampleRequest,
+            SamplingParams,
+            SamplingSessionFuturesTarget,
+        )
+
+        lora = json.loads(to_json(LoraConfig(rank=32)))
+        assert lora == {"rank": 32, "train_unembed": True, "train_mlp": True, "train_attn": True}
+        req = json.loads(to_json(SampleRequest(prompt=ModelInput.empty(),
+                                               sampling_params=SamplingParams())))
+        assert req["num_samples"] == 1 and req["topk_prompt_logprobs"] == 0
+        assert "seq_id" not in req and "prompt_logprobs" not in req
+        polls = json.loads(to_json(FuturesRetrieveRequest(
+            target=SamplingSessionFuturesTarget(sampling_session_id="s"))))
+        assert polls["retrieved_request_ids"] == [] and "timeout" not in polls
+
+    def test_each_instance_gets_its_own_mutable_default(self):
+        """A dict default is not shared between two values."""
+        from tinkex_actors.types import ForwardBackwardOutput
+
+        a = ForwardBackwardOutput(loss_fn_output_type="x", loss_fn_outputs=[])
+        b = ForwardBackwardOutput(loss_fn_output_type="x", loss_fn_outputs=[])
+        assert a.metrics is not b.metrics
+
+
+class TestTagsAsAttributes:
+    def test_tags_read_like_the_official_literal_fields(self):
+        """.type on chunks and optimizers, .event on telemetry, .state on completions."""
+        import datetime as dt
+
+        from tinkex_actors.types import (
+            DimuonOptimizerConfig,
+            FutureFinished,
+            GenericEvent,
+            ImageAssetPointerChunk,
+        )
+
+        assert ModelInput.from_ints([1]).chunks[0].type == "encoded_text"
+        assert ImageAssetPointerChunk(format="png", location="x").type == "image_asset_pointer"
+        assert DimuonOptimizerConfig().type == "dimuon"
+        event = GenericEvent(event_id="e", event_session_index=0, severity="INFO",
+                             timestamp=dt.datetime.now(dt.UTC), event_name="n")
+        assert event.event == "GENERIC_EVENT"
+        assert FutureFinished(request_id="r").state == "finished"
+
+
+class TestOptionalTorch:
+    def test_torch_conversions_say_torch_is_missing(self):
+        """Without torch installed, from_torch/to_torch raise a clear ImportError."""
+        pytest.importorskip("numpy")
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            with pytest.raises(ImportError, match="PyTorch is not installed"):
+                TensorData(data=[1], dtype="int64").to_torch()
+        else:
+            pytest.skip("torch is installed; its conversions are not tested here")

@@ -91,6 +91,21 @@ def as_flat_array(values: Any, np_dtype: np.dtype[Any], field: str) -> npt.NDArr
     return np.ascontiguousarray(arr).reshape(-1)
 
 
+def _require_torch() -> Any:
+    try:
+        import torch  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        raise ImportError(
+            "PyTorch is not installed; install torch or use from_numpy/to_numpy"
+        ) from None
+    return torch
+
+
+def is_torch_tensor(value: object) -> bool:
+    """True for a torch.Tensor, without importing torch when it is not loaded."""
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+
+
 class TensorData(WireStruct, frozen=True):
     """A flat numeric array with its dtype and optional shape (official `TensorData`).
 
@@ -154,6 +169,19 @@ class TensorData(WireStruct, frozen=True):
         """A TensorData of the array's kind (ints -> int64, floats -> float32) and shape."""
         dtype = tensor_dtype_of(array.dtype, "array")
         return cls(data=array, dtype=dtype, shape=list(array.shape))
+
+    @classmethod
+    def from_torch(cls, tensor: Any) -> TensorData:
+        """A TensorData from a torch tensor (bfloat16 widened to float32); needs torch."""
+        _require_torch()
+        if str(tensor.dtype) == "torch.bfloat16":
+            tensor = tensor.float()
+        return cls.from_numpy(tensor.detach().cpu().contiguous().numpy())
+
+    def to_torch(self, pad_value: int = 0) -> Any:
+        """The values as a torch tensor of the declared dtype and shape; needs torch."""
+        torch = _require_torch()
+        return torch.from_numpy(np.array(self.to_numpy(pad_value)))
 
     def to_numpy(self, pad_value: int = 0) -> npt.NDArray[Any]:
         """The values in the declared dtype and shape (a view; sparse tensors densified)."""

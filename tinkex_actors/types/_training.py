@@ -9,7 +9,7 @@ import numpy as np
 
 from ._base import TypeTagged, WireStruct, coerce_floats, float_dict, sent
 from ._model_input import ModelInput
-from ._tensor import TensorData, as_flat_array, numpy_dtype, tensor_dtype_of
+from ._tensor import TensorData, as_flat_array, is_torch_tensor, numpy_dtype, tensor_dtype_of
 
 __all__ = [
     "AdamParams",
@@ -62,6 +62,8 @@ def loss_fn_input(key: str, value: Any) -> TensorData:
     if isinstance(value, TensorData):
         return value
     field = f"Datum.loss_fn_inputs[{key!r}]"
+    if is_torch_tensor(value):
+        return TensorData.from_torch(value)
     if isinstance(value, np.ndarray):
         dtype = tensor_dtype_of(value.dtype, field)
         return TensorData(data=value, dtype=dtype, shape=list(value.shape))

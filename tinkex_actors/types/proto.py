@@ -16,7 +16,7 @@ from __future__ import annotations
 import array
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -75,6 +75,8 @@ _PUBLIC_DTYPE: Final[dict[int, Any]] = {
 _I4: Final = np.dtype("<i4")
 _F4: Final = np.dtype("<f4")
 _I8: Final = np.dtype("<i8")
+_NO_TOKENS: Final = np.empty(0, dtype=_I4)
+_NO_TOKENS.flags.writeable = False
 
 _STOP_REASON_ENUM: Final = {"stop": 0, "length": 1}
 _STOP_REASON_NAME: Final = {0: "stop", 1: "length"}
@@ -231,13 +233,12 @@ def _put_chunk(out: list[Any], chunk: ModelInputChunk, index: int, position: int
 def _tokens_int32(tokens: Any, index: int, position: int) -> Any:
     """Token ids as an int32 little-endian buffer (an array we can hand to ``b"".join``)."""
     if isinstance(tokens, np.ndarray):
-        if (
-            tokens.dtype != _I4
-            and tokens.size
-            and (int(tokens.max()) > _INT32_MAX or int(tokens.min()) < _INT32_MIN)
-        ):
+        if tokens.dtype == _I4:
+            return tokens if tokens.flags.c_contiguous else np.ascontiguousarray(tokens)
+        # Token ids are >= 0 (EncodedTextChunk checks), so only the top can overflow int32.
+        if tokens.size and int(tokens.max()) > _INT32_MAX:
             raise ValueError(_token_range_error(index, position))
-        return w.array_buffer(tokens, "<i4")
+        return np.ascontiguousarray(tokens, dtype=_I4)
     try:
         packed = array.array("i", tokens)  # C int: 4 bytes on every platform we support
     except OverflowError:
@@ -257,12 +258,12 @@ def _token_range_error(index: int, position: int) -> str:
 def _put_tensor_entry(out: list[Any], field_key: bytes, name: str, tensor: TensorData) -> int:
     """Append one ``map<string, Tensor>`` entry; return the bytes appended."""
     parts, tensor_size = _tensor_parts(tensor, name)
-    name_field = w.string_field(_L1, name)
+    name_field = _cached(_NAME_FIELDS, name, lambda: w.string_field(_L1, name))
     tensor_head = _L2 + w.varint(tensor_size)
     entry_size = len(name_field) + len(tensor_head) + tensor_size
     head = field_key + w.varint(entry_size) + name_field + tensor_head
     out.append(head)
-    out.extend(parts)
+    out += parts
     return len(head) + tensor_size
 
 
@@ -273,10 +274,13 @@ def _tensor_parts(tensor: TensorData, what: str) -> tuple[list[Any], int]:
         raise ValueError(
             f"{what}: TensorData.dtype must be 'float32' or 'int64', got {tensor.dtype!r}"
         )
-    data = w.array_buffer(tensor.data, _WIRE_NUMPY[dtype_enum].str)  # type: ignore[arg-type]
-    tail = _V3 + w.varint(dtype_enum)
-    if tensor.shape:
-        tail += w.len_field(_L4, w.packed_varints(tensor.shape))
+    wire = _WIRE_NUMPY[dtype_enum]
+    data: npt.NDArray[Any] = tensor.data  # type: ignore[assignment]
+    if data.dtype != wire or not data.flags.c_contiguous:
+        data = np.ascontiguousarray(data, dtype=wire)
+    shape = tensor.shape
+    shape_key = (dtype_enum, *shape) if shape else (dtype_enum,)
+    tail = _cached(_TENSOR_TAILS, shape_key, lambda: _tensor_tail(dtype_enum, shape))
     if tensor.sparse_crow_indices is not None:
         csr = w.len_field(_L1, data.tobytes()) if data.nbytes else b""
         for field, indices in (
@@ -287,8 +291,32 @@ def _tensor_parts(tensor: TensorData, what: str) -> tuple[list[Any], int]:
                 csr += w.len_field(field, np.asarray(indices, dtype=_I8).tobytes())
         encoded = w.len_field(_L2, csr) + tail
         return [encoded], len(encoded)
-    dense_head = _L1 + w.varint(data.nbytes)
-    return [dense_head, data, tail], len(dense_head) + data.nbytes + len(tail)
+    nbytes = data.nbytes
+    dense_head = _L1 + w.varint(nbytes)
+    return [dense_head, data, tail], len(dense_head) + nbytes + len(tail)
+
+
+def _tensor_tail(dtype_enum: int, shape: list[int] | None) -> bytes:
+    """The ``dtype`` and ``shape`` fields of a Tensor (they follow its data on the wire)."""
+    tail = _V3 + w.varint(dtype_enum)
+    if shape:
+        tail += w.len_field(_L4, w.packed_varints(shape))
+    return tail
+
+
+_CACHE_LIMIT: Final = 4096
+_NAME_FIELDS: dict[str, bytes] = {}
+_TENSOR_TAILS: dict[tuple[int, ...], bytes] = {}
+
+
+def _cached(cache: dict[Any, bytes], cache_key: Any, make: Callable[[], bytes]) -> bytes:
+    """Small encoded pieces repeat across datums (field names, shapes): build each once."""
+    found = cache.get(cache_key)
+    if found is None:
+        found = make()
+        if len(cache) < _CACHE_LIMIT:
+            cache[cache_key] = found
+    return found
 
 
 def _tensor_message(tensor: TensorData, field_key: bytes, what: str) -> list[Any]:
@@ -316,6 +344,7 @@ def decode_forward_backward_request(
     the legacy numeric map. Token and tensor arrays are views over ``body`` unless ``copy``.
     """
     buf = _as_bytes(body)
+    views = w.ArrayViews(buf, copy)
     pos, end = 0, len(buf)
     model_id, seq_id, loss_fn, forward_only = "", 0, "", False
     data: list[Datum] = []
@@ -325,7 +354,7 @@ def decode_forward_backward_request(
         k, pos = w.read_key(buf, pos, end)
         if k == 0x1A:
             start, pos = w.read_len(buf, pos, end)
-            data.append(_read_datum(buf, start, pos, copy, len(data)))
+            data.append(_read_datum(buf, start, pos, views, len(data)))
         elif k == 0x0A:
             model_id, pos = _read_str(buf, pos, end, "ForwardBackwardRequest.model_id")
         elif k == 0x10:
@@ -355,7 +384,7 @@ def decode_forward_backward_request(
     return ForwardBackwardRequestProto(fb_input, model_id, seq_id, forward_only)
 
 
-def _read_datum(buf: bytes, pos: int, end: int, copy: bool, index: int) -> Datum:
+def _read_datum(buf: bytes, pos: int, end: int, views: w.ArrayViews, index: int) -> Datum:
     what = f"ForwardBackwardRequest.data[{index}]"
     chunks: list[ModelInputChunk] = []
     inputs: dict[str, TensorData] = {}
@@ -364,10 +393,10 @@ def _read_datum(buf: bytes, pos: int, end: int, copy: bool, index: int) -> Datum
         k, pos = w.read_key(buf, pos, end)
         if k == 0x0A:
             start, pos = w.read_len(buf, pos, end)
-            chunks.append(_read_chunk(buf, start, pos, copy, f"{what}.model_input"))
+            chunks.append(_read_chunk(buf, start, pos, views, f"{what}.model_input"))
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
-            name, tensor = _read_tensor_entry(buf, start, pos, copy, f"{what}.loss_fn_inputs")
+            name, tensor = _read_tensor_entry(buf, start, pos, views, f"{what}.loss_fn_inputs")
             inputs[name] = tensor
         elif k == 0x1A or k == 0x22:
             start, pos = w.read_len(buf, pos, end)
@@ -382,13 +411,13 @@ def _read_datum(buf: bytes, pos: int, end: int, copy: bool, index: int) -> Datum
     )
 
 
-def _read_chunk(buf: bytes, pos: int, end: int, copy: bool, what: str) -> ModelInputChunk:
+def _read_chunk(buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str) -> ModelInputChunk:
     chunk: ModelInputChunk | None = None
     while pos < end:
         k, pos = w.read_key(buf, pos, end)
         if k == 0x0A:
             start, pos = w.read_len(buf, pos, end)
-            chunk = _read_text_chunk(buf, start, pos, copy, what)
+            chunk = _read_text_chunk(buf, start, pos, views, what)
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
             chunk = _read_image_chunk(buf, start, pos, what)
@@ -409,12 +438,14 @@ def _read_chunk(buf: bytes, pos: int, end: int, copy: bool, what: str) -> ModelI
     return chunk
 
 
-def _read_text_chunk(buf: bytes, pos: int, end: int, copy: bool, what: str) -> EncodedTextChunk:
-    tokens: npt.NDArray[Any] = np.empty(0, dtype=_I4)
+def _read_text_chunk(
+    buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str
+) -> EncodedTextChunk:
+    tokens: npt.NDArray[Any] = _NO_TOKENS
     for field_key, start, stop in _len_fields(buf, pos, end, f"{what} EncodedTextChunk", 1):
         if field_key == 0x0A:
-            tokens = w.view(buf, start, stop, _I4, f"{what} EncodedTextChunk.tokens")
-    return EncodedTextChunk(tokens=tokens.copy() if copy else tokens)
+            tokens = views.get(start, stop, _I4, f"{what} EncodedTextChunk.tokens")
+    return EncodedTextChunk(tokens=tokens)
 
 
 def _read_image_chunk(buf: bytes, pos: int, end: int, what: str) -> ImageChunk:
@@ -505,7 +536,7 @@ def _read_config_v2_entry(buf: bytes, pos: int, end: int) -> tuple[str, float | 
 
 
 def _read_tensor_entry(
-    buf: bytes, pos: int, end: int, copy: bool, what: str
+    buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str
 ) -> tuple[str, TensorData]:
     name = ""
     bounds: tuple[int, int] | None = None
@@ -521,10 +552,10 @@ def _read_tensor_entry(
     label = f"{what}[{name!r}]"
     if bounds is None:
         raise ValueError(f"{label} has no tensor value")
-    return name, _read_tensor(buf, bounds[0], bounds[1], copy, label)
+    return name, _read_tensor(buf, bounds[0], bounds[1], views, label)
 
 
-def _read_tensor(buf: bytes, pos: int, end: int, copy: bool, what: str) -> TensorData:
+def _read_tensor(buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str) -> TensorData:
     dense: tuple[int, int] | None = None
     csr: list[tuple[int, int] | None] | None = None
     dtype_enum = 0
@@ -547,9 +578,9 @@ def _read_tensor(buf: bytes, pos: int, end: int, copy: bool, what: str) -> Tenso
             pos = _skip(buf, pos, end, k, f"{what} Tensor", 4)
     wire_dtype = _wire_dtype(dtype_enum, what)
     if csr is not None:
-        values = _typed_view(buf, csr[0], wire_dtype, dtype_enum, copy, f"{what}.values")
-        crow = _typed_view(buf, csr[1], _I8, _DTYPE_INT64, False, f"{what}.crow_indices")
-        col = _typed_view(buf, csr[2], _I8, _DTYPE_INT64, False, f"{what}.col_indices")
+        values = _typed_view(views, csr[0], wire_dtype, dtype_enum, f"{what}.values")
+        crow = _typed_view(views, csr[1], _I8, _DTYPE_INT64, f"{what}.crow_indices")
+        col = _typed_view(views, csr[2], _I8, _DTYPE_INT64, f"{what}.col_indices")
         return TensorData(
             data=values,
             dtype=_PUBLIC_DTYPE[dtype_enum],
@@ -557,7 +588,7 @@ def _read_tensor(buf: bytes, pos: int, end: int, copy: bool, what: str) -> Tenso
             sparse_crow_indices=crow.tolist(),
             sparse_col_indices=col.tolist(),
         )
-    values = _typed_view(buf, dense, wire_dtype, dtype_enum, copy, f"{what}.dense")
+    values = _typed_view(views, dense, wire_dtype, dtype_enum, f"{what}.dense")
     return TensorData(data=values, dtype=_PUBLIC_DTYPE[dtype_enum], shape=shape)
 
 
@@ -656,6 +687,7 @@ def decode_forward_backward_output(body: bytes, *, copy: bool = False) -> Forwar
     int32 fields widen to int64 and bfloat16 to float32 (the public dtypes).
     """
     buf = _as_bytes(body)
+    views = w.ArrayViews(buf, copy)
     pos, end = 0, len(buf)
     output_type = ""
     metrics: dict[str, float] = {}
@@ -664,7 +696,7 @@ def decode_forward_backward_output(body: bytes, *, copy: bool = False) -> Forwar
         k, pos = w.read_key(buf, pos, end)
         if k == 0x12:
             start, pos = w.read_len(buf, pos, end)
-            records.append(_read_array_record(buf, start, pos, copy, len(records)))
+            records.append(_read_array_record(buf, start, pos, views, len(records)))
         elif k == 0x0A:
             output_type, pos = _read_str(buf, pos, end, "ForwardBackwardOutput.loss_fn_output_type")
         elif k == 0x1A:
@@ -700,7 +732,7 @@ def decode_forward_backward_output(body: bytes, *, copy: bool = False) -> Forwar
 
 
 def _read_array_record(
-    buf: bytes, pos: int, end: int, copy: bool, index: int
+    buf: bytes, pos: int, end: int, views: w.ArrayViews, index: int
 ) -> tuple[int, list[tuple[str, list[TensorData]]]]:
     what = f"ForwardBackwardOutput.loss_fn_outputs[{index}]"
     num_datums = 0
@@ -716,7 +748,7 @@ def _read_array_record(
                 else:
                     bounds = (lo, hi)
             label = f"{what}.fields[{name!r}]"
-            tensors = _read_batched_tensor(buf, bounds, copy, label)
+            tensors = _read_batched_tensor(buf, bounds, views, label)
             fields = [f for f in fields if f[0] != name] + [(name, tensors)]
         elif k == 0x18:
             raw, pos = w.read_varint(buf, pos, end)
@@ -729,7 +761,7 @@ def _read_array_record(
 
 
 def _read_batched_tensor(
-    buf: bytes, bounds: tuple[int, int] | None, copy: bool, what: str
+    buf: bytes, bounds: tuple[int, int] | None, views: w.ArrayViews, what: str
 ) -> list[TensorData]:
     data_range: tuple[int, int] | None = None
     offsets_range: tuple[int, int] | None = None
@@ -751,8 +783,8 @@ def _read_batched_tensor(
         else:
             pos = _skip(buf, pos, end, k, f"{what} BatchedTensor", 4)
     wire_dtype = _wire_dtype(dtype_enum, what)
-    values = _typed_view(buf, data_range, wire_dtype, dtype_enum, copy, f"{what}.data")
-    offsets = _typed_view(buf, offsets_range, _I8, _DTYPE_INT64, False, f"{what}.offsets")
+    values = _typed_view(views, data_range, wire_dtype, dtype_enum, f"{what}.data")
+    offsets = _typed_view(views, offsets_range, _I8, _DTYPE_INT64, f"{what}.offsets")
     itemsize = wire_dtype.itemsize
     if len(offsets) and (
         offsets[0] < 0
@@ -852,6 +884,7 @@ def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse
     read as None; ``sequence_id`` stays None (the caller stamps it from the promise).
     """
     buf = _as_bytes(body)
+    views = w.ArrayViews(buf, copy)
     pos, end = 0, len(buf)
     sequences: list[SampledSequence] = []
     prompt_logprobs: npt.NDArray[Any] | None = None
@@ -863,25 +896,25 @@ def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse
         k, pos = w.read_key(buf, pos, end)
         if k == 0x0A:
             start, pos = w.read_len(buf, pos, end)
-            sequences.append(_read_sequence(buf, start, pos, copy, len(sequences)))
+            sequences.append(_read_sequence(buf, start, pos, views, len(sequences)))
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
             prompt_logprobs = None
             if pos > start:
                 what = "SampleResponse.prompt_logprobs"
-                prompt_logprobs = _maybe_copy(w.view(buf, start, pos, _F4, what), copy)
+                prompt_logprobs = views.get(start, pos, _F4, what)
         elif k == 0x1A:
             start, pos = w.read_len(buf, pos, end)
-            topk_prompt = _read_topk(buf, start, pos, copy, "SampleResponse.topk_prompt_logprobs")
+            topk_prompt = _read_topk(buf, start, pos, views, "SampleResponse.topk_prompt_logprobs")
         elif k == 0x20:
             raw, pos = w.read_varint(buf, pos, end)
             cache_hits = w.to_int32(raw)
         elif k == 0x2A:
             start, pos = w.read_len(buf, pos, end)
-            target = _read_tensor(buf, start, pos, copy, "SampleResponse.target_prompt_logprobs")
+            target = _read_tensor(buf, start, pos, views, "SampleResponse.target_prompt_logprobs")
         elif k == 0x32:
             start, pos = w.read_len(buf, pos, end)
-            alt = _read_alt_tokens(buf, start, pos, copy)
+            alt = _read_alt_tokens(buf, start, pos, views)
         else:
             pos = _skip(buf, pos, end, k, "SampleResponse", 6)
     return SampleResponse(
@@ -894,28 +927,30 @@ def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse
     )
 
 
-def _read_sequence(buf: bytes, pos: int, end: int, copy: bool, index: int) -> SampledSequence:
+def _read_sequence(
+    buf: bytes, pos: int, end: int, views: w.ArrayViews, index: int
+) -> SampledSequence:
     what = f"SampleResponse.sequences[{index}]"
     stop_reason = 0
-    tokens: npt.NDArray[Any] = np.empty(0, dtype=_I4)
+    tokens: npt.NDArray[Any] = _NO_TOKENS
     logprobs: npt.NDArray[Any] | None = None
     topk: TopkLogprobs | None = None
     while pos < end:
         k, pos = w.read_key(buf, pos, end)
         if k == 0x12:
             start, pos = w.read_len(buf, pos, end)
-            tokens = _maybe_copy(w.view(buf, start, pos, _I4, f"{what}.tokens"), copy)
+            tokens = views.get(start, pos, _I4, f"{what}.tokens")
         elif k == 0x1A:
             start, pos = w.read_len(buf, pos, end)
             logprobs = None
             if pos > start:
-                view = w.view(buf, start, pos, _F4, f"{what}.logprobs")
-                logprobs = _maybe_copy(view, copy)
+                view = views.get(start, pos, _F4, f"{what}.logprobs")
+                logprobs = view
         elif k == 0x08:
             stop_reason, pos = w.read_varint(buf, pos, end)
         elif k == 0x22:
             start, pos = w.read_len(buf, pos, end)
-            topk = _read_topk(buf, start, pos, copy, f"{what}.topk_sampled_logprobs")
+            topk = _read_topk(buf, start, pos, views, f"{what}.topk_sampled_logprobs")
         else:
             pos = _skip(buf, pos, end, k, what, 4)
     name = _STOP_REASON_NAME.get(stop_reason)
@@ -932,7 +967,9 @@ def _read_sequence(buf: bytes, pos: int, end: int, copy: bool, index: int) -> Sa
     )
 
 
-def _read_topk(buf: bytes, pos: int, end: int, copy: bool, what: str) -> TopkLogprobs | None:
+def _read_topk(
+    buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str
+) -> TopkLogprobs | None:
     ids_range: tuple[int, int] = (0, 0)
     lps_range: tuple[int, int] = (0, 0)
     k_value = length = 0
@@ -954,20 +991,18 @@ def _read_topk(buf: bytes, pos: int, end: int, copy: bool, what: str) -> TopkLog
             pos = _skip(buf, pos, end, k, what, 4)
     if length == 0 or k_value == 0:
         return None
-    ids = w.view(buf, *ids_range, _I4, f"{what}.token_ids")
-    lps = w.view(buf, *lps_range, _F4, f"{what}.logprobs")
+    ids = views.get(*ids_range, _I4, f"{what}.token_ids")
+    lps = views.get(*lps_range, _F4, f"{what}.logprobs")
     if ids.size != length * k_value or lps.size != length * k_value:
         raise ValueError(
             f"{what} declares length={length}, k={k_value} ({length * k_value} values) but "
             f"carries {ids.size} token ids and {lps.size} logprobs"
         )
     shape = (length, k_value)
-    return TopkLogprobs(
-        _maybe_copy(ids, copy).reshape(shape), _maybe_copy(lps, copy).reshape(shape)
-    )
+    return TopkLogprobs(ids.reshape(shape), lps.reshape(shape))
 
 
-def _read_alt_tokens(buf: bytes, pos: int, end: int, copy: bool) -> PromptAltTokens:
+def _read_alt_tokens(buf: bytes, pos: int, end: int, views: w.ArrayViews) -> PromptAltTokens:
     what = "SampleResponse.prompt_alt_tokens"
     found: dict[int, tuple[int, int]] = {}
     for field_key, lo, hi in _len_fields(buf, pos, end, what, 2):
@@ -975,7 +1010,7 @@ def _read_alt_tokens(buf: bytes, pos: int, end: int, copy: bool) -> PromptAltTok
     tensors = []
     for field_key, name in ((0x0A, "tokens"), (0x12, "logprobs")):
         lo, hi = found.get(field_key, (0, 0))
-        tensors.append(_read_tensor(buf, lo, hi, copy, f"{what}.{name}"))
+        tensors.append(_read_tensor(buf, lo, hi, views, f"{what}.{name}"))
     return PromptAltTokens(tokens=tensors[0], logprobs=tensors[1])
 
 
@@ -1052,22 +1087,17 @@ def _wire_dtype(dtype_enum: int, what: str) -> np.dtype[Any]:
 
 
 def _typed_view(
-    buf: bytes,
+    views: w.ArrayViews,
     bounds: tuple[int, int] | None,
     wire_dtype: np.dtype[Any],
     dtype_enum: int,
-    copy: bool,
     what: str,
 ) -> npt.NDArray[Any]:
     """The array at ``bounds`` in its public dtype (int32 -> int64, bfloat16 -> float32)."""
     start, stop = bounds if bounds is not None else (0, 0)
-    values = w.view(buf, start, stop, wire_dtype, what)
+    values = views.get(start, stop, wire_dtype, what)
     if dtype_enum == _DTYPE_INT32:
         return values.astype(np.int64)
     if dtype_enum == _DTYPE_BFLOAT16:
         return (values.astype(np.uint32) << 16).view(np.float32)
-    return _maybe_copy(values, copy)
-
-
-def _maybe_copy(values: npt.NDArray[Any], copy: bool) -> npt.NDArray[Any]:
-    return values.copy() if copy else values
+    return values

@@ -642,6 +642,7 @@ class TestValidation:
             ({"rank": 0}, r"rank = 0 is out of range .* use 1\.\.64"),
             ({"rank": 65}, r"rank = 65"),
             ({"spec": "gpt-5"}, r"base_model = 'gpt-5' .* tiny-byte-lm"),
+            ({"seed": -1}, r"seed = -1"),
         ],
     )
     def test_model_creation_errors(self, kwargs, match) -> None:

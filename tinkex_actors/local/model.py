@@ -110,6 +110,12 @@ class LoraModel:
                 f"{self.spec.max_lora_rank}"
             )
         self.rank = int(rank)
+        if seed is not None and (
+            isinstance(seed, bool)
+            or not isinstance(seed, int | np.integer)
+            or not 0 <= seed < 2**63
+        ):
+            raise ValueError(f"seed = {seed!r} must be an integer in 0..2**63-1, or None")
         self.seed = int(seed) if seed is not None else secrets.randbits(63)
         self.train_mlp = bool(train_mlp)
         self.train_attn = bool(train_attn)
@@ -189,7 +195,7 @@ class LoraModel:
         w = self._weights()
         m, c = contexts.shape
         e = self.spec.embed_dim
-        x = self._base.emb[contexts].reshape(m * c, e)
+        x = np.take(self._base.emb, contexts, axis=0).reshape(m * c, e)
         y = x @ w["attn"]
         flat = y.reshape(m, c * e)
         h = np.tanh(flat @ w["mlp_in"] + self._base.b_in)

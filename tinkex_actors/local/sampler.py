@@ -110,6 +110,13 @@ def _choose(
     if temperature == 0.0:
         return np.asarray(np.argmax(logp, axis=1), dtype=np.int64)
     rows, vocab = logp.shape
+    if not 0 < top_k < vocab and top_p >= 1.0:
+        # No truncation: draw straight from the tempered distribution, no sort needed.
+        scaled = logp / temperature
+        weights = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+        cumulative = np.cumsum(weights, axis=1)
+        drawn = (cumulative <= (uniforms * cumulative[:, -1])[:, None]).sum(axis=1)
+        return np.asarray(np.minimum(drawn, vocab - 1), dtype=np.int64)
     order = np.argsort(-logp, axis=1, kind="stable")
     scaled = np.take_along_axis(logp, order, axis=1) / temperature
     probs = np.exp(scaled - scaled[:, :1])

@@ -1,0 +1,264 @@
+"""A small ASGI layer for the embedded server: requests, responses, routes, faults.
+
+No web framework: the server's handlers are plain async functions from a `Request` to a
+`Response`, looked up in a table of exact paths and a few patterned REST paths. This layer also
+applies scripted faults (see `faults.py`), replays answers for a repeated `x-idempotency-key`
+(so a client's retry of a POST whose answer was lost applies the request once), and answers
+every error in the service's shape: `{"detail": "<message>"}` with the HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+
+from tinkex_actors.local.faults import FaultPlan
+
+log = structlog.get_logger("tinkex_actors.local")
+
+JSON = "application/json"
+PROTOBUF = "application/x-protobuf"
+
+_json_encoder = msgspec.json.Encoder()
+
+
+class HTTPError(Exception):
+    """An error answer: the status and the message, sent as `{"detail": message}`."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class Request:
+    """One HTTP request as handlers see it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    """Lower-cased header names."""
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+    """Values captured from a patterned path."""
+
+    @property
+    def content_type(self) -> str:
+        """The media type of the body, without parameters."""
+        return self.headers.get("content-type", JSON).split(";")[0].strip().lower()
+
+    def accepts_protobuf(self) -> bool:
+        """Whether the client asked for a protobuf answer."""
+        return PROTOBUF in self.headers.get("accept", "")
+
+    def json(self) -> Any:
+        """The body decoded as JSON; an HTTPError 400 when it is not JSON."""
+        try:
+            return msgspec.json.decode(self.body) if self.body else {}
+        except msgspec.DecodeError as exc:
+            raise HTTPError(400, f"request body is not valid JSON: {exc}") from exc
+
+
+@dataclass
+class Response:
+    """One HTTP answer."""
+
+    status: int = 200
+    body: bytes = b"{}"
+    content_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer of any msgspec-encodable value."""
+    return Response(status, _json_encoder.encode(data), JSON, dict(headers or {}))
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """An error answer in the service's shape."""
+    return json_response({"detail": message}, status, headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Router:
+    """Exact paths first, then patterned ones (`{name}` matches one segment, `{name:path}` many)."""
+
+    def __init__(self) -> None:
+        self._exact: dict[tuple[str, str], Handler] = {}
+        self._patterns: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        """Register a handler for a method and a path (or path pattern)."""
+        if "{" not in path:
+            self._exact[(method, path)] = handler
+            return
+        regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", path)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
+        self._patterns.append((method, re.compile(f"^{regex}$"), handler))
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
+        """The handler and captured parameters for a request, or None."""
+        handler = self._exact.get((method, path))
+        if handler is not None:
+            return handler, {}
+        for m, regex, h in self._patterns:
+            if m == method:
+                match = regex.match(path)
+                if match:
+                    return h, match.groupdict()
+        return None
+
+    def knows_path(self, path: str) -> bool:
+        """Whether some method is routed at this path (to answer 405 rather than 404)."""
+        if any(p == path for _, p in self._exact):
+            return True
+        return any(regex.match(path) for _, regex, _ in self._patterns)
+
+
+class IdempotencyCache:
+    """Answers remembered by `x-idempotency-key`, so a retried POST is applied once."""
+
+    def __init__(self, capacity: int = 20_000, ttl_s: float = 3600.0) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, Response]] = OrderedDict()
+        self._capacity = capacity
+        self._ttl_s = ttl_s
+
+    def get(self, key: str) -> Response | None:
+        """The remembered answer for a key, if still fresh."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or time.monotonic() - entry[0] > self._ttl_s:
+                return None
+            return entry[1]
+
+    def put(self, key: str, response: Response) -> None:
+        """Remember an answer (only successful answers are worth replaying)."""
+        with self._lock:
+            self._entries[key] = (time.monotonic(), response)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+
+class App:
+    """The ASGI application: routes, faults, idempotency replays and error shapes."""
+
+    def __init__(self, router: Router, faults: FaultPlan) -> None:
+        self.router = router
+        self.faults = faults
+        self.idempotency = IdempotencyCache()
+        self.request_count = 0
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query: dict[str, str] = {}
+        for part in scope.get("query_string", b"").decode("latin-1").split("&"):
+            if part:
+                k, _, v = part.partition("=")
+                query[k] = v
+        request = Request(scope["method"], scope["path"], query, headers, bytes(body))
+        self.request_count += 1
+
+        fault = self.faults.take(request.path, ("status", "drop", "delay"))
+        if fault is not None and fault.kind == "delay":
+            await asyncio.sleep(fault.delay_s)
+        elif fault is not None and fault.kind == "drop":
+            # Start an answer and then fail: the server closes the connection mid-response,
+            # which a client sees as a dropped connection.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", JSON.encode())],
+                }
+            )
+            raise ConnectionAbortedError(f"injected dropped connection on {request.path}")
+        elif fault is not None:
+            payload = fault.body if fault.body is not None else {"detail": "injected fault"}
+            await _send(send, json_response(payload, fault.status, fault.headers))
+            return
+
+        response = await self._dispatch(request)
+        await _send(send, response)
+
+    async def _dispatch(self, request: Request) -> Response:
+        key = request.headers.get("x-idempotency-key") if request.method == "POST" else None
+        if key:
+            cached = self.idempotency.get(f"{request.path}\0{key}")
+            if cached is not None:
+                return cached
+        resolved = self.router.resolve(request.method, request.path)
+        if resolved is None:
+            if self.router.knows_path(request.path):
+                return error_response(405, f"method {request.method} not allowed here")
+            return error_response(404, f"no such endpoint: {request.method} {request.path}")
+        handler, request.params = resolved
+        try:
+            response = await handler(request)
+        except HTTPError as exc:
+            return error_response(exc.status, exc.message, exc.headers)
+        except (msgspec.ValidationError, ValueError, TypeError) as exc:
+            return error_response(400, str(exc))
+        except Exception as exc:
+            log.exception("handler_crashed", path=request.path)
+            return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+        if key and 200 <= response.status < 300:
+            self.idempotency.put(f"{request.path}\0{key}", response)
+        return response
+
+    async def _lifespan(
+        self,
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for hook in self.on_startup:
+                    await hook()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in self.on_shutdown:
+                    await hook()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], response: Response) -> None:
+    headers = [(b"content-type", response.content_type.encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,246 @@
+"""The embedded server's REST endpoints: runs, checkpoints, sessions, samplers, telemetry, control.
+
+Listings page with `limit` / `offset` and answer a `cursor {offset, limit, total_count}` as the
+service does. `POST /_control/faults` drives the fault plan (see `faults.py`) from another
+process; it exists only on this loopback server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.service import TinkerService, body_of, need
+from tinkex_actors.local.storage import StorageError, checkpoint_view
+
+
+def _page(request: Request, default_limit: int = 20) -> tuple[int, int]:
+    try:
+        limit = int(request.query.get("limit", default_limit))
+        offset = int(request.query.get("offset", 0))
+    except ValueError as exc:
+        raise HTTPError(400, "query 'limit' and 'offset' must be integers") from exc
+    if limit < 0 or offset < 0:
+        raise HTTPError(400, "query 'limit' and 'offset' must be >= 0")
+    return limit, offset
+
+
+class RestEndpoints:
+    """REST listings and management over the service's state and checkpoint store."""
+
+    def __init__(self, service: TinkerService) -> None:
+        self.service = service
+        self.storage = service.storage
+
+    def register(self, router: Router) -> None:
+        """Add every endpoint of this module to a router."""
+        run = "/api/v1/training_runs/{run_id}"
+        ckpt = run + "/checkpoints/{checkpoint_id:path}"
+        for method, path, handler in (
+            ("GET", "/api/v1/training_runs", self.list_runs),
+            ("GET", run, self.get_run),
+            ("GET", run + "/checkpoints", self.list_run_checkpoints),
+            ("GET", "/api/v1/checkpoints", self.list_checkpoints),
+            ("DELETE", ckpt, self.checkpoint_delete),
+            ("POST", ckpt, self.checkpoint_post),
+            ("PUT", ckpt, self.checkpoint_put),
+            ("GET", ckpt, self.checkpoint_get),
+            ("GET", "/api/v1/sessions", self.list_sessions),
+            ("GET", "/api/v1/sessions/{session_id}", self.get_session),
+            ("GET", "/api/v1/samplers/{sampler_id}", self.get_sampler),
+            ("POST", "/api/v1/telemetry", self.telemetry),
+            ("POST", "/_control/faults", self.control_faults),
+            ("POST", "/_control/expire_session", self.control_expire_session),
+        ):
+            router.add(method, path, handler)
+
+    def _run_view(self, meta: dict[str, Any]) -> dict[str, Any]:
+        run_id = meta["training_run_id"]
+        out = {
+            "training_run_id": run_id,
+            "base_model": meta.get("base_model"),
+            "model_owner": meta.get("model_owner", self.storage.owner),
+            "is_lora": bool(meta.get("is_lora", True)),
+            "corrupted": bool(meta.get("corrupted", False)),
+            "lora_rank": meta.get("lora_rank"),
+            "last_request_time": meta.get("last_request_time") or _iso(meta.get("created_s")),
+            "user_metadata": meta.get("user_metadata"),
+        }
+        for key in ("last_checkpoint", "last_sampler_checkpoint"):
+            cid = meta.get(key)
+            view = None
+            if cid:
+                try:
+                    view = checkpoint_view(self.storage.meta(f"tinker://{run_id}/{cid}"))
+                except (StorageError, ValueError):
+                    view = None
+            out[key] = view
+        return out
+
+    async def list_runs(self, request: Request) -> Response:
+        """`GET training_runs?limit&offset`."""
+        limit, offset = _page(request)
+        runs = self.storage.list_runs()
+        page = runs[offset : offset + limit]
+        return json_response(
+            {
+                "training_runs": [self._run_view(r) for r in page],
+                "cursor": {"offset": offset, "limit": limit, "total_count": len(runs)},
+            }
+        )
+
+    def _known_run(self, run_id: str) -> dict[str, Any]:
+        meta = self.storage.get_run(run_id)
+        if meta is None:
+            raise HTTPError(404, f"training run not found: {run_id!r}")
+        return meta
+
+    async def get_run(self, request: Request) -> Response:
+        """`GET training_runs/{id}`."""
+        return json_response(self._run_view(self._known_run(request.params["run_id"])))
+
+    async def list_run_checkpoints(self, request: Request) -> Response:
+        """`GET training_runs/{id}/checkpoints`."""
+        run_id = request.params["run_id"]
+        self._known_run(run_id)
+        items = [checkpoint_view(c) for c in self.storage.list_checkpoints(run_id)]
+        return json_response({"checkpoints": items})
+
+    async def list_checkpoints(self, request: Request) -> Response:
+        """`GET checkpoints?limit&offset`: every checkpoint of the user."""
+        limit, offset = _page(request, 100)
+        items = self.storage.list_checkpoints()
+        return json_response(
+            {
+                "checkpoints": [checkpoint_view(c) for c in items[offset : offset + limit]],
+                "cursor": {"offset": offset, "limit": limit, "total_count": len(items)},
+            }
+        )
+
+    def _split(self, request: Request) -> tuple[str, str, str | None]:
+        """(run_id, checkpoint_id, action) from a checkpoint path with an optional action."""
+        run_id = request.params["run_id"]
+        cid = request.params["checkpoint_id"]
+        for action in ("publish", "ttl", "archive", "external_weights_urls"):
+            if cid.endswith("/" + action):
+                return run_id, cid[: -len(action) - 1], action
+        return run_id, cid, None
+
+    def _storage_call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StorageError as exc:
+            raise HTTPError(exc.status, str(exc)) from exc
+        except ValueError as exc:
+            raise HTTPError(400, str(exc)) from exc
+
+    async def checkpoint_delete(self, request: Request) -> Response:
+        """`DELETE .../checkpoints/{ckpt}` and `DELETE .../publish`."""
+        run_id, cid, action = self._split(request)
+        if action == "publish":
+            self._storage_call(self.storage.update, run_id, cid, public=False)
+        elif action is None:
+            self._storage_call(self.storage.delete, run_id, cid)
+        else:
+            raise HTTPError(405, f"DELETE is not allowed on {action}")
+        return Response(204, b"")
+
+    async def checkpoint_post(self, request: Request) -> Response:
+        """`POST .../publish`."""
+        run_id, cid, action = self._split(request)
+        if action != "publish":
+            raise HTTPError(405, "POST is allowed only on .../publish")
+        self._storage_call(self.storage.update, run_id, cid, public=True)
+        return Response(204, b"")
+
+    async def checkpoint_put(self, request: Request) -> Response:
+        """`PUT .../ttl {ttl_seconds}`."""
+        run_id, cid, action = self._split(request)
+        if action != "ttl":
+            raise HTTPError(405, "PUT is allowed only on .../ttl")
+        ttl = need(body_of(request), "ttl_seconds", int, optional=True)
+        record = self._storage_call(self.storage.set_ttl, run_id, cid, ttl)
+        return json_response(checkpoint_view(record))
+
+    async def checkpoint_get(self, request: Request) -> Response:
+        """`GET .../archive` (the archive bytes) or a checkpoint's record."""
+        run_id, cid, action = self._split(request)
+        if action == "archive":
+            data = self._storage_call(self.storage.archive, run_id, cid)
+            return Response(
+                200,
+                data,
+                "application/gzip",
+                {"content-disposition": "attachment; filename=checkpoint.tar.gz"},
+            )
+        if action is not None:
+            raise HTTPError(404, f"{action} is not offered by the embedded server")
+        record = self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
+        return json_response(checkpoint_view(record))
+
+    async def list_sessions(self, request: Request) -> Response:
+        """`GET sessions?limit&offset`."""
+        limit, offset = _page(request)
+        ids = list(self.service.sessions)[::-1]
+        return json_response({"sessions": ids[offset : offset + limit]})
+
+    async def get_session(self, request: Request) -> Response:
+        """`GET sessions/{id}`."""
+        s = self.service.sessions.get(request.params["session_id"])
+        if s is None:
+            raise HTTPError(404, f"session not found: {request.params['session_id']!r}")
+        return json_response(
+            {
+                "training_run_ids": s.model_ids,
+                "sampler_ids": s.sampler_ids,
+                "user_metadata": s.user_metadata,
+            }
+        )
+
+    async def get_sampler(self, request: Request) -> Response:
+        """`GET samplers/{id}`."""
+        entry = self.service.samplers.get(request.params["sampler_id"])
+        if entry is None:
+            raise HTTPError(404, f"sampler not found: {request.params['sampler_id']!r}")
+        out: dict[str, Any] = {
+            "sampler_id": entry.sampling_session_id,
+            "base_model": entry.base_model,
+        }
+        if entry.model_path is not None:
+            out["model_path"] = entry.model_path
+        return json_response(out)
+
+    async def telemetry(self, request: Request) -> Response:
+        """`POST telemetry`: events are kept in memory (the last 10,000) for inspection."""
+        body = body_of(request)
+        events = need(body, "events", list)
+        if len(events) > 100:
+            raise HTTPError(
+                400, f"field 'events' holds {len(events)} events; send at most 100 per request"
+            )
+        kept = self.service.telemetry_events
+        kept.extend(e for e in events if isinstance(e, dict))
+        del kept[:-10_000]
+        return json_response({"status": "accepted"})
+
+    async def control_faults(self, request: Request) -> Response:
+        """`POST /_control/faults`: add a fault, pause / resume a queue, or clear everything."""
+        try:
+            self.service.faults.apply_control(body_of(request))
+        except TypeError as exc:
+            raise HTTPError(400, f"bad fault: {exc}") from exc
+        return json_response({"status": "ok"})
+
+    async def control_expire_session(self, request: Request) -> Response:
+        """`POST /_control/expire_session {session_id}`: expire a session now."""
+        session_id = need(body_of(request), "session_id", str)
+        if session_id not in self.service.sessions:
+            raise HTTPError(404, f"session not found: {session_id!r}")
+        self.service.expire_session(session_id)
+        return json_response({"status": "ok"})
+
+
+def _iso(ts: Any) -> str | None:
+    from tinkex_actors.local.storage import iso
+
+    return iso(float(ts)) if ts is not None else None

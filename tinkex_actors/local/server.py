@@ -1,0 +1,152 @@
+"""`LocalServer`: the embedded Tinker-compatible server, assembled and run.
+
+    with LocalServer() as server:            # 127.0.0.1, a free port, a temporary data dir
+        client = ServiceClient(base_url=server.url, api_key="tml-local")
+        server.faults.inject_status("/api/v1/retrieve_future", 503, times=2)
+
+Give `data_dir` to keep checkpoints and training runs across restarts. `tinkex-actors serve`
+runs the same server in the foreground.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+
+from tinkex_actors.local.asgi import App, Router
+from tinkex_actors.local.faults import FaultPlan
+from tinkex_actors.local.futures import FutureStore
+from tinkex_actors.local.rest import RestEndpoints
+from tinkex_actors.local.runner import ServerThread, serve_foreground
+from tinkex_actors.local.service import ServerSettings, TinkerService
+from tinkex_actors.local.storage import CheckpointStore
+
+log = structlog.get_logger("tinkex_actors.local")
+
+HOUSEKEEPING_INTERVAL_S = 1.0
+
+
+def build_app(data_dir: Path, settings: ServerSettings | None = None) -> tuple[App, TinkerService]:
+    """The ASGI app and its service over a data directory."""
+    settings = settings or ServerSettings()
+    faults = FaultPlan()
+    service = TinkerService(FutureStore(), faults, CheckpointStore(data_dir), settings)
+    router = Router()
+    service.register(router)
+    RestEndpoints(service).register(router)
+    app = App(router, faults)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def housekeeping() -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            try:
+                service.expire_silent_sessions()
+                service.store.reap()
+            except Exception:
+                log.exception("housekeeping_failed")
+
+    async def start() -> None:
+        tasks.append(asyncio.get_running_loop().create_task(housekeeping()))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
+    return app, service
+
+
+class LocalServer:
+    """The embedded server on loopback, in a thread of this process."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_dir: str | Path | None = None,
+        settings: ServerSettings | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = (
+            Path(data_dir)
+            if data_dir is not None
+            else Path(tempfile.mkdtemp(prefix="tinkex-local-"))
+        )
+        self.app, self.service = build_app(self.data_dir, settings)
+        self._thread = ServerThread(self.app, host=host, port=port, log_level=log_level)
+        self._started = False
+
+    @property
+    def url(self) -> str:
+        """The base URL to give a client."""
+        return self._thread.url
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The fault plan: scripted errors, drops, delays and queue pauses."""
+        return self.service.faults
+
+    @property
+    def settings(self) -> ServerSettings:
+        """The server's tunables (long-poll timeout, session timeout, client config...)."""
+        return self.service.settings
+
+    def expire_session(self, session_id: str) -> None:
+        """Expire a session now, unloading its models and samplers."""
+        self.service.expire_session(session_id)
+
+    def start(self, timeout_s: float = 30.0) -> LocalServer:
+        """Start serving; returns once connections are accepted."""
+        self._thread.start(timeout_s)
+        self._started = True
+        log.debug("local_server_started", url=self.url, data_dir=str(self.data_dir))
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop serving, stop every worker, and remove a temporary data directory."""
+        try:
+            if self._started:
+                self._thread.stop(timeout_s)
+        finally:
+            self._started = False
+            self.service.stop()
+            if self._own_dir:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(
+    host: str,
+    port: int,
+    data_dir: str | Path,
+    settings: ServerSettings | None = None,
+    log_level: str = "info",
+) -> None:
+    """Run the server in the foreground until interrupted (`tinkex-actors serve`)."""
+    app, service = build_app(Path(data_dir), settings)
+    try:
+        serve_foreground(app, host, port, log_level)
+    finally:
+        service.stop()

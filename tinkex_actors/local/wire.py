@@ -1,0 +1,150 @@
+"""Between the wire types and the tiny model's plain arrays, for the embedded server.
+
+Requests arrive as `tinkex_actors.types` values (decoded from JSON or protobuf); the model wants
+token arrays and loss-input arrays; results go back as JSON and, for forward / forward_backward /
+sample, as the protobuf messages recent official clients require.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from tinkex_actors import types
+from tinkex_actors.local.asgi import PROTOBUF, HTTPError, Request
+from tinkex_actors.local.model import ForwardResult, LoraModel, ModelDatum
+from tinkex_actors.types import proto
+
+
+@dataclass
+class ForwardBackwardCall:
+    """A decoded forward / forward_backward request."""
+
+    model_id: Any
+    seq_id: Any
+    data: list[types.Datum]
+    loss_fn: str
+    loss_fn_config: dict[str, Any] | None
+    forward_only: bool
+
+
+def read_forward_backward(request: Request, *, forward_only: bool = False) -> ForwardBackwardCall:
+    """Decode a forward_backward (protobuf, maybe zstd) or forward / forward_backward JSON body."""
+    body = request.body
+    if request.headers.get("content-encoding", "").lower() == "zstd":
+        body = proto.zstd_decompress(body)
+    if request.content_type == PROTOBUF:
+        msg = proto.decode_forward_backward_request(body)
+        fbi = msg.forward_backward_input
+        return ForwardBackwardCall(
+            msg.model_id,
+            msg.seq_id,
+            list(fbi.data),
+            fbi.loss_fn,
+            dict(fbi.loss_fn_config or {}) or None,
+            msg.forward_only or forward_only,
+        )
+    data = msgspec.json.decode(body) if body else {}
+    if not isinstance(data, dict):
+        raise HTTPError(400, "request body must be a JSON object")
+    key = "forward_input" if "forward_input" in data else "forward_backward_input"
+    raw = data.get(key)
+    if not isinstance(raw, dict):
+        raise HTTPError(400, f"field '{key}' is required: an object with data and loss_fn")
+    fbi = types.convert(raw, types.ForwardBackwardInput)
+    return ForwardBackwardCall(
+        data.get("model_id"),
+        data.get("seq_id"),
+        list(fbi.data),
+        fbi.loss_fn,
+        dict(fbi.loss_fn_config or {}) or None,
+        forward_only or key == "forward_input",
+    )
+
+
+def prompt_tokens(model_input: types.ModelInput) -> np.ndarray:
+    """The token ids of a ModelInput; image chunks are refused (the byte model reads text)."""
+    parts = []
+    for i, chunk in enumerate(model_input.chunks):
+        if not isinstance(chunk, types.EncodedTextChunk):
+            raise HTTPError(
+                400,
+                f"model_input.chunks[{i}] is a {type(chunk).__name__}: the "
+                "embedded server's byte models read encoded_text chunks only",
+            )
+        parts.append(np.asarray(chunk.tokens, dtype=np.int64))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def model_datums(data: list[types.Datum]) -> list[ModelDatum]:
+    """Datums as the model's plain arrays; a 400 naming the datum when one is malformed."""
+    if not data:
+        raise HTTPError(400, "field 'data' is empty; send at least one Datum")
+    out = []
+    for i, datum in enumerate(data):
+        try:
+            tokens = prompt_tokens(datum.model_input)
+        except HTTPError as exc:
+            raise HTTPError(400, f"data[{i}].{exc.message}") from exc
+        inputs = {name: td.to_numpy() for name, td in datum.loss_fn_inputs.items()}
+        out.append(ModelDatum(tokens=tokens, loss_fn_inputs=inputs))
+    return out
+
+
+def forward_output(result: ForwardResult) -> tuple[Callable[[], Any], bytes | None]:
+    """A model's forward result as (lazy JSON, protobuf bytes)."""
+    output = types.ForwardBackwardOutput(
+        loss_fn_output_type="ArrayRecord",
+        loss_fn_outputs=[
+            {
+                name: types.TensorData.from_numpy(np.ascontiguousarray(arr))
+                for name, arr in outputs.items()
+            }
+            for outputs in result.loss_fn_outputs
+        ],
+        metrics={k: float(v) for k, v in result.metrics.items()},
+    )
+    return (lambda: types.to_builtins(output)), proto.encode_forward_backward_output(output)
+
+
+def run_sample(
+    model: LoraModel, prompt: np.ndarray, request: types.SampleRequest
+) -> tuple[Callable[[], Any], bytes | None]:
+    """Sample from a model for one asample request: (lazy JSON, protobuf bytes)."""
+    params = request.sampling_params
+    stop: Any = params.stop
+    result = model.sample(
+        prompt,
+        max_tokens=params.max_tokens,
+        temperature=params.temperature if params.temperature is not None else 1.0,
+        top_k=params.top_k if params.top_k is not None else -1,
+        top_p=params.top_p if params.top_p is not None else 1.0,
+        stop=stop,
+        seed=params.seed,
+        num_samples=request.num_samples,
+        prompt_logprobs=bool(request.prompt_logprobs),
+        topk_prompt_logprobs=request.topk_prompt_logprobs,
+    )
+    response = types.SampleResponse(
+        sequences=[
+            types.SampledSequence(
+                stop_reason=_stop_reason(s.stop_reason), tokens_np=s.tokens, logprobs_np=s.logprobs
+            )
+            for s in result.sequences
+        ],
+        prompt_logprobs_np=result.prompt_logprobs,
+        topk_prompt_logprobs_np=result.topk_prompt_logprobs,
+    )
+    return (lambda: types.to_builtins(response)), proto.encode_sample_response(response)
+
+
+def _stop_reason(reason: str) -> types.StopReason:
+    if reason == "stop":
+        return "stop"
+    if reason == "length":
+        return "length"
+    raise ValueError(f"the model gave an unknown stop_reason {reason!r}")

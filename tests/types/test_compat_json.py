@@ -49,9 +49,6 @@ LEFT_OUT = {
     "ActiveSessionStatusQuery", "CancelledSessionStatusQuery",
     "ClientFinishedSessionStatusQuery", "ClientSessionFinishReasonType",
     "FailedSessionStatusQuery", "SessionStatusQuery",
-    # Server-side custom losses (traced torch.fx graphs).
-    "CreateCustomLossRequest", "CreateCustomLossResponse", "CustomLossGraph",
-    "CustomLossNode", "CustomLossInput", "CustomLossInputRank",
     # A union alias of every result type; we classify with read_future_response instead.
     "FutureRetrieveResponse",
     # The official base classes of open optimizer families (we know adamw and dimuon).
@@ -253,6 +250,28 @@ def _training_cases() -> dict[str, Case]:
                 lora_config=T.LoraConfig(rank=32, seed=BIG),
                 optimizer_config=T.DimuonOptimizerConfig(),
             ),
+        ),
+        "create_custom_loss": (
+            lambda: ours.CreateCustomLossRequest(
+                session_id="s", custom_loss_seq_id=0, name="my loss",
+                inputs=[ours.CustomLossInput(name="logprobs", rank=1)],
+                graph=ours.CustomLossGraph(nodes=[
+                    ours.CustomLossNode(op="placeholder", name="x", target="x"),
+                    ours.CustomLossNode(op="call_function", name="y", target="torch.exp",
+                                        args=[{"ref": "x"}, 1.0], kwargs={"k": None}),
+                ])),
+            lambda: T.CreateCustomLossRequest(
+                session_id="s", custom_loss_seq_id=0, name="my loss",
+                inputs=[T.CustomLossInput(name="logprobs", rank=1)],
+                graph=T.CustomLossGraph(nodes=[
+                    T.CustomLossNode(op="placeholder", name="x", target="x"),
+                    T.CustomLossNode(op="call_function", name="y", target="torch.exp",
+                                     args=[{"ref": "x"}, 1.0], kwargs={"k": None}),
+                ])),
+        ),
+        "create_custom_loss_response": (
+            lambda: ours.CreateCustomLossResponse(loss_id="l"),
+            lambda: T.CreateCustomLossResponse(loss_id="l"),
         ),
         "get_info": (lambda: ours.GetInfoRequest(model_id="m"),
                      lambda: T.GetInfoRequest(model_id="m")),

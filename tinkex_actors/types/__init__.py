@@ -19,6 +19,15 @@ from ._config import (
     ClientConfigResponse,
     ClientDynamicConfigResponse,
 )
+from ._custom_loss import (
+    CreateCustomLossRequest,
+    CreateCustomLossResponse,
+    CustomLossGraph,
+    CustomLossInput,
+    CustomLossInputRank,
+    CustomLossNode,
+    CustomLossNodeOp,
+)
 from ._futures import (
     FutureCompleted,
     FutureCompletion,
@@ -157,6 +166,8 @@ __all__ = [
     "ClientDynamicConfigResponse",
     "CopyWeightsRequest",
     "CopyWeightsResponse",
+    "CreateCustomLossRequest",
+    "CreateCustomLossResponse",
     "CreateModelRequest",
     "CreateModelResponse",
     "CreateSamplingSessionRequest",
@@ -164,6 +175,11 @@ __all__ = [
     "CreateSessionRequest",
     "CreateSessionResponse",
     "Cursor",
+    "CustomLossGraph",
+    "CustomLossInput",
+    "CustomLossInputRank",
+    "CustomLossNode",
+    "CustomLossNodeOp",
     "Datum",
     "DimuonOptimizerConfig",
     "DimuonParams",

@@ -698,6 +698,9 @@ class TestValidation:
             ({"stop": [999]}, r"stop\[0\] = 999"),
             ({"stop": [""]}, "empty string"),
             ({"topk_prompt_logprobs": -1}, "topk_prompt_logprobs"),
+            ({"topk_prompt_logprobs": 2.5}, "topk_prompt_logprobs"),
+            ({"max_tokens": -1}, "max_tokens = -1"),
+            ({"prompt_tokens": []}, "prompt is empty"),
             ({"prompt_tokens": [1, 258]}, r"prompt\[1\] = 258"),
         ],
     )

@@ -507,7 +507,7 @@ class LoraModel:
         seed: int | None = None,
         num_samples: int = 1,
         prompt_logprobs: bool = False,
-        topk_prompt_logprobs: int = 0,
+        topk_prompt_logprobs: int | None = 0,
     ) -> SampleResult:
         """Generate continuations of ``prompt_tokens`` with the current weights.
 
@@ -520,8 +520,12 @@ class LoraModel:
         if max_tokens is None:
             max_tokens = limit
         check_sampling(max_tokens, limit, temperature, top_k, top_p, num_samples)
-        if isinstance(topk_prompt_logprobs, bool) or not 0 <= topk_prompt_logprobs <= (
-            self.spec.vocab_size
+        if topk_prompt_logprobs is None:
+            topk_prompt_logprobs = 0
+        if (
+            isinstance(topk_prompt_logprobs, bool)
+            or not isinstance(topk_prompt_logprobs, int | np.integer)
+            or not 0 <= topk_prompt_logprobs <= self.spec.vocab_size
         ):
             raise ValueError(
                 f"topk_prompt_logprobs = {topk_prompt_logprobs!r} must be an integer in "

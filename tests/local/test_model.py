@@ -495,6 +495,25 @@ class TestLearning:
         last = model.forward(data, "cross_entropy").metrics["loss:sum"]
         assert last < first / 10
 
+    @pytest.mark.parametrize("loss_fn", RL_LOSSES)
+    def test_policy_losses_raise_the_logprob_of_advantaged_tokens(self, loss_fn: str) -> None:
+        """A few steps with positive advantages on one datum make its tokens likelier."""
+        model = LoraModel(rank=8, seed=2)
+        tokens = np.array(TOKENIZER.encode("reward me"))
+        targets = np.roll(tokens, -1)
+        plain = [ModelDatum(tokens, {"target_tokens": targets})]
+        start = model.forward(plain, "cross_entropy").loss_fn_outputs[0]["logprobs"]
+        for _ in range(5):
+            own = model.forward(plain, "cross_entropy").loss_fn_outputs[0]["logprobs"]
+            datum = ModelDatum(
+                tokens,
+                {"target_tokens": targets, "logprobs": own, "advantages": np.ones(tokens.size)},
+            )
+            model.forward_backward([datum], loss_fn)
+            model.optim_step(learning_rate=1e-2)
+        end = model.forward(plain, "cross_entropy").loss_fn_outputs[0]["logprobs"]
+        assert end.sum() > start.sum() + 1.0
+
     @pytest.mark.parametrize("text", PIG_LATIN)
     def test_greedy_sampling_reproduces_a_trained_completion(self, trained, text) -> None:
         """The prompt 'word -> ' continues with the trained translation and <eos>."""
@@ -518,6 +537,13 @@ class TestSampling:
         ]
         assert [s.tokens for s in runs[0]] == [s.tokens for s in runs[1]]
         assert [s.tokens for s in runs[0]] != [s.tokens for s in runs[2]]
+
+    def test_num_samples_draws_independent_sequences(self) -> None:
+        """Each of num_samples sequences follows its own draws."""
+        result = LoraModel(rank=4, seed=0).sample(
+            [256], max_tokens=8, seed=1, num_samples=4, stop=[]
+        )
+        assert len({tuple(s.tokens) for s in result.sequences}) == 4
 
     def test_max_tokens_bounds_the_length(self) -> None:
         """Without a stop, a sequence has exactly max_tokens tokens and reason 'length'."""

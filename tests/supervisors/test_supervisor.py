@@ -303,6 +303,7 @@ class TestRestartFailures:
         with capture_logs() as logs:
             a.tell("crash")
             starts.expect("a")
+            which_children(sup)  # the restart is logged once start returned: sync on it
         events = [e["event"] for e in logs]
         assert "child_restart_failed" in events
         assert events.count("child_restarted") == 1

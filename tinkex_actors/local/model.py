@@ -59,6 +59,7 @@ __all__ = [
     "SampleResult",
     "SampledSequence",
     "get_base_model",
+    "read_state",
 ]
 
 LORA_ALPHA = 32.0
@@ -88,7 +89,12 @@ class NonFiniteGradientError(ValueError):
 
 
 class LoraModel:
-    """A LoRA adapter of a given rank on a frozen base model, with its Adam state."""
+    """A LoRA adapter of a given rank on a frozen base model, with its Adam state.
+
+    ``params``, ``grads``, ``adam_m`` and ``adam_v`` (keyed ``"<layer>/A"`` and
+    ``"<layer>/B"``) are readable for tests and metrics; change weights only through
+    ``optim_step`` or ``load_state``, which also refresh the merged-weight cache.
+    """
 
     def __init__(
         self,
@@ -100,7 +106,12 @@ class LoraModel:
         train_unembed: bool = True,
         dtype: npt.DTypeLike = np.float32,
     ) -> None:
-        """Create an adapter; ``seed=None`` draws a random LoRA seed (see ``lora_config``)."""
+        """Create an adapter of ``rank`` on the layers the ``train_*`` flags select.
+
+        ``seed`` fixes the LoRA initialisation; ``None`` draws one at random, which
+        ``lora_config()`` then reports. ``dtype`` is float32 for serving; float64 makes
+        finite-difference gradient checks precise.
+        """
         self.spec = get_base_model(spec) if isinstance(spec, str) else spec
         if isinstance(rank, bool) or not isinstance(rank, int | np.integer):
             raise ValueError(f"rank = {rank!r} must be an integer")

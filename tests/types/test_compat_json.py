@@ -33,22 +33,11 @@ UTC = dt.UTC
 
 # Official names we deliberately do not offer, and why.
 LEFT_OUT = {
-    # Account, billing and audit REST extras (not used by the client runtime).
-    "AuditLogEntry", "AuditLogResponse", "GetBillingUsageRequest", "BillingEventInfo",
+    # Billing REST extras (not used by the client runtime).
+    "GetBillingUsageRequest", "BillingEventInfo",
     "BillingUsageEvent", "BillingUsageResponse", "BillingUsageSession",
     "CheckpointBillingEvent", "SamplingPrefillBillingEvent", "SamplingSampleBillingEvent",
-    "StorageBillingEvent", "TrainingBillingEvent", "GetCurrentCheckpointStorageUsageRequest",
-    "CurrentCheckpointStorageUsageItem", "CurrentCheckpointStorageUsageResponse",
-    # Session search and status queries (REST extras).
-    "AccessibleSearchOwner", "OwnSearchOwner", "SearchOwner", "UserSearchOwner",
-    "SessionSearchCursor", "SessionSearchRequest", "SessionSearchResponse", "SessionSummary",
-    "ClientSessionFinished", "ClientSessionFinishErrored", "ClientSessionFinishInterrupted",
-    "ClientSessionFinishReason", "ClientSessionFinishSuccess", "SessionActive",
-    "SessionCancelled", "SessionFailed", "SessionFailedReason", "SessionFailedRequestReason",
-    "SessionFailedSamplingSessionReason", "SessionFailedTrainingRunReason", "SessionStatus",
-    "ActiveSessionStatusQuery", "CancelledSessionStatusQuery",
-    "ClientFinishedSessionStatusQuery", "ClientSessionFinishReasonType",
-    "FailedSessionStatusQuery", "SessionStatusQuery",
+    "StorageBillingEvent", "TrainingBillingEvent",
     # A union alias of every result type; we classify with read_future_response instead.
     "FutureRetrieveResponse",
     # The official base classes of open optimizer families (we know adamw and dimuon).
@@ -399,6 +388,39 @@ def _session_cases() -> dict[str, Case]:
             lambda: ours.JoinSamplingSessionRequest(sampling_session_id="ss"),
             lambda: T.JoinSamplingSessionRequest(sampling_session_id="ss"),
         ),
+        "session_search_default": (ours.SessionSearchRequest, T.SessionSearchRequest),
+        "session_search_full": (
+            lambda: ours.SessionSearchRequest(
+                session_id="s", project_ids=["p"], user_metadata={"k": "v"}, display_name="é",
+                owner=ours.UserSearchOwner(owner_urns=["u"]), limit=200,
+                statuses=[ours.ActiveSessionStatusQuery(),
+                          ours.ClientFinishedSessionStatusQuery(reasons=["errored"])],
+                cursor=ours.SessionSearchCursor(last_created_at=NOW, last_session_id="s")),
+            lambda: T.SessionSearchRequest(
+                session_id="s", project_ids=["p"], user_metadata={"k": "v"}, display_name="é",
+                owner=T.UserSearchOwner(owner_urns=["u"]), limit=200,
+                statuses=[T.ActiveSessionStatusQuery(),
+                          T.ClientFinishedSessionStatusQuery(reasons=["errored"])],
+                cursor=T.SessionSearchCursor(last_created_at=NOW, last_session_id="s")),
+        ),
+        "session_search_variants": (
+            lambda: ours.SessionSearchRequest(
+                owner=ours.AccessibleSearchOwner(),
+                statuses=[ours.CancelledSessionStatusQuery(), ours.FailedSessionStatusQuery(),
+                          ours.ClientFinishedSessionStatusQuery()]),
+            lambda: T.SessionSearchRequest(
+                owner=T.AccessibleSearchOwner(),
+                statuses=[T.CancelledSessionStatusQuery(), T.FailedSessionStatusQuery(),
+                          T.ClientFinishedSessionStatusQuery()]),
+        ),
+        "session_search_own": (
+            lambda: ours.SessionSearchRequest(owner=ours.OwnSearchOwner(), limit=1),
+            lambda: T.SessionSearchRequest(owner=T.OwnSearchOwner(), limit=1),
+        ),
+        "storage_usage_request": (
+            lambda: ours.GetCurrentCheckpointStorageUsageRequest(project_id="p"),
+            lambda: T.GetCurrentCheckpointStorageUsageRequest(project_id="p"),
+        ),
         "client_config_request": (lambda: ours.ClientConfigRequest(sdk_version="0.38.0"),
                                   lambda: T.ClientConfigRequest(sdk_version="0.38.0")),
         "future_retrieve": (
@@ -553,9 +575,71 @@ def _response_cases() -> dict[str, Case]:
                 T.FutureFinished(request_id="a", response_payload_uncompressed_size=10),
                 T.FutureFailed(request_id="b")]),
         ),
+        "session_search_response": (
+            lambda: ours.SessionSearchResponse(sessions=[
+                ours.SessionSummary(session_id="s", created_at=NOW, owner="o", project_id="p",
+                                    checkpoints_count=2, status=ours.SessionFailed(
+                                        category="user", message="m",
+                                        reason=ours.SessionFailedRequestReason(
+                                            request_id="r", request_type="Sample"))),
+                ours.SessionSummary(session_id="t", created_at=NOW, owner="o", project_id="p",
+                                    checkpoints_count=0, status=ours.ClientSessionFinished(
+                                        reason=ours.ClientSessionFinishInterrupted())),
+            ], next_cursor=ours.SessionSearchCursor(last_created_at=NOW, last_session_id="t")),
+            lambda: T.SessionSearchResponse(sessions=[
+                T.SessionSummary(session_id="s", created_at=NOW, owner="o", project_id="p",
+                                 checkpoints_count=2, status=T.SessionFailed(
+                                     category="user", message="m",
+                                     reason=T.SessionFailedRequestReason(
+                                         request_id="r", request_type="Sample"))),
+                T.SessionSummary(session_id="t", created_at=NOW, owner="o", project_id="p",
+                                 checkpoints_count=0, status=T.ClientSessionFinished(
+                                     reason=T.ClientSessionFinishInterrupted())),
+            ], next_cursor=T.SessionSearchCursor(last_created_at=NOW, last_session_id="t")),
+        ),
+        "session_statuses": (
+            lambda: _summaries(ours), lambda: _summaries(T),
+        ),
+        "audit_log": (
+            lambda: ours.AuditLogResponse(entries=[
+                ours.AuditLogEntry(timestamp=NOW, event="e"),
+                ours.AuditLogEntry(timestamp=NOW, event="e", event_details={"a": [1]},
+                                   model_id="m")]),
+            lambda: T.AuditLogResponse(entries=[
+                T.AuditLogEntry(timestamp=NOW, event="e"),
+                T.AuditLogEntry(timestamp=NOW, event="e", event_details={"a": [1]},
+                                model_id="m")]),
+        ),
+        "storage_usage": (
+            lambda: ours.CurrentCheckpointStorageUsageResponse(data=[
+                ours.CurrentCheckpointStorageUsageItem(checkpoint_count=1, size_bytes=BIG,
+                                                       size_gigabytes=2)]),
+            lambda: T.CurrentCheckpointStorageUsageResponse(data=[
+                T.CurrentCheckpointStorageUsageItem(checkpoint_count=1, size_bytes=BIG,
+                                                    size_gigabytes=2)]),
+        ),
         "whoami": (lambda: ours.WhoamiResponse(user_urn="u", org_urn="o"),
                    lambda: T.WhoamiResponse(user_urn="u", org_urn="o")),
     }
+
+
+def _summaries(mod: Any) -> Any:
+    """One session summary per status variant, built with `mod`'s types."""
+    statuses = [
+        mod.SessionActive(), mod.SessionCancelled(detail="d"), mod.SessionCancelled(),
+        mod.ClientSessionFinished(reason=mod.ClientSessionFinishSuccess()),
+        mod.ClientSessionFinished(reason=mod.ClientSessionFinishErrored(), detail="x"),
+        mod.SessionFailed(category="internal", message="m",
+                          reason=mod.SessionFailedTrainingRunReason(training_run_id="r")),
+        mod.SessionFailed(category="user", message="m",
+                          reason=mod.SessionFailedSamplingSessionReason(sampling_session_id="s")),
+        None,
+    ]
+    return mod.SessionSearchResponse(sessions=[
+        mod.SessionSummary(session_id=str(i), created_at=NOW, owner="o", project_id="p",
+                           checkpoints_count=i, status=status, checkpoint_storage_bytes=BIG)
+        for i, status in enumerate(statuses)
+    ])
 
 
 CATALOGUE: dict[str, Case] = {

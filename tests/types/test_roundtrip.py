@@ -110,6 +110,16 @@ BY_TYPE: dict[str, dict[str, st.SearchStrategy[Any]]] = {
             "fwdbwd_dispatch_bytes_semaphore_size", "sample_dispatch_bytes_semaphore_size",
             "inflight_response_bytes_semaphore_size", "sample_max_concurrent_requests")
     },
+    "SessionSearchRequest": {
+        "limit": st.integers(1, 200), "display_name": st.none() | NONEMPTY,
+        "statuses": st.none() | st.lists(
+            st.deferred(lambda: _from_hint(t.SessionStatusQuery)), min_size=1, max_size=2),
+    },
+    "UserSearchOwner": {"owner_urns": st.lists(TEXT, min_size=1, max_size=10)},
+    "ClientFinishedSessionStatusQuery": {
+        "reasons": st.none() | st.lists(
+            st.sampled_from(["success", "errored", "interrupted"]), min_size=1, max_size=3),
+    },
     "RequestFailedResponse": {"category": st.sampled_from(list(t.RequestErrorCategory))},
 }
 

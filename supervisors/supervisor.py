@@ -114,6 +114,17 @@ def _ask_to_stop(ref: ActorRef[Any]) -> None:
         pass
 
 
+def add_restart(
+    restarts: list[float], now: float, max_restarts: int, max_seconds: float
+) -> tuple[list[float], bool]:
+    """OTP's rule: keep restarts at most ``max_seconds`` old, add ``now``; ok unless there are
+    now MORE than ``max_restarts`` (pure, for testing against a reference model)."""
+    threshold = now - max_seconds
+    kept = [t for t in restarts if t >= threshold]
+    kept.append(now)
+    return kept, len(kept) <= max_restarts
+
+
 def _recorder(got: list[ExitReason], done: threading.Event) -> _watch.Callback:
     def record(reason: ExitReason) -> None:
         got.append(reason)
@@ -166,11 +177,10 @@ class SupervisorBase(Process):
 
     def _add_restart(self) -> bool:
         """Record a restart now; False when there are more than max_restarts in the window."""
-        now = self.clock.monotonic()
-        threshold = now - self.max_seconds
-        self._restarts = [t for t in self._restarts if t >= threshold]
-        self._restarts.append(now)
-        return len(self._restarts) <= self.max_restarts
+        self._restarts, ok = add_restart(
+            self._restarts, self.clock.monotonic(), self.max_restarts, self.max_seconds
+        )
+        return ok
 
     # -- children ----------------------------------------------------------------------
 

@@ -33,11 +33,6 @@ UTC = dt.UTC
 
 # Official names we deliberately do not offer, and why.
 LEFT_OUT = {
-    # Billing REST extras (not used by the client runtime).
-    "GetBillingUsageRequest", "BillingEventInfo",
-    "BillingUsageEvent", "BillingUsageResponse", "BillingUsageSession",
-    "CheckpointBillingEvent", "SamplingPrefillBillingEvent", "SamplingSampleBillingEvent",
-    "StorageBillingEvent", "TrainingBillingEvent",
     # A union alias of every result type; we classify with read_future_response instead.
     "FutureRetrieveResponse",
     # The official base classes of open optimizer families (we know adamw and dimuon).
@@ -64,6 +59,7 @@ def ours_json(obj: Any) -> Any:
 
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+LATER = NOW + dt.timedelta(hours=1)
 PNG = b"\x89PNG\r\n\x1a\n\x00\xff"
 BIG = 2**62 + 12345
 
@@ -417,6 +413,10 @@ def _session_cases() -> dict[str, Case]:
             lambda: ours.SessionSearchRequest(owner=ours.OwnSearchOwner(), limit=1),
             lambda: T.SessionSearchRequest(owner=T.OwnSearchOwner(), limit=1),
         ),
+        "billing_request": (
+            lambda: ours.GetBillingUsageRequest(starting_on=NOW, ending_before=LATER),
+            lambda: T.GetBillingUsageRequest(starting_on=NOW, ending_before=LATER),
+        ),
         "storage_usage_request": (
             lambda: ours.GetCurrentCheckpointStorageUsageRequest(project_id="p"),
             lambda: T.GetCurrentCheckpointStorageUsageRequest(project_id="p"),
@@ -600,6 +600,7 @@ def _response_cases() -> dict[str, Case]:
         "session_statuses": (
             lambda: _summaries(ours), lambda: _summaries(T),
         ),
+        "billing_usage": (lambda: _billing(ours), lambda: _billing(T)),
         "audit_log": (
             lambda: ours.AuditLogResponse(entries=[
                 ours.AuditLogEntry(timestamp=NOW, event="e"),
@@ -640,6 +641,24 @@ def _summaries(mod: Any) -> Any:
                            checkpoints_count=i, status=status, checkpoint_storage_bytes=BIG)
         for i, status in enumerate(statuses)
     ])
+
+
+def _billing(mod: Any) -> Any:
+    """A usage answer with every billing event kind, built with `mod`'s types."""
+    infos = [
+        mod.TrainingBillingEvent(token_count=BIG),
+        mod.SamplingPrefillBillingEvent(cached=True, token_count=1),
+        mod.SamplingSampleBillingEvent(token_count=2),
+        mod.CheckpointBillingEvent(count=3),
+        mod.StorageBillingEvent(gigabyte_hours=1, free=True),
+        mod.StorageBillingEvent(gigabyte_hours=0.25),
+    ]
+    return mod.BillingUsageResponse(
+        data=[mod.BillingUsageEvent(bucket_start=NOW, bucket_end=NOW, event_info=info,
+                                    estimated_cost_usd=i or None, session_id="s")
+              for i, info in enumerate(infos)],
+        sessions={"s": mod.BillingUsageSession(user_metadata={"k": "v"})},
+    )
 
 
 CATALOGUE: dict[str, Case] = {

@@ -115,6 +115,10 @@ BY_TYPE: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "statuses": st.none() | st.lists(
             st.deferred(lambda: _from_hint(t.SessionStatusQuery)), min_size=1, max_size=2),
     },
+    "GetBillingUsageRequest": {
+        "starting_on": st.just(dt.datetime(2025, 1, 1, tzinfo=dt.UTC)),
+        "ending_before": st.just(dt.datetime(2025, 1, 2, tzinfo=dt.UTC)),
+    },
     "UserSearchOwner": {"owner_urns": st.lists(TEXT, min_size=1, max_size=10)},
     "ClientFinishedSessionStatusQuery": {
         "reasons": st.none() | st.lists(

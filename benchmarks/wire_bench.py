@@ -1,0 +1,328 @@
+"""Binary wire speed: our protobuf codec beside the official `tinker` SDK, in one process.
+
+Two payloads (issue 2):
+  * a forward_backward request of 64 datums x 2,048 tokens (int32 tokens on the wire, int64
+    target_tokens, float32 weights: ~2.1 MB);
+  * a sample response of 16 sequences x 512 tokens with logprobs.
+
+For each: encode and decode time (median of several runs) and peak traced memory
+(tracemalloc, a separate run), starting from user data given as Python lists and, for us, as
+numpy arrays; the official SDK's figure and the ratio official/ours on the same line. Our
+msgspec JSON of the same values is printed for reference.
+
+What "decode" means for the official SDK: for results (sample) it is the SDK's own
+`response_conv` reader. The SDK never decodes requests (servers do), so for the request we
+print both its raw `ParseFromString` and parse + building the SDK's Datums from it, the
+equivalent of what our decoder returns. tracemalloc sees Python and numpy allocations but
+not upb's arena (the official parsed message), so official decode peaks are lower bounds.
+
+Run: python benchmarks/wire_bench.py [--repeat N]   (needs the test extras: tinker, protobuf)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import tinkex_actors.types as tx
+from tinkex_actors.types import proto
+
+try:
+    import tinker.types as official
+    from tinker.proto import request_conv, response_conv
+    from tinker.proto import tinker_public_pb2 as pb
+except ImportError as exc:  # pragma: no cover - a message, not a crash
+    raise SystemExit(
+        f"wire_bench needs the official SDK (pip install -e '.[test]'): {exc}"
+    ) from None
+
+N_DATUMS, N_TOKENS = 64, 2048
+N_SEQS, N_SAMPLED = 16, 512
+
+
+def paired_medians(
+    official_fn: Callable[[], Any], ours_fn: Callable[[], Any], repeat: int
+) -> tuple[float, float]:
+    """Median wall times in ms of two functions, run alternately (one warm-up call each).
+
+    Alternating keeps a load change on a shared machine from favouring either side.
+    """
+    official_fn()
+    ours_fn()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for fn, bucket in ((official_fn, times[0]), (ours_fn, times[1])):
+            gc.collect()
+            start = time.perf_counter()
+            fn()
+            bucket.append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
+
+
+def median_ms(fn: Callable[[], Any], repeat: int) -> float:
+    """Median wall time of `fn` in milliseconds (one warm-up call first)."""
+    return paired_medians(lambda: None, fn, repeat)[1]
+
+
+def peak_mib(fn: Callable[[], Any]) -> float:
+    """Peak memory traced while `fn` runs, in MiB (its result is kept until the end)."""
+    gc.collect()
+    tracemalloc.start()
+    result = fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del result
+    return peak / 2**20
+
+
+# ---- payloads ---------------------------------------------------------------------------------
+
+
+def request_payload(rng: np.random.Generator) -> dict[str, Any]:
+    tokens = rng.integers(0, 150_000, (N_DATUMS, N_TOKENS + 1), dtype=np.int64)
+    weights = rng.random((N_DATUMS, N_TOKENS), dtype=np.float32)
+    return {
+        "tokens_np": [t[:-1].copy() for t in tokens],
+        "targets_np": [t[1:].copy() for t in tokens],
+        "weights_np": list(weights),
+        "tokens": [t[:-1].tolist() for t in tokens],
+        "targets": [t[1:].tolist() for t in tokens],
+        "weights": [w.tolist() for w in weights],
+    }
+
+
+def ours_request_from_lists(p: dict[str, Any]) -> bytes:
+    data = [
+        tx.Datum(
+            model_input=tx.ModelInput.from_ints(p["tokens"][i]),
+            loss_fn_inputs={"target_tokens": p["targets"][i], "weights": p["weights"][i]},
+        )
+        for i in range(N_DATUMS)
+    ]
+    fb_input = tx.ForwardBackwardInput(data=data, loss_fn="cross_entropy")
+    return proto.encode_forward_backward_request(fb_input, model_id="m", seq_id=1)
+
+
+def ours_request_from_numpy(p: dict[str, Any]) -> bytes:
+    data = [
+        tx.Datum(
+            model_input=tx.ModelInput.from_ints(p["tokens_np"][i]),
+            loss_fn_inputs={"target_tokens": p["targets_np"][i], "weights": p["weights_np"][i]},
+        )
+        for i in range(N_DATUMS)
+    ]
+    fb_input = tx.ForwardBackwardInput(data=data, loss_fn="cross_entropy")
+    return proto.encode_forward_backward_request(fb_input, model_id="m", seq_id=1)
+
+
+def ours_request_json(p: dict[str, Any]) -> bytes:
+    data = [
+        tx.Datum(
+            model_input=tx.ModelInput.from_ints(p["tokens_np"][i]),
+            loss_fn_inputs={"target_tokens": p["targets_np"][i], "weights": p["weights_np"][i]},
+        )
+        for i in range(N_DATUMS)
+    ]
+    fb_input = tx.ForwardBackwardInput(data=data, loss_fn="cross_entropy")
+    return tx.to_json({"forward_backward_input": fb_input, "model_id": "m", "seq_id": 1})
+
+
+def official_request(p: dict[str, Any], numpy_inputs: bool) -> bytes:
+    suffix = "_np" if numpy_inputs else ""
+    data = [
+        official.Datum(
+            # The official EncodedTextChunk takes only sequences: arrays go through tolist().
+            model_input=official.ModelInput.from_ints(
+                p["tokens_np"][i].tolist() if numpy_inputs else p["tokens"][i]
+            ),
+            loss_fn_inputs={
+                "target_tokens": p["targets" + suffix][i],
+                "weights": p["weights" + suffix][i],
+            },
+        )
+        for i in range(N_DATUMS)
+    ]
+    request = official.ForwardBackwardRequest(
+        forward_backward_input=official.ForwardBackwardInput(data=data, loss_fn="cross_entropy"),
+        model_id="m",
+        seq_id=1,
+    )
+    return request_conv.forward_backward_request_to_proto(request).SerializeToString()
+
+
+def official_parse_request(body: bytes) -> Any:
+    message = pb.ForwardBackwardRequest()
+    message.ParseFromString(body)
+    return message
+
+
+def official_decode_request(body: bytes) -> list[Any]:
+    """Parse, then build the SDK's own Datums, the way its response reader builds results."""
+    message = official_parse_request(body)
+    data = []
+    for datum in message.data:
+        tokens = np.frombuffer(datum.model_input[0].encoded_text.tokens, dtype=np.int32)
+        inputs = {
+            name: official.TensorData(
+                data=np.frombuffer(t.dense, dtype=np.int64 if t.dtype == 2 else np.float32),
+                dtype="int64" if t.dtype == 2 else "float32",
+                shape=list(t.shape),
+            )
+            for name, t in datum.loss_fn_inputs.items()
+        }
+        data.append(
+            official.Datum(
+                model_input=official.ModelInput.from_ints(tokens.tolist()), loss_fn_inputs=inputs
+            )
+        )
+    return data
+
+
+def sample_payload(rng: np.random.Generator) -> dict[str, Any]:
+    tokens = rng.integers(0, 150_000, (N_SEQS, N_SAMPLED), dtype=np.int32)
+    logprobs = -rng.random((N_SEQS, N_SAMPLED), dtype=np.float32) * 5
+    return {
+        "tokens_np": list(tokens),
+        "logprobs_np": list(logprobs),
+        "tokens": [t.tolist() for t in tokens],
+        "logprobs": [lp.tolist() for lp in logprobs],
+    }
+
+
+def ours_sample_response(p: dict[str, Any], numpy_inputs: bool) -> tx.SampleResponse:
+    suffix = "_np" if numpy_inputs else ""
+    return tx.SampleResponse(
+        sequences=[
+            tx.SampledSequence(
+                stop_reason="length",
+                tokens_np=p["tokens" + suffix][i],
+                logprobs_np=p["logprobs" + suffix][i],
+            )
+            for i in range(N_SEQS)
+        ]
+    )
+
+
+def official_encode_sample(p: dict[str, Any], numpy_inputs: bool) -> bytes:
+    """What a server holding the values builds with the official classes."""
+    message = pb.SampleResponse()
+    for i in range(N_SEQS):
+        tokens = p["tokens_np"][i] if numpy_inputs else np.asarray(p["tokens"][i], np.int32)
+        logprobs = p["logprobs_np"][i] if numpy_inputs else np.asarray(p["logprobs"][i], np.float32)
+        seq = message.sequences.add(stop_reason=pb.STOP_REASON_LENGTH)
+        seq.tokens = tokens.astype("<i4", copy=False).tobytes()
+        seq.logprobs = logprobs.astype("<f4", copy=False).tobytes()
+    return message.SerializeToString()
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+
+def row(
+    label: str, official_ms: float, ours_ms: float, official_mib: float, ours_mib: float
+) -> str:
+    ratio = official_ms / ours_ms if ours_ms else float("inf")
+    return (
+        f"  {label:<44} {official_ms:9.3f} {ours_ms:9.3f} {ratio:7.1f}x"
+        f" {official_mib:9.2f} {ours_mib:9.2f}"
+    )
+
+
+def header(title: str) -> None:
+    print(f"\n{title}")
+    print(f"  {'':<44} {'official':>9} {'ours':>9} {'speedup':>8} {'off. MiB':>9} {'ours MiB':>9}")
+
+
+Case = tuple[str, Callable[[], Any], Callable[[], Any]]
+
+
+def report(cases: list[Case], repeat: int) -> None:
+    """Print one line per case: both times (run alternately), the speedup, both peaks."""
+    for label, official_fn, ours_fn in cases:
+        official_ms, ours_ms = paired_medians(official_fn, ours_fn, repeat)
+        print(row(label, official_ms, ours_ms, peak_mib(official_fn), peak_mib(ours_fn)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure")
+    args = parser.parse_args()
+    repeat = args.repeat
+    rng = np.random.default_rng(0)
+
+    p = request_payload(rng)
+    body = ours_request_from_numpy(p)
+    assert official_parse_request(body) == official_parse_request(official_request(p, False))
+    header(f"forward_backward request, {N_DATUMS} datums x {N_TOKENS} tokens ({len(body):,} bytes)")
+    cases: list[Case] = [
+        (
+            "encode, from Python lists (build + encode)",
+            lambda: official_request(p, False),
+            lambda: ours_request_from_lists(p),
+        ),
+        (
+            "encode, from numpy arrays (build + encode)",
+            lambda: official_request(p, True),
+            lambda: ours_request_from_numpy(p),
+        ),
+        (
+            "decode to Datums (official: parse + build)",
+            lambda: official_decode_request(body),
+            lambda: proto.decode_forward_backward_request(body),
+        ),
+        (
+            "decode, official raw ParseFromString only",
+            lambda: official_parse_request(body),
+            lambda: proto.decode_forward_backward_request(body),
+        ),
+    ]
+    report(cases, repeat)
+    json_body = ours_request_json(p)
+    print(
+        f"  reference: our msgspec JSON of the same request (from numpy), "
+        f"{len(json_body):,} bytes: {median_ms(lambda: ours_request_json(p), repeat):.3f} ms"
+    )
+
+    s = sample_payload(rng)
+    sample_body = proto.encode_sample_response(ours_sample_response(s, True))
+    assert sample_body == official_encode_sample(s, True)
+    header(
+        f"sample response, {N_SEQS} sequences x {N_SAMPLED} tokens with logprobs "
+        f"({len(sample_body):,} bytes)"
+    )
+    cases = [
+        (
+            "encode, from Python lists (build + encode)",
+            lambda: official_encode_sample(s, False),
+            lambda: proto.encode_sample_response(ours_sample_response(s, False)),
+        ),
+        (
+            "encode, from numpy arrays (build + encode)",
+            lambda: official_encode_sample(s, True),
+            lambda: proto.encode_sample_response(ours_sample_response(s, True)),
+        ),
+        (
+            "decode (official: response_conv)",
+            lambda: response_conv.deserialize_sample_response(sample_body),
+            lambda: proto.decode_sample_response(sample_body),
+        ),
+    ]
+    report(cases, repeat)
+    response = ours_sample_response(s, True)
+    json_sample = tx.to_json(response)
+    print(
+        f"  reference: our msgspec JSON, {len(json_sample):,} bytes: encode "
+        f"{median_ms(lambda: tx.to_json(response), repeat):.3f} ms, decode "
+        f"{median_ms(lambda: tx.from_json(json_sample, tx.SampleResponse), repeat):.3f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

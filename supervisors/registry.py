@@ -186,7 +186,7 @@ class SupervisedRef:
 
     def __init__(self, name: Hashable, registry: Registry | None = None) -> None:
         self.name = name
-        self.registry = registry or _default
+        self.registry = _default if registry is None else registry
 
     def __repr__(self) -> str:
         return f"SupervisedRef({self.name!r})"

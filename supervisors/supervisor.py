@@ -161,8 +161,8 @@ class SupervisorBase(Process):
         super().__init__()
         self.max_restarts = max_restarts
         self.max_seconds = float(max_seconds)
-        self.clock: Clock = clock or MonotonicClock()
-        self.registry = registry or default_registry()
+        self.clock: Clock = MonotonicClock() if clock is None else clock
+        self.registry = default_registry() if registry is None else registry
         self.name = name
         self.label = str(name) if name is not None else f"{type(self).__name__}-{id(self):x}"
         self._restarts: list[float] = []

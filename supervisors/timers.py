@@ -102,7 +102,7 @@ class TimerService:
     timers are pending."""
 
     def __init__(self, clock: Clock | None = None) -> None:
-        self.clock: Clock = clock or MonotonicClock()
+        self.clock: Clock = MonotonicClock() if clock is None else clock
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Timer]] = []
         self._by_target: dict[str, set[Timer]] = {}

@@ -82,6 +82,8 @@ class Worker(Process):
             raise BoomError(f"{self.key} crashed")
         if message == "normal":
             self.exit(Normal())
+        elif message == "die":  # abnormal exit without a logged traceback (fast, for stress)
+            self.exit(Crashed(BoomError(f"{self.key} died")))
         elif message == "shutdown":
             self.exit(Shutdown())
         elif message == "block":

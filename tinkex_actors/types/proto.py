@@ -13,9 +13,10 @@ declared dtype (float32 or int64), missing prompt logprobs as NaN, per-datum out
 
 from __future__ import annotations
 
-import array
+import functools
 import itertools
 import math
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -196,7 +197,7 @@ def _put_chunk(out: list[Any], chunk: ModelInputChunk, index: int, position: int
     """Append one ``Chunk`` field of a Datum; return the bytes appended."""
     if isinstance(chunk, EncodedTextChunk):
         tokens = _tokens_int32(chunk.tokens, index, position)
-        nbytes = len(tokens) * 4 if isinstance(tokens, array.array) else tokens.nbytes
+        nbytes = len(tokens) if isinstance(tokens, bytes) else tokens.nbytes
         if nbytes:
             # Datum.model_input -> Chunk.encoded_text -> EncodedTextChunk.tokens, sizes first.
             tokens_head = _L1 + w.varint(nbytes)
@@ -237,21 +238,25 @@ def _tokens_int32(tokens: Any, index: int, position: int) -> Any:
             return tokens if tokens.flags.c_contiguous else np.ascontiguousarray(tokens)
         # Token ids are >= 0 (EncodedTextChunk checks), so only the top can overflow int32.
         if tokens.size and int(tokens.max()) > _INT32_MAX:
-            raise ValueError(_token_range_error(index, position))
+            raise ValueError(_token_error(index, position, "an id past 2**31 - 1"))
         return np.ascontiguousarray(tokens, dtype=_I4)
+    # struct.pack over the unpacked list is the fastest list -> int32 bytes path we measured
+    # (about 1.6x array.array and numpy); one Struct per length, cached.
     try:
-        packed = array.array("i", tokens)  # C int: 4 bytes on every platform we support
-    except OverflowError:
-        raise ValueError(_token_range_error(index, position)) from None
-    if not w.LITTLE_ENDIAN:
-        packed.byteswap()
-    return packed
+        return _int32_packer(len(tokens)).pack(*tokens)
+    except struct.error as exc:
+        raise ValueError(_token_error(index, position, str(exc))) from None
 
 
-def _token_range_error(index: int, position: int) -> str:
+@functools.lru_cache(maxsize=256)
+def _int32_packer(count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}i")
+
+
+def _token_error(index: int, position: int, problem: str) -> str:
     return (
-        f"data[{index}].model_input.chunks[{position}].tokens holds a token id outside int32, "
-        "which the binary wire cannot carry; check the tokenizer output"
+        f"data[{index}].model_input.chunks[{position}].tokens cannot travel as int32 token ids "
+        f"({problem}); pass ints in [0, 2**31) as the tokenizer gives them"
     )
 
 
@@ -896,7 +901,10 @@ def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse
         k, pos = w.read_key(buf, pos, end)
         if k == 0x0A:
             start, pos = w.read_len(buf, pos, end)
-            sequences.append(_read_sequence(buf, start, pos, views, len(sequences)))
+            try:
+                sequences.append(_read_sequence(buf, start, pos, views))
+            except ValueError as exc:
+                raise ValueError(f"SampleResponse.sequences[{len(sequences)}]: {exc}") from None
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
             prompt_logprobs = None
@@ -927,37 +935,39 @@ def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse
     )
 
 
-def _read_sequence(
-    buf: bytes, pos: int, end: int, views: w.ArrayViews, index: int
-) -> SampledSequence:
-    what = f"SampleResponse.sequences[{index}]"
+def _read_sequence(buf: bytes, pos: int, end: int, views: w.ArrayViews) -> SampledSequence:
+    # The hot loop of a sample result: one-byte keys are read inline, labels are constant
+    # (the caller adds the sequence index to any error).
     stop_reason = 0
     tokens: npt.NDArray[Any] = _NO_TOKENS
     logprobs: npt.NDArray[Any] | None = None
     topk: TopkLogprobs | None = None
     while pos < end:
-        k, pos = w.read_key(buf, pos, end)
+        k = buf[pos]
+        if k < 0x80:
+            pos += 1
+        else:
+            k, pos = w.read_varint(buf, pos, end)
         if k == 0x12:
             start, pos = w.read_len(buf, pos, end)
-            tokens = views.get(start, pos, _I4, f"{what}.tokens")
+            tokens = views.get(start, pos, _I4, "SampledSequence.tokens")
         elif k == 0x1A:
             start, pos = w.read_len(buf, pos, end)
-            logprobs = None
-            if pos > start:
-                view = views.get(start, pos, _F4, f"{what}.logprobs")
-                logprobs = view
+            logprobs = (
+                views.get(start, pos, _F4, "SampledSequence.logprobs") if pos > start else None
+            )
         elif k == 0x08:
             stop_reason, pos = w.read_varint(buf, pos, end)
         elif k == 0x22:
             start, pos = w.read_len(buf, pos, end)
-            topk = _read_topk(buf, start, pos, views, f"{what}.topk_sampled_logprobs")
+            topk = _read_topk(buf, start, pos, views, "SampledSequence.topk_sampled_logprobs")
         else:
-            pos = _skip(buf, pos, end, k, what, 4)
+            pos = _skip(buf, pos, end, k, "SampledSequence", 4)
     name = _STOP_REASON_NAME.get(stop_reason)
     if name is None:
         raise ValueError(
-            f"{what}.stop_reason is {stop_reason}, not STOP (0) or LENGTH (1): the server "
-            "speaks a newer protocol; upgrade tinkex-actors"
+            f"SampledSequence.stop_reason is {stop_reason}, not STOP (0) or LENGTH (1): the "
+            "server speaks a newer protocol; upgrade tinkex-actors"
         )
     return SampledSequence(
         stop_reason=name,  # type: ignore[arg-type]

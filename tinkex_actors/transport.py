@@ -22,30 +22,37 @@ dependency), one client per pool kind (the official SDK opens another client per
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
-import dataclasses
+import functools
 import ipaddress
-import json
 import random as random_module
 import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import httpx
 import structlog
 
+from tinkex_actors._http_messages import (
+    API_PREFIX,
+    JSON_CONTENT_TYPE,
+    PROTOBUF_CONTENT_TYPE,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+)
 from tinkex_actors._http_retry import platform_headers, retry_delay_s
 from tinkex_actors._version import __version__
 from tinkex_actors.config import Config, PoolKind, PoolLimits
 from tinkex_actors.errors import (
     APIConnectionError,
     APITimeoutError,
-    ConfigurationError,
     TransportClosedError,
     error_for_status,
     is_retryable_status,
@@ -53,6 +60,9 @@ from tinkex_actors.errors import (
 
 __all__ = [
     "API_PREFIX",
+    "BARE_400_RETRIES",
+    "JSON_CONTENT_TYPE",
+    "PROTOBUF_CONTENT_TYPE",
     "Headers",
     "HttpRequest",
     "HttpResponse",
@@ -61,15 +71,14 @@ __all__ = [
     "TransportFactory",
 ]
 
-API_PREFIX: Final = "/api/v1/"
-JSON_CONTENT_TYPE: Final = "application/json"
-PROTOBUF_CONTENT_TYPE: Final = "application/x-protobuf"
 IDEMPOTENCY_HEADER: Final = "X-Idempotency-Key"
-_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 # Headers the caller may set itself; the transport then leaves them alone.
 _RETRY_COUNT: Final = "x-stainless-retry-count"
 _READ_TIMEOUT: Final = "x-stainless-read-timeout"
 _MAIN_THREAD_CHECK_S: Final = 1.0
+BARE_400_RETRIES: Final = 16
+"""Per pool, how many bodiless 400s (a proxy refusing the connection) count as connection
+errors before they count as real BadRequestErrors; each success earns one back."""
 
 SleepFn = Callable[[float], Awaitable[None]]
 """How the transport waits between retries (default `asyncio.sleep`)."""
@@ -78,163 +87,6 @@ TransportFactory = Callable[[PoolKind, PoolLimits], httpx.AsyncBaseTransport]
 """Builds the httpx transport under one pool kind's client (e.g. an aiohttp one)."""
 
 _log = structlog.get_logger("tinkex_actors.transport")
-
-
-class Headers(Mapping[str, str]):
-    """An immutable, case-insensitive mapping of HTTP headers (repeats joined by ', ')."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: Mapping[str, str] | list[tuple[str, str]] | None = None) -> None:
-        merged: dict[str, tuple[str, str]] = {}
-        pairs = items.items() if isinstance(items, Mapping) else (items or [])
-        for name, value in pairs:
-            key = name.lower()
-            if key in merged:
-                merged[key] = (merged[key][0], f"{merged[key][1]}, {value}")
-            else:
-                merged[key] = (name, value)
-        self._items = merged
-
-    def __getitem__(self, name: str) -> str:
-        return self._items[name.lower()][1]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items.values())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __repr__(self) -> str:
-        return f"Headers({dict(self.items())!r})"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HttpRequest:
-    """One API call, as the transport needs it: the body is already encoded.
-
-    `path` is under `/api/v1/` (`"create_model"` and `"/api/v1/create_model"` are
-    the same). `max_retries=None` means the config's (official default 10);
-    `timeout_s=None` the config's (60 s). A call that is not `idempotent` carries
-    an `x-idempotency-key` made once and reused on all of its retries, so the
-    server can drop duplicates; by default only GET counts as idempotent, as in
-    the official SDK.
-    """
-
-    method: str
-    path: str
-    body: bytes = b""
-    content_type: str = JSON_CONTENT_TYPE
-    content_encoding: str | None = None
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    params: Mapping[str, str | int] | None = None
-    pool: PoolKind = PoolKind.SESSION
-    timeout_s: float | None = None
-    max_retries: int | None = None
-    idempotent: bool | None = None
-    follow_redirects: bool | None = None
-
-    def __post_init__(self) -> None:
-        method = str(self.method).upper()
-        if method not in _METHODS:
-            raise ConfigurationError(
-                f"HttpRequest.method {self.method!r} is not supported; use one of "
-                f"{', '.join(sorted(_METHODS))}"
-            )
-        object.__setattr__(self, "method", method)
-        object.__setattr__(self, "path", _normalize_path(self.path))
-        if not isinstance(self.body, bytes):
-            raise ConfigurationError(
-                f"HttpRequest.body must be bytes, got {type(self.body).__name__}; encode it "
-                "first (e.g. HttpRequest.json(...))"
-            )
-        try:
-            object.__setattr__(self, "pool", PoolKind(self.pool))
-        except ValueError:
-            raise ConfigurationError(
-                f"HttpRequest.pool {self.pool!r} is unknown; use a PoolKind "
-                f"({', '.join(k.value for k in PoolKind)})"
-            ) from None
-        if self.timeout_s is not None and (
-            isinstance(self.timeout_s, bool) or not self.timeout_s > 0
-        ):
-            raise ConfigurationError(
-                f"HttpRequest.timeout_s must be > 0 or None, got {self.timeout_s!r}"
-            )
-        if self.max_retries is not None and (
-            not isinstance(self.max_retries, int)
-            or isinstance(self.max_retries, bool)
-            or self.max_retries < 0
-        ):
-            raise ConfigurationError(
-                f"HttpRequest.max_retries must be an int >= 0 or None, got {self.max_retries!r}; "
-                "pass 0 to disable retries"
-            )
-
-    @classmethod
-    def json(cls, method: str, path: str, payload: Any = None, **options: Any) -> HttpRequest:
-        """A request whose body is `payload` encoded as compact JSON (None: no body)."""
-        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
-        return cls(method, path, body, JSON_CONTENT_TYPE, **options)
-
-    @property
-    def is_idempotent(self) -> bool:
-        """Whether the call may be repeated without an idempotency key."""
-        return self.method == "GET" if self.idempotent is None else self.idempotent
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """A server's answer: status, case-insensitive headers and the whole body."""
-
-    status: int
-    headers: Headers
-    content: bytes
-    url: str = ""
-    retries_taken: int = 0
-
-    def json(self) -> Any:
-        """The body decoded as JSON (ValueError naming the status if it is not JSON)."""
-        try:
-            return json.loads(self.content)
-        except ValueError as exc:
-            raise ValueError(
-                f"response body of {self.url or 'the request'} (status {self.status}) is not "
-                f"JSON: {self.content[:80]!r}"
-            ) from exc
-
-    @property
-    def text(self) -> str:
-        """The body as UTF-8 text (invalid bytes replaced)."""
-        return self.content.decode("utf-8", errors="replace")
-
-    @property
-    def is_success(self) -> bool:
-        """True for a 2xx status."""
-        return 200 <= self.status < 300
-
-
-def _normalize_path(path: object) -> str:
-    if not isinstance(path, str) or not path:
-        raise ConfigurationError(
-            f"HttpRequest.path must be a non-empty str, got {path!r}; e.g. 'create_model'"
-        )
-    if "://" in path or path.startswith("//"):
-        raise ConfigurationError(
-            f"HttpRequest.path {path!r} is a URL; pass only the route (e.g. 'create_model'), "
-            "the base URL comes from Config.base_url"
-        )
-    if path.startswith(API_PREFIX):
-        return path
-    if path.startswith("/"):
-        raise ConfigurationError(
-            f"HttpRequest.path {path!r} is not under {API_PREFIX}; pass e.g. 'create_model' "
-            f"or '{API_PREFIX}create_model'"
-        )
-    return API_PREFIX + path
 
 
 def _format_seconds(value: float) -> str:
@@ -250,6 +102,46 @@ def _is_loopback(base_url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _settle(
+    future: concurrent.futures.Future[HttpResponse], task: asyncio.Task[HttpResponse]
+) -> None:
+    """Copy a finished task's outcome into the caller's future (on the loop thread)."""
+    if future.done():
+        return
+    try:
+        if task.cancelled():
+            future.cancel()
+        elif (error := task.exception()) is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(task.result())
+    except concurrent.futures.InvalidStateError:
+        pass  # the caller cancelled it meanwhile, from its own thread
+
+
+def _cancel_task(
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[HttpResponse],
+    future: concurrent.futures.Future[HttpResponse],
+) -> None:
+    """When the caller cancels its future, cancel the request's task on the loop."""
+    if future.cancelled() and not task.done():
+        with contextlib.suppress(RuntimeError):  # the loop may be closed already
+            loop.call_soon_threadsafe(task.cancel)
+
+
+def _fail_all(items: list[tuple[HttpRequest, concurrent.futures.Future[HttpResponse]]]) -> None:
+    for request, future in items:
+        if not future.done():
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                future.set_exception(
+                    TransportClosedError(
+                        f"{request.method} {request.path} was submitted while the Transport "
+                        "closed; resubmit it on a new Transport"
+                    )
+                )
 
 
 class Transport:
@@ -285,8 +177,15 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._clients: dict[PoolKind, httpx.AsyncClient] = {}
+        # Clients replaced after a bare 400; closed at shutdown, once their requests ended.
+        self._retired: list[httpx.AsyncClient] = []
+        self._bare_400_budget: dict[PoolKind, int] = dict.fromkeys(PoolKind, BARE_400_RETRIES)
         self._closing = False
         self._closed = False
+        self._inbox: collections.deque[
+            tuple[HttpRequest, concurrent.futures.Future[HttpResponse]]
+        ] = collections.deque()
+        self._drain_scheduled = False
         self._static_headers = self._build_static_headers()
         if start:
             self.start()
@@ -326,19 +225,24 @@ class Transport:
         final answer is not 2xx or the server cannot be reached; cancelling it
         cancels the request.
         """
+        future: concurrent.futures.Future[HttpResponse] = concurrent.futures.Future()
         with self._lock:
             loop = self._loop
-            usable = loop is not None and not self._closing
-        if not usable or loop is None:
-            failed: concurrent.futures.Future[HttpResponse] = concurrent.futures.Future()
-            failed.set_exception(
-                TransportClosedError(
-                    "the Transport is not running (closed or never started); "
-                    "create a new one or call start()"
+            if loop is None or self._closing:
+                future.set_exception(
+                    TransportClosedError(
+                        "the Transport is not running (closed or never started); "
+                        "create a new one or call start()"
+                    )
                 )
-            )
-            return failed
-        return asyncio.run_coroutine_threadsafe(self._send(request), loop)
+                return future
+            self._inbox.append((request, future))
+            # One wake-up per batch: under load, many submits share one loop hop.
+            if self._drain_scheduled:
+                return future
+            self._drain_scheduled = True
+        loop.call_soon_threadsafe(self._drain_inbox)
+        return future
 
     async def request(self, request: HttpRequest) -> HttpResponse:
         """Send `request` from a coroutine; runs inline when already on the transport's loop."""
@@ -423,8 +327,30 @@ class Transport:
                     loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
                 loop.run_until_complete(self._close_clients())
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                _fail_all(self._take_inbox())
             finally:
                 loop.close()
+
+    def _take_inbox(self) -> list[tuple[HttpRequest, concurrent.futures.Future[HttpResponse]]]:
+        with self._lock:
+            self._drain_scheduled = False
+            items = list(self._inbox)
+            self._inbox.clear()
+        return items
+
+    def _drain_inbox(self) -> None:
+        """Start a task for every submitted request (runs on the loop)."""
+        loop = self._loop
+        items = self._take_inbox()
+        if self._closing or loop is None:
+            _fail_all(items)
+            return
+        for request, future in items:
+            if future.cancelled():
+                continue
+            task = loop.create_task(self._send(request))
+            task.add_done_callback(functools.partial(_settle, future))
+            future.add_done_callback(functools.partial(_cancel_task, loop, task))
 
     def _watch_main_thread(self) -> None:
         """Stop the loop once the interpreter is exiting, so a forgotten close() cannot hang it."""
@@ -439,6 +365,7 @@ class Transport:
         loop.call_later(_MAIN_THREAD_CHECK_S, self._watch_main_thread)
 
     async def _shutdown(self) -> None:
+        _fail_all(self._take_inbox())
         me = asyncio.current_task()
         pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
         for task in pending:
@@ -449,6 +376,8 @@ class Transport:
 
     async def _close_clients(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
+        clients += self._retired
+        self._retired = []
         await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
 
     def _client_for(self, kind: PoolKind) -> httpx.AsyncClient:
@@ -489,8 +418,7 @@ class Transport:
 
     def _headers_for(self, request: HttpRequest, timeout_s: float) -> dict[str, str]:
         headers = dict(self._static_headers)
-        if request.body or request.method not in ("GET", "HEAD"):
-            headers["Content-Type"] = request.content_type
+        headers["Content-Type"] = request.content_type
         if request.content_encoding:
             headers["Content-Encoding"] = request.content_encoding
         headers.update(request.headers)
@@ -572,14 +500,37 @@ class Transport:
                 retries_taken=retries_taken,
             )
             if 200 <= status < 400:
+                if self._bare_400_budget[request.pool] < BARE_400_RETRIES:
+                    self._bare_400_budget[request.pool] += 1
                 return answer
             if remaining > 0 and is_retryable_status(status, answer.headers):
                 await self._pause(request, retries_taken, max_retries, answer, None)
                 retries_taken += 1
                 continue
+            if status == 400 and not answer.content and self._bare_400_budget[request.pool] > 0:
+                raise self._bare_400(request, url, client)
             raise error_for_status(
                 status, answer.content, answer.headers, method=request.method, url=url
             )
+
+    def _bare_400(
+        self, request: HttpRequest, url: str, client: httpx.AsyncClient
+    ) -> APIConnectionError:
+        """A 400 without a body comes from a proxy in front of the service (as the
+        official SDK assumes), not from the service: drop the pool's connections and
+        report a connection error, which callers retry."""
+        self._bare_400_budget[request.pool] -= 1
+        if self._clients.get(request.pool) is client:
+            self._retired.append(self._clients.pop(request.pool))
+        _log.info(
+            "http_bare_400", method=request.method, path=request.path, pool=request.pool.value
+        )
+        return APIConnectionError(
+            f"Bare HTTP 400 (no body) for {request.method} {url}: a proxy refused the "
+            "connection; reconnecting, retry the request",
+            method=request.method,
+            url=url,
+        )
 
     async def _pause(
         self,

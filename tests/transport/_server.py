@@ -45,6 +45,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int
 
 
 class _Server(ThreadingHTTPServer):
@@ -77,6 +78,7 @@ class ScriptedServer:
                     self.path,
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
+                    self.client_address[1],
                 )
                 with owner._cond:
                     owner.received.append(record)

@@ -17,7 +17,13 @@ from tests.transport._server import Drop, Hang, Reply, ScriptedServer, json_repl
 from tests.transport.conftest import SECRET_KEY, RecordingSleep
 from tinkex_actors import errors
 from tinkex_actors.config import Config, PoolKind, PoolLimits
-from tinkex_actors.transport import Headers, HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport import (
+    BARE_400_RETRIES,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    Transport,
+)
 
 WAIT_S = 5.0
 MakeTransport = Callable[..., Transport]
@@ -259,6 +265,41 @@ class TestHttpRetries:
         server.script(Reply(410))
         with pytest.raises(errors.PromiseExpiredError, match="resubmit"):
             send(make_transport(), post("retrieve_future"))
+
+
+class TestBare400:
+    def test_a_bodiless_400_is_a_connection_error_on_fresh_connections(
+        self, server: ScriptedServer, make_transport: MakeTransport
+    ) -> None:
+        """A bare 400 (a proxy refusing) raises a retryable APIConnectionError and reconnects."""
+        server.script(Reply(400, b""))
+        transport = make_transport()
+        with pytest.raises(errors.APIConnectionError, match="Bare HTTP 400") as info:
+            send(transport, post())
+        assert errors.is_retryable(info.value)
+        send(transport, post())
+        first, second = server.wait_for(2)
+        assert first.client_port != second.client_port
+
+    def test_a_400_with_a_body_is_a_bad_request(
+        self, server: ScriptedServer, make_transport: MakeTransport
+    ) -> None:
+        """A 400 that explains itself is the user's error, not a connection problem."""
+        server.script(json_reply(400, {"detail": "rank must be > 0"}))
+        with pytest.raises(errors.BadRequestError, match="rank must be"):
+            send(make_transport(), post())
+
+    def test_bare_400s_become_bad_requests_once_the_budget_is_spent(
+        self, server: ScriptedServer, make_transport: MakeTransport
+    ) -> None:
+        """After 16 bare 400s without a success in between, the 17th is a BadRequestError."""
+        transport = make_transport()
+        server.script(*[Reply(400, b"")] * (BARE_400_RETRIES + 1))
+        for _ in range(BARE_400_RETRIES):
+            with pytest.raises(errors.APIConnectionError):
+                send(transport, post())
+        with pytest.raises(errors.BadRequestError):
+            send(transport, post())
 
 
 class TestConnectionFailures:

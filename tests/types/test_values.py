@@ -202,3 +202,41 @@ class TestOptionalTorch:
                 TensorData(data=[1], dtype="int64").to_torch()
         else:
             pytest.skip("torch is installed; its conversions are not tested here")
+
+
+class TestNonFiniteValues:
+    def test_nan_and_inf_travel_as_null_and_read_back_as_nan(self):
+        """Tensors, logprobs and metrics holding NaN/inf encode as null and decode as NaN."""
+        import math
+
+        from tinkex_actors.types import ForwardBackwardOutput
+
+        out = ForwardBackwardOutput(
+            loss_fn_output_type="ArrayRecord",
+            loss_fn_outputs=[{"logprobs": TensorData(data=[np.nan, -np.inf, 1.0],
+                                                     dtype="float32")}],
+            metrics={"loss:sum": math.nan},
+        )
+        body = to_json(out)
+        assert b"[null,null,1.0]" in body and b'"loss:sum":null' in body
+        back = from_json(body, ForwardBackwardOutput)
+        assert np.isnan(back.loss_fn_outputs[0]["logprobs"].to_numpy()[:2]).all()
+        assert math.isnan(back.metrics["loss:sum"])
+        seq = from_json(b'{"stop_reason":"stop","tokens":[1],"logprobs":[null]}',
+                        SampledSequence)
+        assert seq.logprobs_np is not None and np.isnan(seq.logprobs_np[0])
+
+    def test_null_in_an_int64_tensor_is_refused(self):
+        """Integers have no NaN: a null in an int64 tensor is an error naming the field."""
+        with pytest.raises(ValueError, match=r"TensorData\.data holds None"):
+            TensorData(data=[1, None], dtype="int64")  # type: ignore[list-item]
+
+    def test_frombuffer_arrays_are_used_without_a_copy(self):
+        """A read-only frombuffer array is kept as the tensor's data (codec fast path)."""
+        raw = np.arange(4, dtype=np.float32).tobytes()
+        view = np.frombuffer(raw, dtype=np.float32)
+        td = TensorData(data=view, dtype="float32", shape=[2, 2])
+        assert np.shares_memory(td.data, view)
+        tokens = np.frombuffer(np.arange(3, dtype=np.int32).tobytes(), dtype=np.int32)
+        seq = SampledSequence(stop_reason="stop", tokens_np=tokens)
+        assert seq.tokens_np is tokens

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import msgspec
 import numpy as np
@@ -24,6 +25,13 @@ import numpy as np
 T = TypeVar("T")
 
 __all__ = ["TypeTagged", "WireStruct", "from_json", "sent", "to_builtins", "to_json"]
+
+
+if TYPE_CHECKING:
+    Metrics: TypeAlias = dict[str, float]
+else:
+    # What msgspec decodes: null is how JSON carries a NaN/inf metric; float_dict maps it.
+    Metrics = dict[str, float | None]
 
 
 class WireStruct(msgspec.Struct, omit_defaults=True, frozen=True, kw_only=True):
@@ -106,7 +114,9 @@ def float_dict(obj: msgspec.Struct, name: str) -> None:
         )
     if any(type(v) is not float for v in value.values()):
         try:
-            msgspec.structs.force_setattr(obj, name, {k: float(v) for k, v in value.items()})
+            # null (how JSON carries NaN/inf) reads back as NaN.
+            fixed = {k: math.nan if v is None else float(v) for k, v in value.items()}
+            msgspec.structs.force_setattr(obj, name, fixed)
         except (TypeError, ValueError):
             raise TypeError(
                 f"{type(obj).__name__}.{name} values must be numbers, got {value!r}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeAlias
 
-from ._base import TypeTagged, WireStruct, coerce_floats, float_dict, sent
+from ._base import Metrics, TypeTagged, WireStruct, coerce_floats, float_dict, sent
 from ._training import AdamParams, ForwardBackwardInput, LoraConfig
 
 __all__ = [
@@ -296,7 +296,7 @@ class OptimStepRequest(WireStruct, frozen=True):
 class OptimStepResponse(WireStruct, frozen=True):
     """Metrics of an optimizer step."""
 
-    metrics: dict[str, float] | None = None
+    metrics: Metrics | None = None
 
     def __post_init__(self) -> None:
         float_dict(self, "metrics")

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 else:
     # What msgspec decodes from JSON; __post_init__ turns lists into arrays.
     IntArray = list[int]
-    FloatArray = list[float]
+    FloatArray = list[float | None]  # null: NaN/inf written by a JSON encoder
     PromptLogprobs = list[float | None]
     TopkField = TopkLists
     StopField = str | list[str | int]

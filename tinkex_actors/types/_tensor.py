@@ -10,6 +10,7 @@ dtype="float32", shape=[...])` builds one from bytes without a copy.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     TensorValues: TypeAlias = npt.NDArray[Any] | list[int] | list[float]
 else:
     # What msgspec decodes from JSON; __post_init__ turns it into an array.
-    TensorValues = list[int | float]
+    TensorValues = list[int | float | None]  # null: NaN/inf written by a JSON encoder
 
 
 def numpy_dtype(dtype: str, field: str = "dtype") -> np.dtype[Any]:
@@ -74,8 +75,15 @@ def as_flat_array(values: Any, np_dtype: np.dtype[Any], field: str) -> npt.NDArr
                 f"{field} must be a rectangular numeric array; ragged nested lists are "
                 "not supported: pad the rows to one length"
             ) from None
+        if arr.dtype == object and np_dtype.kind == "f":
+            # JSON has no NaN/inf: both SDKs write them as null, so null reads as NaN.
+            with contextlib.suppress(TypeError, ValueError):
+                arr = np.asarray(values, dtype=np_dtype)
         if arr.dtype == object and any(v is None for v in np.ravel(arr)):
-            raise ValueError(f"{field} holds None; replace missing values with numbers")
+            raise ValueError(
+                f"{field} holds None; replace missing values with numbers (None reads as "
+                "NaN only in float32 tensors)"
+            )
         if arr.size and arr.dtype.kind not in "iufb":
             raise ValueError(
                 f"{field} must hold numbers, got {arr.dtype} values such as "

@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeAlias, get_args
 import msgspec
 import numpy as np
 
-from ._base import TypeTagged, WireStruct, coerce_floats, float_dict, sent
+from ._base import Metrics, TypeTagged, WireStruct, coerce_floats, float_dict, sent
 from ._model_input import ModelInput
 from ._tensor import TensorData, as_flat_array, is_torch_tensor, numpy_dtype, tensor_dtype_of
 
@@ -225,7 +225,7 @@ class ForwardBackwardOutput(WireStruct, frozen=True):
 
     loss_fn_output_type: str
     loss_fn_outputs: list[LossFnOutput]
-    metrics: dict[str, float] = sent({})
+    metrics: Metrics = sent({})
 
     def __post_init__(self) -> None:
         float_dict(self, "metrics")

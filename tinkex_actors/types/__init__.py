@@ -1,9 +1,20 @@
 """Wire types shared by the client and the embedded server (names as in `tinker.types`).
 
 Every request, response and value type of the Tinker API as a msgspec Struct,
-plus `to_json` / `from_json`. For the same values our JSON equals the official
-SDK's (see `_base` for the rule on omitted fields). This package imports nothing
-else from `tinkex_actors`.
+plus `to_json` / `from_json` / `convert`. For the same values our JSON equals the
+official SDK's: the same keys, `type` tags, omitted None fields and number kinds
+(see `_base` for how defaults stay on the wire). Decoding ignores unknown fields
+and fills missing optionals. This package imports nothing else from `tinkex_actors`.
+
+Fast paths for codecs (arrays are never converted until someone asks for lists):
+- `EncodedTextChunk.tokens` is what the caller gave (list or 1-D int array);
+  `chunk.tokens_array(np.int32)` gives an array without a copy when possible.
+- `TensorData.data` is a flat C-contiguous array of the declared dtype;
+  `to_numpy()` is a shaped view; build one from `np.frombuffer(...)` without a copy.
+- `SampledSequence(tokens_np=int32 array, logprobs_np=float32 array, ...)` and
+  `SampleResponse(prompt_logprobs_np=float32 array with NaN, ...)` keep the arrays;
+  `.tokens`, `.logprobs`, `.prompt_logprobs` convert to lists on first access.
+- `TopkLogprobs(token_ids, logprobs)` holds two `(length, k)` matrices.
 """
 
 from __future__ import annotations

@@ -600,6 +600,18 @@ def _response_cases() -> dict[str, Case]:
             lambda: _summaries(ours), lambda: _summaries(T),
         ),
         "billing_usage": (lambda: _billing(ours), lambda: _billing(T)),
+        "audit_log_time_zones": (
+            lambda: ours.AuditLogResponse(entries=[
+                ours.AuditLogEntry(timestamp=dt.datetime(2026, 1, 2, 3, 4, 5), event="naive"),
+                ours.AuditLogEntry(timestamp=NOW.astimezone(dt.timezone(dt.timedelta(hours=2))),
+                                   event="offset")]),
+            lambda: T.AuditLogResponse(entries=[
+                T.AuditLogEntry(timestamp=dt.datetime(2026, 1, 2, 3, 4, 5), event="naive"),
+                T.AuditLogEntry(timestamp=NOW.astimezone(dt.timezone(dt.timedelta(hours=2))),
+                                event="offset")]),
+        ),
+        "lora_numpy_rank": (lambda: ours.LoraConfig(rank=np.int64(16)),
+                            lambda: T.LoraConfig(rank=np.int64(16))),
         "audit_log": (
             lambda: ours.AuditLogResponse(entries=[
                 ours.AuditLogEntry(timestamp=NOW, event="e"),

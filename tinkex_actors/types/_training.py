@@ -241,6 +241,8 @@ class LoraConfig(WireStruct, frozen=True):
     train_attn: bool = sent(True)
 
     def __post_init__(self) -> None:
+        if isinstance(self.rank, np.integer):
+            msgspec.structs.force_setattr(self, "rank", int(self.rank))
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
             raise ValueError(
                 f"LoraConfig.rank must be an integer >= 1, got {self.rank!r}; "

@@ -10,6 +10,9 @@ For each batch shape it prints, in milliseconds (best of ``--repeats``):
   the same shapes, i.e. what numpy's BLAS needs before any model logic.
 Then ``optim_step`` time and sampling throughput (tokens/s) with a forward over the
 same number of positions as the baseline.
+
+BLAS threads: on a small machine shared with other work, a multi-threaded BLAS can
+stall waiting for a descheduled thread; compare with ``OPENBLAS_NUM_THREADS=1``.
 """
 
 from __future__ import annotations

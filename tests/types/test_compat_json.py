@@ -331,6 +331,10 @@ def _sampling_cases() -> dict[str, Case]:
             lambda: ours.SamplingParams(stop=[0, 2], temperature=1, top_p=1),
             lambda: T.SamplingParams(stop=[0, 2], temperature=1, top_p=1),
         ),
+        "sampling_params_whole_floats": (
+            lambda: ours.SamplingParams(max_tokens=64.0, seed=np.int64(3), top_k=np.int32(5)),
+            lambda: T.SamplingParams(max_tokens=64.0, seed=np.int64(3), top_k=np.int32(5)),
+        ),
         "sampling_params_stop_empty": (
             lambda: ours.SamplingParams(stop=[]), lambda: T.SamplingParams(stop=[])
         ),

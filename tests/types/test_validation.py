@@ -175,6 +175,7 @@ class TestHyperparameterValidation:
         ({"max_tokens": -1}, "max_tokens must be >= 0"),
         ({"stop": ["a", 1]}, "all strings or all token ids"),
         ({"stop": 5}, "stop must be a str"),
+        ({"max_tokens": 1.5}, "max_tokens must be an integer, got float 1.5"),
     ])
     def test_sampling_params_out_of_range(self, kwargs, message):
         """Each sampling setting outside its range names itself."""

@@ -123,6 +123,23 @@ def float_dict(obj: msgspec.Struct, name: str) -> None:
             ) from None
 
 
+def coerce_ints(obj: msgspec.Struct, names: tuple[str, ...]) -> None:
+    """Store whole floats and numpy ints given to int fields as ints (as pydantic's lax mode)."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is None or (type(value) is int):
+            continue
+        if isinstance(value, np.integer) or (
+            isinstance(value, float | np.floating) and float(value).is_integer()
+        ):
+            msgspec.structs.force_setattr(obj, name, int(value))
+        else:
+            raise TypeError(
+                f"{type(obj).__name__}.{name} must be an integer, got "
+                f"{type(value).__name__} {value!r}"
+            )
+
+
 def coerce_floats(obj: msgspec.Struct, names: tuple[str, ...]) -> None:
     """Store ints given to float fields as floats, so JSON says `1.0` as the official does."""
     for name in names:

@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from ._base import WireStruct, coerce_floats, sent
+from ._base import WireStruct, coerce_floats, coerce_ints, sent
 from ._model_input import ModelInput
 from ._tensor import TensorData
 
@@ -283,6 +283,7 @@ class SamplingParams(WireStruct, frozen=True):
 
     def __post_init__(self) -> None:
         coerce_floats(self, ("temperature", "top_p"))
+        coerce_ints(self, ("max_tokens", "seed", "top_k"))
         if self.max_tokens is not None and self.max_tokens < 0:
             raise ValueError(f"SamplingParams.max_tokens must be >= 0, got {self.max_tokens}")
         if not self.temperature >= 0:

@@ -28,6 +28,7 @@ import contextlib
 import functools
 import ipaddress
 import random as random_module
+import ssl
 import threading
 import time
 import urllib.parse
@@ -179,6 +180,7 @@ class Transport:
         self._clients: dict[PoolKind, httpx.AsyncClient] = {}
         # Clients replaced after a bare 400; closed at shutdown, once their requests ended.
         self._retired: list[httpx.AsyncClient] = []
+        self._ssl: ssl.SSLContext | None = None
         self._bare_400_budget: dict[PoolKind, int] = dict.fromkeys(PoolKind, BARE_400_RETRIES)
         self._closing = False
         self._closed = False
@@ -380,6 +382,12 @@ class Transport:
         self._retired = []
         await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
 
+    def _ssl_context(self) -> ssl.SSLContext:
+        # Building a context loads the CA bundle (tens of ms); all pools share one.
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
+
     def _client_for(self, kind: PoolKind) -> httpx.AsyncClient:
         client = self._clients.get(kind)
         if client is None:
@@ -398,7 +406,7 @@ class Transport:
                 ),
                 follow_redirects=self._config.follow_redirects,
                 transport=transport,
-                trust_env=False,
+                verify=self._ssl_context(),
             )
             self._clients[kind] = client
         return client

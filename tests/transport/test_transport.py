@@ -6,8 +6,11 @@ import asyncio
 import concurrent.futures
 import email.utils
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +29,7 @@ from tinkex_actors.transport import (
 )
 
 WAIT_S = 5.0
+ROOT = Path(__file__).resolve().parent.parent.parent
 MakeTransport = Callable[..., Transport]
 
 
@@ -78,6 +82,13 @@ class TestOfficialHeaders:
         first, second = server.wait_for(2)
         assert first.headers["x-idempotency-key"]
         assert "x-idempotency-key" not in second.headers
+
+    def test_a_post_marked_idempotent_sends_no_key(
+        self, server: ScriptedServer, make_transport: MakeTransport
+    ) -> None:
+        """idempotent=True leaves x-idempotency-key out of a POST."""
+        send(make_transport(), post(idempotent=True))
+        assert "x-idempotency-key" not in server.wait_for(1)[0].headers
 
     def test_each_call_gets_a_new_idempotency_key(
         self, server: ScriptedServer, make_transport: MakeTransport
@@ -483,6 +494,20 @@ class TestLifecycle:
             send(transport, post())
         assert not transport.is_running
         assert not any(t.name == "tinkex-transport" and t.is_alive() for t in threading.enumerate())
+
+    def test_a_forgotten_close_does_not_hang_interpreter_exit(self) -> None:
+        """A process that never closes its Transport still exits (the loop stops itself)."""
+        code = (
+            "from tinkex_actors.config import Config\n"
+            "from tinkex_actors.transport import Transport\n"
+            "Transport(Config(base_url='http://127.0.0.1:9'))\n"
+            "print('left without close')\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "left without close" in proc.stdout
 
     def test_a_remote_url_without_a_key_is_refused(self) -> None:
         """Talking to a non-loopback service without a key fails before any thread starts."""

@@ -687,6 +687,12 @@ class TestValidation:
             ("cross_entropy", _datum([1], target_tokens=[2], advantages=[1.0]), None, "advantages"),
             ("ppo", _datum([1], target_tokens=[2], logprobs=[-1.0]), None, "lacks 'advantages'"),
             ("dro", _datum([1], target_tokens=[2]), None, "lacks 'logprobs'"),
+            (
+                "ppo",
+                _datum([1], target_tokens=[2], logprobs=["x"], advantages=[1.0]),
+                None,
+                "'logprobs'.* not numeric",
+            ),
             ("mse", _datum([1], target_tokens=[2]), None, "loss_fn = 'mse'"),
             ("cross_entropy", _datum([1], target_tokens=[2]), {"beta": 1.0}, "beta"),
             ("dro", _datum([1], target_tokens=[2]), {"beta": "x"}, "must be a number"),

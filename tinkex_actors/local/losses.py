@@ -162,7 +162,12 @@ def check_loss_fn_inputs(
     for key in accepted:
         if key == "target_tokens" or key not in loss_fn_inputs:
             continue
-        array = np.asarray(loss_fn_inputs[key], dtype=np.float64)
+        try:
+            array = np.asarray(loss_fn_inputs[key], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{where}[{key!r}] is not numeric ({exc}); give an array of floats"
+            ) from exc
         if array.shape != targets.shape:
             raise ValueError(
                 f"{where}[{key!r}] has shape {array.shape} but target_tokens has "

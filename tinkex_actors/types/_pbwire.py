@@ -39,7 +39,6 @@ _UINT64_MASK: Final = (1 << 64) - 1
 _VARINT_CACHE_SIZE: Final = 16384
 _VARINT_CACHE: dict[int, bytes] = {i: bytes((i,)) for i in range(128)}
 _DOUBLE: Final = struct.Struct("<d")
-_FLOAT: Final = struct.Struct("<f")
 _MAX_GROUP_DEPTH: Final = 64
 
 LITTLE_ENDIAN: Final = sys.byteorder == "little"
@@ -94,12 +93,14 @@ def string_field(field_key: bytes, text: str) -> bytes:
     return len_field(field_key, text.encode("utf-8"))
 
 
-def array_buffer(array: npt.NDArray[Any], wire_dtype: str) -> npt.NDArray[Any]:
-    """Return ``array`` as a C-contiguous little-endian array of ``wire_dtype`` (e.g. ``"<i4"``).
+def array_buffer(array: Any, wire_dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """Return ``array`` as a C-contiguous array of ``wire_dtype`` (a little-endian dtype).
 
     No copy is made when the array already has that layout, which is the common case; the
     result supports the buffer protocol, so ``b"".join`` copies its bytes exactly once.
     """
+    if isinstance(array, np.ndarray) and array.dtype == wire_dtype and array.flags.c_contiguous:
+        return array
     return np.ascontiguousarray(array, dtype=wire_dtype)
 
 
@@ -154,13 +155,6 @@ def read_double(buf: bytes, pos: int, end: int) -> tuple[float, int]:
     if pos + 8 > end:
         raise ValueError(f"truncated 64-bit field at byte {pos}: fewer than 8 bytes remain")
     return _DOUBLE.unpack_from(buf, pos)[0], pos + 8
-
-
-def read_float(buf: bytes, pos: int, end: int) -> tuple[float, int]:
-    """Decode a ``float`` payload (4 bytes, little-endian)."""
-    if pos + 4 > end:
-        raise ValueError(f"truncated 32-bit field at byte {pos}: fewer than 4 bytes remain")
-    return _FLOAT.unpack_from(buf, pos)[0], pos + 4
 
 
 def to_int64(value: int) -> int:
@@ -282,3 +276,75 @@ class ArrayViews:
         first = start // itemsize
         values = base[first : first + size // itemsize]
         return values.copy() if self.copy else values
+
+
+def read_message(
+    buf: bytes, pos: int, end: int, schema: dict[int, int], message: str
+) -> dict[int, Any]:
+    """Read a small message whose known fields are singular; return {field number: value}.
+
+    ``schema`` maps each known field number to its wire type. Values: ``int`` for varints,
+    ``(start, stop)`` for length-delimited fields, ``float`` for 64-bit (double) fields; the
+    last occurrence wins, as protobuf says. Unknown fields are skipped; a known field with
+    another wire type raises ``ValueError``. Hot messages have hand-written loops instead.
+    """
+    fields: dict[int, Any] = {}
+    while pos < end:
+        field_key, pos = read_key(buf, pos, end)
+        number = field_key >> 3
+        expected = schema.get(number)
+        if expected is None:
+            if number == 0:
+                raise ValueError(f"{message} has a field numbered 0 at byte {pos}: it is corrupt")
+            pos = skip_field(buf, pos, end, field_key, message)
+        elif field_key & 7 != expected:
+            raise wrong_wire_type(message, f"field {number}", field_key, pos)
+        elif expected == LEN:
+            start, pos = read_len(buf, pos, end)
+            fields[number] = (start, pos)
+        elif expected == VARINT:
+            fields[number], pos = read_varint(buf, pos, end)
+        else:
+            fields[number], pos = read_double(buf, pos, end)
+    return fields
+
+
+def decode_str(buf: bytes, bounds: tuple[int, int] | None, what: str) -> str:
+    """The UTF-8 text at ``bounds`` (``""`` when the field was absent)."""
+    if bounds is None:
+        return ""
+    try:
+        return buf[bounds[0] : bounds[1]].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} is not valid UTF-8 (bytes {bounds[0]}..{bounds[1]})") from None
+
+
+def read_str(buf: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
+    """Read a length-delimited UTF-8 string field's payload; return ``(text, next position)``."""
+    bounds = read_len(buf, pos, end)
+    return decode_str(buf, bounds, what), bounds[1]
+
+
+def read_int64s(
+    buf: bytes, pos: int, end: int, field_key: int, values: list[int] | None
+) -> tuple[list[int], int]:
+    """Read one occurrence of a repeated int64 field, packed or not; append to ``values``."""
+    values = [] if values is None else values
+    if field_key & 7 == LEN:
+        start, pos = read_len(buf, pos, end)
+        values += read_packed_int64(buf, start, pos)
+    else:
+        raw, pos = read_varint(buf, pos, end)
+        values.append(to_int64(raw))
+    return values, pos
+
+
+def skip_unknown(buf: bytes, pos: int, end: int, field_key: int, what: str, max_known: int) -> int:
+    """Skip a field a hand-written loop did not match: fields 1..``max_known`` are known, so
+    reaching here with one of them means a wrong wire type, which is an error."""
+    number = field_key >> 3
+    if number == 0:
+        raise ValueError(f"{what} has a field numbered 0 at byte {pos}: the body is corrupt")
+    if number <= max_known:
+        raise wrong_wire_type(what, f"field {number}", field_key, pos)
+    return skip_field(buf, pos, end, field_key, what)

@@ -17,7 +17,7 @@ import functools
 import itertools
 import math
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -361,12 +361,12 @@ def decode_forward_backward_request(
             start, pos = w.read_len(buf, pos, end)
             data.append(_read_datum(buf, start, pos, views, len(data)))
         elif k == 0x0A:
-            model_id, pos = _read_str(buf, pos, end, "ForwardBackwardRequest.model_id")
+            model_id, pos = w.read_str(buf, pos, end, "ForwardBackwardRequest.model_id")
         elif k == 0x10:
             raw, pos = w.read_varint(buf, pos, end)
             seq_id = w.to_int32(raw)
         elif k == 0x22:
-            loss_fn, pos = _read_str(buf, pos, end, "ForwardBackwardRequest.loss_fn")
+            loss_fn, pos = w.read_str(buf, pos, end, "ForwardBackwardRequest.loss_fn")
         elif k == 0x2A:
             start, pos = w.read_len(buf, pos, end)
             name, number = _read_double_entry(buf, start, pos, "loss_fn_config")
@@ -379,7 +379,7 @@ def decode_forward_backward_request(
             name, value = _read_config_v2_entry(buf, start, pos)
             config[name] = value
         else:
-            pos = _skip(buf, pos, end, k, "ForwardBackwardRequest", 7)
+            pos = w.skip_unknown(buf, pos, end, k, "ForwardBackwardRequest", 7)
     loss_fn_config = {**legacy, **config} if legacy or config else None
     fb_input = ForwardBackwardInput(
         data=data,
@@ -407,7 +407,7 @@ def _read_datum(buf: bytes, pos: int, end: int, views: w.ArrayViews, index: int)
             start, pos = w.read_len(buf, pos, end)
             spans.setdefault(k, []).append(_read_span(buf, start, pos, what))
         else:
-            pos = _skip(buf, pos, end, k, what, 4)
+            pos = w.skip_unknown(buf, pos, end, k, what, 4)
     return Datum(
         model_input=ModelInput(chunks=chunks),
         loss_fn_inputs=inputs,
@@ -422,19 +422,19 @@ def _read_chunk(buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str) 
         k, pos = w.read_key(buf, pos, end)
         if k == 0x0A:
             start, pos = w.read_len(buf, pos, end)
-            chunk = _read_text_chunk(buf, start, pos, views, what)
+            text = w.read_message(buf, start, pos, {1: w.LEN}, f"{what} EncodedTextChunk")
+            lo, hi = text.get(1, (0, 0))
+            chunk = EncodedTextChunk(tokens=views.get(lo, hi, _I4, f"{what} tokens"))
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
-            chunk = _read_image_chunk(buf, start, pos, what)
+            chunk = _read_image_chunk(buf, start, pos, f"{what} ImageChunk")
         elif k == 0x1A:
             start, pos = w.read_len(buf, pos, end)
-            dmel = b""
-            for field_key, lo, hi in _len_fields(buf, start, pos, f"{what} DmelChunk", 1):
-                if field_key == 0x0A:
-                    dmel = buf[lo:hi]
-            chunk = DmelChunk(dmel=dmel)
+            dmel = w.read_message(buf, start, pos, {1: w.LEN}, f"{what} DmelChunk")
+            lo, hi = dmel.get(1, (0, 0))
+            chunk = DmelChunk(dmel=buf[lo:hi])
         else:
-            pos = _skip(buf, pos, end, k, f"{what} Chunk", 3)
+            pos = w.skip_unknown(buf, pos, end, k, f"{what} Chunk", 3)
     if chunk is None:
         raise ValueError(
             f"{what} has a Chunk with none of encoded_text, image or dmel set; "
@@ -443,121 +443,68 @@ def _read_chunk(buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str) 
     return chunk
 
 
-def _read_text_chunk(
-    buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str
-) -> EncodedTextChunk:
-    tokens: npt.NDArray[Any] = _NO_TOKENS
-    for field_key, start, stop in _len_fields(buf, pos, end, f"{what} EncodedTextChunk", 1):
-        if field_key == 0x0A:
-            tokens = views.get(start, stop, _I4, f"{what} EncodedTextChunk.tokens")
-    return EncodedTextChunk(tokens=tokens)
+_IMAGE_SCHEMA: Final = {1: w.LEN, 2: w.LEN, 3: w.VARINT, 4: w.LEN}
+_SPAN_SCHEMA: Final = {1: w.LEN, 2: w.VARINT, 3: w.VARINT}
 
 
 def _read_image_chunk(buf: bytes, pos: int, end: int, what: str) -> ImageChunk:
-    data, fmt, expected_tokens = b"", "", None
-    while pos < end:
-        k, pos = w.read_key(buf, pos, end)
-        if k == 0x0A:
-            start, pos = w.read_len(buf, pos, end)
-            data = buf[start:pos]
-        elif k == 0x12:
-            fmt, pos = _read_str(buf, pos, end, f"{what} ImageChunk.format")
-        elif k == 0x18:
-            raw, pos = w.read_varint(buf, pos, end)
-            expected_tokens = w.to_int32(raw)
-        else:  # override_dimensions (4) is a server-side hint the public types do not carry
-            pos = _skip(buf, pos, end, k, f"{what} ImageChunk", 3)
-    return ImageChunk(data=data, format=fmt, expected_tokens=expected_tokens)  # type: ignore[arg-type]
+    # override_dimensions (4) is a server-side hint the public types do not carry.
+    fields = w.read_message(buf, pos, end, _IMAGE_SCHEMA, what)
+    lo, hi = fields.get(1, (0, 0))
+    expected_tokens = fields.get(3)
+    return ImageChunk(
+        data=buf[lo:hi],
+        format=w.decode_str(buf, fields.get(2), f"{what}.format"),  # type: ignore[arg-type]
+        expected_tokens=None if expected_tokens is None else w.to_int32(expected_tokens),
+    )
 
 
 def _read_span(
     buf: bytes, pos: int, end: int, what: str
 ) -> PromptProvenanceSpan | SampledProvenanceSpan:
-    span: PromptProvenanceSpan | SampledProvenanceSpan | None = None
-    while pos < end:
-        k, pos = w.read_key(buf, pos, end)
-        if k == 0x0A or k == 0x12:
-            start, pos = w.read_len(buf, pos, end)
-            sequence_id, offset, length = "", 0, 0
-            inner = start
-            while inner < pos:
-                ik, inner = w.read_key(buf, inner, pos)
-                if ik == 0x0A:
-                    sequence_id, inner = _read_str(buf, inner, pos, f"{what} span.sequence_id")
-                elif ik == 0x10 or ik == 0x18:
-                    raw, inner = w.read_varint(buf, inner, pos)
-                    if ik == 0x10:
-                        offset = w.to_int64(raw)
-                    else:
-                        length = w.to_int64(raw)
-                else:
-                    inner = _skip(buf, inner, pos, ik, f"{what} provenance span", 3)
-            kind = PromptProvenanceSpan if k == 0x0A else SampledProvenanceSpan
-            span = kind(sequence_id=sequence_id, offset=offset, length=length)
-        else:
-            pos = _skip(buf, pos, end, k, f"{what} ProvenanceSpan", 2)
-    if span is None:
+    arms = w.read_message(buf, pos, end, {1: w.LEN, 2: w.LEN}, f"{what} ProvenanceSpan")
+    if not arms:
         raise ValueError(
             f"{what} has a ProvenanceSpan with neither prompt_tokens nor sampled_tokens"
         )
-    return span
+    number = max(arms)  # a oneof: the arm set last wins; both set never comes from an SDK
+    kind = PromptProvenanceSpan if number == 1 else SampledProvenanceSpan
+    lo, hi = arms[number]
+    fields = w.read_message(buf, lo, hi, _SPAN_SCHEMA, f"{what} {kind.__name__}")
+    return kind(
+        sequence_id=w.decode_str(buf, fields.get(1), f"{what} span sequence_id"),
+        offset=w.to_int64(fields.get(2, 0)),
+        length=w.to_int64(fields.get(3, 0)),
+    )
 
 
 def _read_double_entry(buf: bytes, pos: int, end: int, what: str) -> tuple[str, float]:
-    name, number = "", 0.0
-    while pos < end:
-        k, pos = w.read_key(buf, pos, end)
-        if k == 0x0A:
-            name, pos = _read_str(buf, pos, end, f"{what} key")
-        elif k == 0x11:
-            number, pos = w.read_double(buf, pos, end)
-        else:
-            pos = _skip(buf, pos, end, k, f"{what} entry", 2)
-    return name, number
+    fields = w.read_message(buf, pos, end, {1: w.LEN, 2: w.FIXED64}, f"{what} entry")
+    return w.decode_str(buf, fields.get(1), f"{what} key"), fields.get(2, 0.0)
 
 
 def _read_config_v2_entry(buf: bytes, pos: int, end: int) -> tuple[str, float | str]:
-    name, value = "", 0.0
-    value_out: float | str = 0.0
-    while pos < end:
-        k, pos = w.read_key(buf, pos, end)
-        if k == 0x0A:
-            name, pos = _read_str(buf, pos, end, "loss_fn_config_v2 key")
-        elif k == 0x12:
-            start, pos = w.read_len(buf, pos, end)
-            inner = start
-            while inner < pos:
-                ik, inner = w.read_key(buf, inner, pos)
-                if ik == 0x09:
-                    value, inner = w.read_double(buf, inner, pos)
-                    value_out = value
-                elif ik == 0x12:
-                    value_out, inner = _read_str(buf, inner, pos, "loss_fn_config_v2 text")
-                else:
-                    inner = _skip(buf, inner, pos, ik, "LossConfigValue", 2)
-        else:
-            pos = _skip(buf, pos, end, k, "loss_fn_config_v2 entry", 2)
-    return name, value_out
+    what = "loss_fn_config_v2"
+    entry = w.read_message(buf, pos, end, {1: w.LEN, 2: w.LEN}, f"{what} entry")
+    name = w.decode_str(buf, entry.get(1), f"{what} key")
+    lo, hi = entry.get(2, (0, 0))
+    value = w.read_message(buf, lo, hi, {1: w.FIXED64, 2: w.LEN}, "LossConfigValue")
+    if 2 in value:
+        return name, w.decode_str(buf, value[2], f"{what}[{name!r}] text")
+    return name, value.get(1, 0.0)
 
 
 def _read_tensor_entry(
     buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str
 ) -> tuple[str, TensorData]:
-    name = ""
-    bounds: tuple[int, int] | None = None
-    while pos < end:
-        k, pos = w.read_key(buf, pos, end)
-        if k == 0x0A:
-            name, pos = _read_str(buf, pos, end, f"{what} key")
-        elif k == 0x12:
-            start, pos = w.read_len(buf, pos, end)
-            bounds = (start, pos)
-        else:
-            pos = _skip(buf, pos, end, k, f"{what} entry", 2)
-    label = f"{what}[{name!r}]"
-    if bounds is None:
-        raise ValueError(f"{label} has no tensor value")
-    return name, _read_tensor(buf, bounds[0], bounds[1], views, label)
+    entry = w.read_message(buf, pos, end, {1: w.LEN, 2: w.LEN}, f"{what} entry")
+    name = w.decode_str(buf, entry.get(1), f"{what} key")
+    lo, hi = entry.get(2, (0, 0))
+    return name, _read_tensor(buf, lo, hi, views, f"{what}[{name!r}]")
+
+
+_CSR_SCHEMA: Final = {1: w.LEN, 2: w.LEN, 3: w.LEN}
+_TOPK_SCHEMA: Final = {1: w.LEN, 2: w.LEN, 3: w.VARINT, 4: w.VARINT}
 
 
 def _read_tensor(buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str) -> TensorData:
@@ -573,14 +520,13 @@ def _read_tensor(buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str)
         elif k == 0x18:
             dtype_enum, pos = w.read_varint(buf, pos, end)
         elif k == 0x22 or k == 0x20:
-            shape, pos = _read_int64s(buf, pos, end, k, shape)
+            shape, pos = w.read_int64s(buf, pos, end, k, shape)
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
-            csr, dense = [None, None, None], None
-            for field_key, lo, hi in _len_fields(buf, start, pos, f"{what} SparseCsr", 3):
-                csr[(field_key >> 3) - 1] = (lo, hi)
+            fields = w.read_message(buf, start, pos, _CSR_SCHEMA, f"{what} SparseCsr")
+            csr, dense = [fields.get(1), fields.get(2), fields.get(3)], None
         else:
-            pos = _skip(buf, pos, end, k, f"{what} Tensor", 4)
+            pos = w.skip_unknown(buf, pos, end, k, f"{what} Tensor", 4)
     wire_dtype = _wire_dtype(dtype_enum, what)
     if csr is not None:
         values = _typed_view(views, csr[0], wire_dtype, dtype_enum, f"{what}.values")
@@ -654,7 +600,7 @@ def _put_array_record(
         out.append(tag_field)
         size += len(tag_field)
     for name, dtype_enum, trailing in signature:
-        wire = _WIRE_NUMPY[dtype_enum].str
+        wire = _WIRE_NUMPY[dtype_enum]
         arrays = [w.array_buffer(_dense(d[name]), wire) for d in datums]
         offsets = np.zeros(len(arrays) + 1, dtype=_I8)
         np.cumsum([a.nbytes for a in arrays], out=offsets[1:])
@@ -703,13 +649,15 @@ def decode_forward_backward_output(body: bytes, *, copy: bool = False) -> Forwar
             start, pos = w.read_len(buf, pos, end)
             records.append(_read_array_record(buf, start, pos, views, len(records)))
         elif k == 0x0A:
-            output_type, pos = _read_str(buf, pos, end, "ForwardBackwardOutput.loss_fn_output_type")
+            output_type, pos = w.read_str(
+                buf, pos, end, "ForwardBackwardOutput.loss_fn_output_type"
+            )
         elif k == 0x1A:
             start, pos = w.read_len(buf, pos, end)
             name, number = _read_double_entry(buf, start, pos, "ForwardBackwardOutput.metrics")
             metrics[name] = number
         else:
-            pos = _skip(buf, pos, end, k, "ForwardBackwardOutput", 3)
+            pos = w.skip_unknown(buf, pos, end, k, "ForwardBackwardOutput", 3)
     if not records:
         return ForwardBackwardOutput(
             loss_fn_output_type=output_type or "ArrayRecord", loss_fn_outputs=[], metrics=metrics
@@ -746,14 +694,10 @@ def _read_array_record(
         k, pos = w.read_key(buf, pos, end)
         if k == 0x12:
             start, pos = w.read_len(buf, pos, end)
-            name, bounds = "", None
-            for field_key, lo, hi in _len_fields(buf, start, pos, f"{what} fields entry", 2):
-                if field_key == 0x0A:
-                    name = _decode_str(buf, lo, hi, f"{what} field name")
-                else:
-                    bounds = (lo, hi)
+            entry = w.read_message(buf, start, pos, {1: w.LEN, 2: w.LEN}, f"{what} fields entry")
+            name = w.decode_str(buf, entry.get(1), f"{what} field name")
             label = f"{what}.fields[{name!r}]"
-            tensors = _read_batched_tensor(buf, bounds, views, label)
+            tensors = _read_batched_tensor(buf, entry.get(2), views, label)
             fields = [f for f in fields if f[0] != name] + [(name, tensors)]
         elif k == 0x18:
             raw, pos = w.read_varint(buf, pos, end)
@@ -761,7 +705,7 @@ def _read_array_record(
         elif k == 0x0A:  # type_tag: informational, the decoder does not need it
             pos = w.read_len(buf, pos, end)[1]
         else:
-            pos = _skip(buf, pos, end, k, what, 3)
+            pos = w.skip_unknown(buf, pos, end, k, what, 3)
     return num_datums, fields
 
 
@@ -784,9 +728,9 @@ def _read_batched_tensor(
         elif k == 0x18:
             dtype_enum, pos = w.read_varint(buf, pos, end)
         elif k == 0x22 or k == 0x20:
-            trailing, pos = _read_int64s(buf, pos, end, k, trailing)
+            trailing, pos = w.read_int64s(buf, pos, end, k, trailing)
         else:
-            pos = _skip(buf, pos, end, k, f"{what} BatchedTensor", 4)
+            pos = w.skip_unknown(buf, pos, end, k, f"{what} BatchedTensor", 4)
     wire_dtype = _wire_dtype(dtype_enum, what)
     values = _typed_view(views, data_range, wire_dtype, dtype_enum, f"{what}.data")
     offsets = _typed_view(views, offsets_range, _I8, _DTYPE_INT64, f"{what}.offsets")
@@ -828,7 +772,7 @@ def encode_sample_response(response: SampleResponse) -> bytes:
     for i, seq in enumerate(response.sequences):
         _put_sequence(out, seq, i)
     if response.prompt_logprobs_np is not None:
-        values = w.array_buffer(np.asarray(response.prompt_logprobs_np), "<f4")
+        values = w.array_buffer(response.prompt_logprobs_np, _F4)
         out += [_L2 + w.varint(values.nbytes), values]
     if isinstance(response.topk_prompt_logprobs_np, TopkLogprobs):
         out.append(w.len_field(_L3, _topk_body(response.topk_prompt_logprobs_np)))
@@ -851,13 +795,13 @@ def _put_sequence(out: list[Any], seq: SampledSequence, index: int) -> None:
             f"sequences[{index}].stop_reason must be 'stop' or 'length', got {seq.stop_reason!r}"
         )
     head = _V1 + w.varint(stop_reason) if stop_reason else b""
-    tokens = w.array_buffer(np.asarray(seq.tokens_np), "<i4")
+    tokens = w.array_buffer(seq.tokens_np, _I4)
     if tokens.nbytes:
         head += _L2 + w.varint(tokens.nbytes)
     parts: list[Any] = [tokens]
     size = len(head) + tokens.nbytes
     if seq.logprobs_np is not None:
-        logprobs = w.array_buffer(np.asarray(seq.logprobs_np), "<f4")
+        logprobs = w.array_buffer(seq.logprobs_np, _F4)
         logprobs_head = _L3 + w.varint(logprobs.nbytes)
         parts += [logprobs_head, logprobs]
         size += len(logprobs_head) + logprobs.nbytes
@@ -871,8 +815,8 @@ def _put_sequence(out: list[Any], seq: SampledSequence, index: int) -> None:
 
 def _topk_body(topk: TopkLogprobs) -> bytes:
     length, k = topk.token_ids.shape
-    ids = w.array_buffer(topk.token_ids, "<i4")
-    lps = w.array_buffer(topk.logprobs, "<f4")
+    ids = w.array_buffer(topk.token_ids, _I4)
+    lps = w.array_buffer(topk.logprobs, _F4)
     body = [
         w.len_field(_L1, ids.tobytes()) if ids.nbytes else b"",
         w.len_field(_L2, lps.tobytes()) if lps.nbytes else b"",
@@ -924,7 +868,7 @@ def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse
             start, pos = w.read_len(buf, pos, end)
             alt = _read_alt_tokens(buf, start, pos, views)
         else:
-            pos = _skip(buf, pos, end, k, "SampleResponse", 6)
+            pos = w.skip_unknown(buf, pos, end, k, "SampleResponse", 6)
     return SampleResponse(
         sequences=sequences,
         prompt_logprobs_np=prompt_logprobs,
@@ -962,7 +906,7 @@ def _read_sequence(buf: bytes, pos: int, end: int, views: w.ArrayViews) -> Sampl
             start, pos = w.read_len(buf, pos, end)
             topk = _read_topk(buf, start, pos, views, "SampledSequence.topk_sampled_logprobs")
         else:
-            pos = _skip(buf, pos, end, k, "SampledSequence", 4)
+            pos = w.skip_unknown(buf, pos, end, k, "SampledSequence", 4)
     name = _STOP_REASON_NAME.get(stop_reason)
     if name is None:
         raise ValueError(
@@ -980,29 +924,13 @@ def _read_sequence(buf: bytes, pos: int, end: int, views: w.ArrayViews) -> Sampl
 def _read_topk(
     buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str
 ) -> TopkLogprobs | None:
-    ids_range: tuple[int, int] = (0, 0)
-    lps_range: tuple[int, int] = (0, 0)
-    k_value = length = 0
-    while pos < end:
-        k, pos = w.read_key(buf, pos, end)
-        if k == 0x0A:
-            ids_range = w.read_len(buf, pos, end)
-            pos = ids_range[1]
-        elif k == 0x12:
-            lps_range = w.read_len(buf, pos, end)
-            pos = lps_range[1]
-        elif k == 0x18:
-            raw, pos = w.read_varint(buf, pos, end)
-            k_value = raw & 0xFFFFFFFF
-        elif k == 0x20:
-            raw, pos = w.read_varint(buf, pos, end)
-            length = raw & 0xFFFFFFFF
-        else:
-            pos = _skip(buf, pos, end, k, what, 4)
+    fields = w.read_message(buf, pos, end, _TOPK_SCHEMA, what)
+    k_value, length = fields.get(3, 0) & 0xFFFFFFFF, fields.get(4, 0) & 0xFFFFFFFF
     if length == 0 or k_value == 0:
         return None
-    ids = views.get(*ids_range, _I4, f"{what}.token_ids")
-    lps = views.get(*lps_range, _F4, f"{what}.logprobs")
+    (ids_lo, ids_hi), (lps_lo, lps_hi) = fields.get(1, (0, 0)), fields.get(2, (0, 0))
+    ids = views.get(ids_lo, ids_hi, _I4, f"{what}.token_ids")
+    lps = views.get(lps_lo, lps_hi, _F4, f"{what}.logprobs")
     if ids.size != length * k_value or lps.size != length * k_value:
         raise ValueError(
             f"{what} declares length={length}, k={k_value} ({length * k_value} values) but "
@@ -1014,14 +942,11 @@ def _read_topk(
 
 def _read_alt_tokens(buf: bytes, pos: int, end: int, views: w.ArrayViews) -> PromptAltTokens:
     what = "SampleResponse.prompt_alt_tokens"
-    found: dict[int, tuple[int, int]] = {}
-    for field_key, lo, hi in _len_fields(buf, pos, end, what, 2):
-        found[field_key] = (lo, hi)
-    tensors = []
-    for field_key, name in ((0x0A, "tokens"), (0x12, "logprobs")):
-        lo, hi = found.get(field_key, (0, 0))
-        tensors.append(_read_tensor(buf, lo, hi, views, f"{what}.{name}"))
-    return PromptAltTokens(tokens=tensors[0], logprobs=tensors[1])
+    fields = w.read_message(buf, pos, end, {1: w.LEN, 2: w.LEN}, what)
+    (tokens_lo, tokens_hi), (lps_lo, lps_hi) = fields.get(1, (0, 0)), fields.get(2, (0, 0))
+    tokens = _read_tensor(buf, tokens_lo, tokens_hi, views, f"{what}.tokens")
+    logprobs = _read_tensor(buf, lps_lo, lps_hi, views, f"{what}.logprobs")
+    return PromptAltTokens(tokens=tokens, logprobs=logprobs)
 
 
 # ============================================================================================
@@ -1035,55 +960,6 @@ def _as_bytes(body: bytes | bytearray | memoryview) -> bytes:
     if isinstance(body, bytearray | memoryview):
         return bytes(body)
     raise TypeError(f"body must be bytes, got {type(body).__name__}")
-
-
-def _decode_str(buf: bytes, start: int, stop: int, what: str) -> str:
-    try:
-        return buf[start:stop].decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{what} is not valid UTF-8 (bytes {start}..{stop})") from None
-
-
-def _read_str(buf: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
-    start, stop = w.read_len(buf, pos, end)
-    return _decode_str(buf, start, stop, what), stop
-
-
-def _read_int64s(
-    buf: bytes, pos: int, end: int, field_key: int, values: list[int] | None
-) -> tuple[list[int], int]:
-    """Read one occurrence of a repeated int64 field, packed or not; append to ``values``."""
-    values = [] if values is None else values
-    if field_key & 7 == w.LEN:
-        start, pos = w.read_len(buf, pos, end)
-        values += w.read_packed_int64(buf, start, pos)
-    else:
-        raw, pos = w.read_varint(buf, pos, end)
-        values.append(w.to_int64(raw))
-    return values, pos
-
-
-def _len_fields(
-    buf: bytes, pos: int, end: int, what: str, max_known: int
-) -> Iterable[tuple[int, int, int]]:
-    """Yield ``(key, start, stop)`` of every length-delimited known field of a small message."""
-    while pos < end:
-        k, pos = w.read_key(buf, pos, end)
-        if k & 7 == w.LEN and 0 < k >> 3 <= max_known:
-            start, pos = w.read_len(buf, pos, end)
-            yield k, start, pos
-        else:
-            pos = _skip(buf, pos, end, k, what, max_known)
-
-
-def _skip(buf: bytes, pos: int, end: int, field_key: int, what: str, max_known: int) -> int:
-    """Skip an unknown field; a known field number with the wrong wire type is an error."""
-    number = field_key >> 3
-    if number == 0:
-        raise ValueError(f"{what} has a field numbered 0 at byte {pos}: the body is corrupt")
-    if number <= max_known:
-        raise w.wrong_wire_type(what, f"field {number}", field_key, pos)
-    return w.skip_field(buf, pos, end, field_key, what)
 
 
 def _wire_dtype(dtype_enum: int, what: str) -> np.dtype[Any]:

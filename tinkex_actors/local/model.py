@@ -5,7 +5,8 @@ datums is one set of big matrix products):
 
 1. The window of the last ``C`` tokens (the current one included; positions before
    the start read a pad row) is embedded: ``x[j] = emb[token_j]``, ``E`` wide.
-2. Mixing layer, standing in for attention's projections: ``y[j] = x[j] @ (I + W_attn)``.
+2. Mixing layer, standing in for attention's projections: ``y[j] = x[j] @ (I + W_attn)``
+   (computed as a lookup in ``emb @ (I + W_attn)``, rebuilt when the weights change).
 3. MLP over the concatenated window: ``h = tanh(concat(y) @ W_in + b_in)``.
 4. Residual on the current token: ``r = y[C-1] + h @ W_out``.
 5. Unembedding: ``logits = r @ W_unembed`` over the 258-token byte vocabulary.
@@ -193,6 +194,8 @@ class LoraModel:
                 delta = self.params[f"{layer}/A"] @ self.params[f"{layer}/B"]
                 merged[layer] = merged[layer] + self.scale * delta
             merged["attn"] = merged["attn"] + np.eye(self.spec.embed_dim, dtype=self.dtype)
+            # Every window slot is an embedding row, so the mixing layer is a lookup table.
+            merged["mixed_emb"] = b.emb @ merged["attn"]
             self._effective = merged
         return self._effective
 
@@ -206,18 +209,16 @@ class LoraModel:
         w = self._weights()
         m, c = contexts.shape
         e = self.spec.embed_dim
-        x = np.take(self._base.emb, contexts, axis=0).reshape(m * c, e)
-        y = x @ w["attn"]
-        flat = y.reshape(m, c * e)
+        flat = np.take(w["mixed_emb"], contexts, axis=0).reshape(m, c * e)
         h = np.tanh(flat @ w["mlp_in"] + self._base.b_in)
-        r = y.reshape(m, c, e)[:, -1, :] + h @ w["mlp_out"]
-        return r @ w["unembed"], (x, flat, h, r)
+        r = flat[:, (c - 1) * e :] + h @ w["mlp_out"]
+        return r @ w["unembed"], (contexts, flat, h, r)
 
     def _next_logits(self, contexts: np.ndarray) -> np.ndarray:
         return self._logits(contexts)[0]
 
     def _backward(self, dlogits: np.ndarray, cache: tuple[np.ndarray, ...]) -> None:
-        x, flat, h, r = cache
+        contexts, flat, h, r = cache
         w = self._weights()
         trained = self.layers
         if "unembed" in trained:
@@ -234,6 +235,7 @@ class LoraModel:
             m, c, e = flat.shape[0], self.spec.context_length, self.spec.embed_dim
             dy = (dpre @ w["mlp_in"].T).reshape(m, c, e)
             dy[:, -1, :] += dr
+            x = np.take(self._base.emb, contexts, axis=0).reshape(m * c, e)
             self._lora_grad("attn", x, dy.reshape(m * c, e))
 
     def _lora_grad(self, layer: str, x: np.ndarray, dy: np.ndarray) -> None:

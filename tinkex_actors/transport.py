@@ -426,7 +426,8 @@ class Transport:
 
     def _headers_for(self, request: HttpRequest, timeout_s: float) -> dict[str, str]:
         headers = dict(self._static_headers)
-        headers["Content-Type"] = request.content_type
+        if request.method != "GET":  # as officially: a GET carries no Content-Type
+            headers["Content-Type"] = request.content_type
         if request.content_encoding:
             headers["Content-Encoding"] = request.content_encoding
         headers.update(request.headers)

@@ -61,6 +61,11 @@ def tensor_dtype_of(array_dtype: np.dtype[Any], field: str = "data") -> TensorDt
 
 def as_flat_array(values: Any, np_dtype: np.dtype[Any], field: str) -> npt.NDArray[Any]:
     """Values as a flat C-contiguous array of `np_dtype` (no copy when already one)."""
+    return as_array(values, np_dtype, field).reshape(-1)
+
+
+def as_array(values: Any, np_dtype: np.dtype[Any], field: str) -> npt.NDArray[Any]:
+    """Values (array or nested lists) as a C-contiguous array of `np_dtype`, shape kept."""
     if isinstance(values, np.ndarray):
         if values.dtype.kind not in "iuf":
             raise ValueError(
@@ -96,7 +101,7 @@ def as_flat_array(values: Any, np_dtype: np.dtype[Any], field: str) -> npt.NDArr
         )
     if arr.dtype != np_dtype:
         arr = arr.astype(np_dtype)
-    return np.ascontiguousarray(arr).reshape(-1)
+    return np.ascontiguousarray(arr)
 
 
 def _require_torch() -> Any:

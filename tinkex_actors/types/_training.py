@@ -9,7 +9,7 @@ import numpy as np
 
 from ._base import Metrics, TypeTagged, WireStruct, coerce_floats, float_dict, sent
 from ._model_input import ModelInput
-from ._tensor import TensorData, as_flat_array, is_torch_tensor, numpy_dtype, tensor_dtype_of
+from ._tensor import TensorData, as_array, is_torch_tensor, numpy_dtype, tensor_dtype_of
 
 __all__ = [
     "AdamParams",
@@ -73,13 +73,8 @@ def loss_fn_input(key: str, value: Any) -> TensorData:
                 f"{field} is a plain list, and only {sorted(KEY_DTYPES)} have a known dtype; "
                 "pass TensorData(data=..., dtype='int64'|'float32') or a numpy array"
             )
-        np_dtype = numpy_dtype(KEY_DTYPES[key])
-        try:
-            shape = list(np.shape(value))
-        except ValueError:
-            shape = []  # ragged: as_flat_array names the problem
-        flat = as_flat_array(value, np_dtype, field)
-        return TensorData(data=flat, dtype=KEY_DTYPES[key], shape=shape)  # type: ignore[arg-type]
+        arr = as_array(value, numpy_dtype(KEY_DTYPES[key]), field)
+        return TensorData(data=arr, dtype=KEY_DTYPES[key], shape=list(arr.shape))  # type: ignore[arg-type]
     raise TypeError(
         f"{field} must be TensorData, a numpy array or a list, got {type(value).__name__}"
     )

@@ -393,10 +393,14 @@ class TestZstd:
         assert proto.zstd_decompress(packed) == b"abc" * 1000
 
     def test_bodies_inflating_past_the_limit_are_refused(self):
-        """A small body that would inflate past max_size_bytes is a ValueError (no zip bomb)."""
-        packed = proto.zstd_compress(b"\x00" * 5_000_000)
-        with pytest.raises(ValueError, match="max_size_bytes=1000000"):
-            proto.zstd_decompress(packed, max_size_bytes=1_000_000)
+        """Bodies inflating past max_size_bytes, declared or not, are a ValueError (no zip bomb)."""
+        streaming = zstandard.ZstdCompressor(write_content_size=False)
+        for packed in (
+            proto.zstd_compress(b"\x00" * 5_000_000),
+            streaming.compress(b"\x00" * 5_000_000),
+        ):
+            with pytest.raises(ValueError, match="max_size_bytes=1000000"):
+                proto.zstd_decompress(packed, max_size_bytes=1_000_000)
 
     def test_corrupt_and_truncated_bodies_are_refused(self):
         """Garbage and a cut-off frame raise ValueError naming the problem."""

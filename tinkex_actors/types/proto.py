@@ -99,26 +99,31 @@ def zstd_compress(body: bytes, level: int = 3) -> bytes:
 def zstd_decompress(body: bytes, max_size_bytes: int = _DEFAULT_MAX_DECOMPRESSED_BYTES) -> bytes:
     """Decompress a ``Content-Encoding: zstd`` body, refusing more than ``max_size_bytes``.
 
-    Frames with or without a declared content size are accepted; corrupt input and bodies
-    that would inflate past the limit raise ``ValueError`` (a guard against zip bombs).
+    Frames with or without a declared content size are accepted; corrupt or truncated input
+    and bodies that would inflate past the limit raise ``ValueError`` (no zip bombs: nothing
+    larger than the limit is ever allocated).
     """
-    reader = zstandard.ZstdDecompressor().decompressobj()
-    out = bytearray()
     try:
-        for start in range(0, max(len(body), 1), 1 << 20):
-            out += reader.decompress(body[start : start + (1 << 20)])
-            if len(out) > max_size_bytes:
-                raise ValueError(
-                    f"zstd body inflates past max_size_bytes={max_size_bytes}; raise the "
-                    "limit if such bodies are legitimate"
-                )
+        declared = zstandard.frame_content_size(body)
     except zstandard.ZstdError as exc:
         raise ValueError(
             f"zstd body is corrupt or not zstd ({exc}); check Content-Encoding"
         ) from None
-    if not reader.eof:
-        raise ValueError("zstd body is truncated: the frame does not end; resend the request")
-    return bytes(out)
+    if declared > max_size_bytes:
+        raise ValueError(
+            f"zstd body declares {declared} bytes, past max_size_bytes={max_size_bytes}; "
+            "raise the limit if such bodies are legitimate"
+        )
+    try:
+        result: bytes = zstandard.ZstdDecompressor().decompress(
+            body, max_output_size=max_size_bytes
+        )
+    except zstandard.ZstdError as exc:
+        raise ValueError(
+            f"zstd body is truncated, corrupt, or inflates past max_size_bytes="
+            f"{max_size_bytes} ({exc}); resend it whole or raise the limit"
+        ) from None
+    return result
 
 
 # ============================================================================================

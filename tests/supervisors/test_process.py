@@ -237,3 +237,35 @@ class TestSystemExit:
         wait_for_down(a, WAIT_S)
         assert starts.nothing_more()
         assert starts.count == {"a": 1, "b": 1}
+
+    def test_keyboard_interrupt_in_a_plain_pykka_child_restarts_nothing(self):
+        """pykka's own stop_all after a KeyboardInterrupt also blocks restarts."""
+        import queue as queue_module
+
+        from ._actors import Collector
+
+        class PlainInterrupted(Collector):
+            def on_receive(self, message):
+                if message == "interrupt":
+                    raise KeyboardInterrupt
+                return super().on_receive(message)
+
+        starts = Starts()
+        plain_starts: queue_module.Queue = queue_module.Queue()
+
+        def start_plain():
+            ref = PlainInterrupted.start(queue_module.Queue())
+            plain_starts.put(ref)
+            return ref
+
+        sup = Supervisor.start(
+            [worker_spec("a", starts), supervisors.ChildSpec(id="p", start=start_plain)],
+            max_restarts=100,
+        )
+        (a,) = starts.expect("a")
+        plain = plain_starts.get(timeout=WAIT_S)
+        plain.tell("interrupt")
+        wait_for_down(sup, WAIT_S)
+        wait_for_down(a, WAIT_S)
+        assert plain_starts.empty()
+        assert starts.nothing_more()

@@ -240,3 +240,22 @@ class TestNonFiniteValues:
         tokens = np.frombuffer(np.arange(3, dtype=np.int32).tobytes(), dtype=np.int32)
         seq = SampledSequence(stop_reason="stop", tokens_np=tokens)
         assert seq.tokens_np is tokens
+
+
+class TestPickling:
+    def test_values_survive_pickle_and_deepcopy(self):
+        """Values cross process boundaries (pickle) and deep-copy intact, arrays included."""
+        import copy
+        import pickle
+
+        seq = SampledSequence(stop_reason="stop", tokens_np=np.arange(3, dtype=np.int32))
+        _ = seq.tokens  # a cached list must not break pickling
+        values = [
+            seq,
+            SampleResponse(sequences=[seq], topk_prompt_logprobs_np=[None, [(1, -0.5)]]),
+            Datum(model_input=ModelInput.from_ints([1]), loss_fn_inputs={"weights": [1.0]}),
+            ImageChunk(data=b"x", format="png"),
+        ]
+        for value in values:
+            assert pickle.loads(pickle.dumps(value)) == value
+            assert copy.deepcopy(value) == value

@@ -66,11 +66,6 @@ def paired_medians(
     return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
 
 
-def median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    """Median wall time of `fn` in milliseconds (one warm-up call first)."""
-    return paired_medians(lambda: None, fn, repeat)[1]
-
-
 def peak_mib(fn: Callable[[], Any]) -> float:
     """Peak memory traced while `fn` runs, in MiB (its result is kept until the end)."""
     gc.collect()
@@ -98,47 +93,35 @@ def request_payload(rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def ours_request_from_lists(p: dict[str, Any]) -> bytes:
+def ours_build(p: dict[str, Any], numpy_inputs: bool) -> tx.ForwardBackwardInput:
+    """Our Datums from the user's values (lists or numpy arrays)."""
+    suffix = "_np" if numpy_inputs else ""
     data = [
         tx.Datum(
-            model_input=tx.ModelInput.from_ints(p["tokens"][i]),
-            loss_fn_inputs={"target_tokens": p["targets"][i], "weights": p["weights"][i]},
+            model_input=tx.ModelInput.from_ints(p["tokens" + suffix][i]),
+            loss_fn_inputs={
+                "target_tokens": p["targets" + suffix][i],
+                "weights": p["weights" + suffix][i],
+            },
         )
         for i in range(N_DATUMS)
     ]
-    fb_input = tx.ForwardBackwardInput(data=data, loss_fn="cross_entropy")
+    return tx.ForwardBackwardInput(data=data, loss_fn="cross_entropy")
+
+
+def ours_encode(fb_input: tx.ForwardBackwardInput) -> bytes:
     return proto.encode_forward_backward_request(fb_input, model_id="m", seq_id=1)
 
 
-def ours_request_from_numpy(p: dict[str, Any]) -> bytes:
-    data = [
-        tx.Datum(
-            model_input=tx.ModelInput.from_ints(p["tokens_np"][i]),
-            loss_fn_inputs={"target_tokens": p["targets_np"][i], "weights": p["weights_np"][i]},
-        )
-        for i in range(N_DATUMS)
-    ]
-    fb_input = tx.ForwardBackwardInput(data=data, loss_fn="cross_entropy")
-    return proto.encode_forward_backward_request(fb_input, model_id="m", seq_id=1)
-
-
-def ours_request_json(p: dict[str, Any]) -> bytes:
-    data = [
-        tx.Datum(
-            model_input=tx.ModelInput.from_ints(p["tokens_np"][i]),
-            loss_fn_inputs={"target_tokens": p["targets_np"][i], "weights": p["weights_np"][i]},
-        )
-        for i in range(N_DATUMS)
-    ]
-    fb_input = tx.ForwardBackwardInput(data=data, loss_fn="cross_entropy")
+def ours_request_json(fb_input: tx.ForwardBackwardInput) -> bytes:
     return tx.to_json({"forward_backward_input": fb_input, "model_id": "m", "seq_id": 1})
 
 
-def official_request(p: dict[str, Any], numpy_inputs: bool) -> bytes:
+def official_build(p: dict[str, Any], numpy_inputs: bool) -> Any:
+    """The SDK's request from the same values (its text chunks take lists only)."""
     suffix = "_np" if numpy_inputs else ""
     data = [
         official.Datum(
-            # The official EncodedTextChunk takes only sequences: arrays go through tolist().
             model_input=official.ModelInput.from_ints(
                 p["tokens_np"][i].tolist() if numpy_inputs else p["tokens"][i]
             ),
@@ -149,11 +132,14 @@ def official_request(p: dict[str, Any], numpy_inputs: bool) -> bytes:
         )
         for i in range(N_DATUMS)
     ]
-    request = official.ForwardBackwardRequest(
+    return official.ForwardBackwardRequest(
         forward_backward_input=official.ForwardBackwardInput(data=data, loss_fn="cross_entropy"),
         model_id="m",
         seq_id=1,
     )
+
+
+def official_encode(request: Any) -> bytes:
     return request_conv.forward_backward_request_to_proto(request).SerializeToString()
 
 
@@ -258,19 +244,36 @@ def main() -> None:
     rng = np.random.default_rng(0)
 
     p = request_payload(rng)
-    body = ours_request_from_numpy(p)
-    assert official_parse_request(body) == official_parse_request(official_request(p, False))
+    built_lists, built_numpy = ours_build(p, False), ours_build(p, True)
+    official_lists, official_numpy = official_build(p, False), official_build(p, True)
+    body = ours_encode(built_numpy)
+    assert official_parse_request(body) == official_parse_request(official_encode(official_lists))
     header(f"forward_backward request, {N_DATUMS} datums x {N_TOKENS} tokens ({len(body):,} bytes)")
     cases: list[Case] = [
         (
-            "encode, from Python lists (build + encode)",
-            lambda: official_request(p, False),
-            lambda: ours_request_from_lists(p),
+            "build Datums from Python lists",
+            lambda: official_build(p, False),
+            lambda: ours_build(p, False),
         ),
         (
-            "encode, from numpy arrays (build + encode)",
-            lambda: official_request(p, True),
-            lambda: ours_request_from_numpy(p),
+            "encode Datums built from lists",
+            lambda: official_encode(official_lists),
+            lambda: ours_encode(built_lists),
+        ),
+        (
+            "encode Datums built from numpy arrays",
+            lambda: official_encode(official_numpy),
+            lambda: ours_encode(built_numpy),
+        ),
+        (
+            "build + encode, from Python lists",
+            lambda: official_encode(official_build(p, False)),
+            lambda: ours_encode(ours_build(p, False)),
+        ),
+        (
+            "build + encode, from numpy arrays",
+            lambda: official_encode(official_build(p, True)),
+            lambda: ours_encode(ours_build(p, True)),
         ),
         (
             "decode to Datums (official: parse + build)",
@@ -284,10 +287,11 @@ def main() -> None:
         ),
     ]
     report(cases, repeat)
-    json_body = ours_request_json(p)
+    json_body = ours_request_json(built_numpy)
+    json_ms = paired_medians(lambda: None, lambda: ours_request_json(built_numpy), repeat)[1]
     print(
-        f"  reference: our msgspec JSON of the same request (from numpy), "
-        f"{len(json_body):,} bytes: {median_ms(lambda: ours_request_json(p), repeat):.3f} ms"
+        f"  reference: our msgspec JSON of the built request, {len(json_body):,} bytes: "
+        f"encode {json_ms:.3f} ms"
     )
 
     s = sample_payload(rng)
@@ -297,7 +301,7 @@ def main() -> None:
         f"sample response, {N_SEQS} sequences x {N_SAMPLED} tokens with logprobs "
         f"({len(sample_body):,} bytes)"
     )
-    cases = [
+    cases: list[Case] = [
         (
             "encode, from Python lists (build + encode)",
             lambda: official_encode_sample(s, False),
@@ -317,10 +321,14 @@ def main() -> None:
     report(cases, repeat)
     response = ours_sample_response(s, True)
     json_sample = tx.to_json(response)
+    encode_ms, decode_ms = paired_medians(
+        lambda: tx.to_json(response),
+        lambda: tx.from_json(json_sample, tx.SampleResponse),
+        repeat,
+    )
     print(
-        f"  reference: our msgspec JSON, {len(json_sample):,} bytes: encode "
-        f"{median_ms(lambda: tx.to_json(response), repeat):.3f} ms, decode "
-        f"{median_ms(lambda: tx.from_json(json_sample, tx.SampleResponse), repeat):.3f} ms"
+        f"  reference: our msgspec JSON, {len(json_sample):,} bytes: "
+        f"encode {encode_ms:.3f} ms, decode {decode_ms:.3f} ms"
     )
 
 

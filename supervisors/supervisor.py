@@ -167,6 +167,7 @@ class SupervisorBase(Process):
         self.label = str(name) if name is not None else f"{type(self).__name__}-{id(self):x}"
         self._restarts: list[float] = []
         self._by_urn: dict[str, _Child] = {}
+        self._stale: set[str] = set()  # children shut down whose death notice is still queued
 
     def init(self) -> None:
         """Register the supervisor's own name, if it has one."""
@@ -222,10 +223,12 @@ class SupervisorBase(Process):
             child.ref = None
             self._by_urn.pop(ref.actor_urn, None)
             if child.mref is not None:
-                demonitor(child.mref)
+                detached = demonitor(child.mref)
                 child.mref = None
             else:
-                unlink(self.actor_ref, ref)
+                detached = unlink(self.actor_ref, ref)
+            if not detached:  # it died on its own: its Exit/Down is queued, drop it on arrival
+                self._stale.add(ref.actor_urn)
             got: list[ExitReason] = []
             done = threading.Event()
             if _watch.add_callback(ref, _recorder(got, done)) is None:
@@ -271,7 +274,9 @@ class SupervisorBase(Process):
             sender = message.sender if isinstance(message, Exit) else message.target
             child = self._child_of(sender)
             if child is None:
-                if isinstance(message, Exit) and message.reason.abnormal:
+                if sender.actor_urn in self._stale:
+                    self._stale.discard(sender.actor_urn)  # a child we already shut down
+                elif isinstance(message, Exit) and message.reason.abnormal:
                     self.exit(message.reason)  # a linked non-child (our parent) died
                 return None
             child.ref = None

@@ -460,3 +460,34 @@ class TestTreesAndNames:
         assert by_event["child_started"]["child_id"] == "a"
         assert "Crashed(BoomError" in by_event["child_terminated"]["reason"]
         assert by_event["child_restarted"]["child_id"] == "a"
+
+
+class TestRaces:
+    """Deaths that cross the supervisor's own actions."""
+
+    def test_a_child_dying_while_the_supervisor_stops_it_is_not_taken_for_a_parent(self, starts):
+        """A crash notice that arrives after the supervisor shut that child down is dropped."""
+        entered, release = threading.Event(), threading.Event()
+
+        class SlowStop(Worker):
+            def terminate(self, reason):
+                entered.set()
+                release.wait(WAIT_S)
+
+        specs = [
+            worker_spec("a", starts),
+            worker_spec("b", starts),
+            ChildSpec(id="c", start=lambda: SlowStop.start("c", starts)),
+        ]
+        sup = Supervisor.start(specs, strategy="one_for_all", max_restarts=10)
+        a, b, _ = starts.expect("a", "b", "c")
+        b.tell("crash")
+        assert entered.wait(WAIT_S)  # the supervisor is busy stopping c
+        entered.clear()
+        a.tell("crash")
+        wait_for_down(a, WAIT_S)  # a died on its own before the supervisor reached it
+        release.set()
+        starts.expect("a", "b", "c")
+        assert all(ref is not None for ref in _refs(sup).values())
+        assert sup.is_alive()
+        assert starts.nothing_more()

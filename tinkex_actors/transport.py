@@ -12,7 +12,14 @@ an `x-idempotency-key` made once per call and reused on each of its retries) and
 the official HTTP-level retries: 408, 409, 429, 5xx and connection errors, with
 `x-should-retry` overriding, `Retry-After`/`retry-after-ms` honoured up to 60 s,
 else exponential backoff with jitter. Sleep, randomness and the wall clock are
-injectable so tests run without waiting.
+injectable so tests run without waiting. A 400 with no body (a proxy refusing
+the connection, as the official pool assumes) drops the pool's connections and
+raises a retryable APIConnectionError, up to BARE_400_RETRIES in a row.
+A 2xx answer is returned; so is a 3xx when the request does not follow
+redirects (the archive endpoint answers 302 with the download URL).
+
+The loop thread itself (start, hand-off, close, exit safety net) lives in
+`_loop_thread.py`; the request and response types in `_http_messages.py`.
 
 Differences from the official SDK, on purpose: HTTP/1.1 only (no `h2`
 dependency), one client per pool kind (the official SDK opens another client per
@@ -22,14 +29,11 @@ dependency), one client per pool kind (the official SDK opens another client per
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
-import contextlib
 import functools
 import ipaddress
 import random as random_module
 import ssl
-import threading
 import time
 import urllib.parse
 import uuid
@@ -49,6 +53,7 @@ from tinkex_actors._http_messages import (
     HttpResponse,
 )
 from tinkex_actors._http_retry import platform_headers, retry_delay_s
+from tinkex_actors._loop_thread import LoopThread
 from tinkex_actors._version import __version__
 from tinkex_actors.config import Config, PoolKind, PoolLimits
 from tinkex_actors.errors import (
@@ -76,7 +81,6 @@ IDEMPOTENCY_HEADER: Final = "X-Idempotency-Key"
 # Headers the caller may set itself; the transport then leaves them alone.
 _RETRY_COUNT: Final = "x-stainless-retry-count"
 _READ_TIMEOUT: Final = "x-stainless-read-timeout"
-_MAIN_THREAD_CHECK_S: Final = 1.0
 BARE_400_RETRIES: Final = 16
 """Per pool, how many bodiless 400s (a proxy refusing the connection) count as connection
 errors before they count as real BadRequestErrors; each success earns one back."""
@@ -103,46 +107,6 @@ def _is_loopback(base_url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _settle(
-    future: concurrent.futures.Future[HttpResponse], task: asyncio.Task[HttpResponse]
-) -> None:
-    """Copy a finished task's outcome into the caller's future (on the loop thread)."""
-    if future.done():
-        return
-    try:
-        if task.cancelled():
-            future.cancel()
-        elif (error := task.exception()) is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(task.result())
-    except concurrent.futures.InvalidStateError:
-        pass  # the caller cancelled it meanwhile, from its own thread
-
-
-def _cancel_task(
-    loop: asyncio.AbstractEventLoop,
-    task: asyncio.Task[HttpResponse],
-    future: concurrent.futures.Future[HttpResponse],
-) -> None:
-    """When the caller cancels its future, cancel the request's task on the loop."""
-    if future.cancelled() and not task.done():
-        with contextlib.suppress(RuntimeError):  # the loop may be closed already
-            loop.call_soon_threadsafe(task.cancel)
-
-
-def _fail_all(items: list[tuple[HttpRequest, concurrent.futures.Future[HttpResponse]]]) -> None:
-    for request, future in items:
-        if not future.done():
-            with contextlib.suppress(concurrent.futures.InvalidStateError):
-                future.set_exception(
-                    TransportClosedError(
-                        f"{request.method} {request.path} was submitted while the Transport "
-                        "closed; resubmit it on a new Transport"
-                    )
-                )
 
 
 class Transport:
@@ -173,21 +137,12 @@ class Transport:
         self._random = random
         self._now = now
         self._transport_factory = transport_factory
-        self._thread_name = thread_name
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._clients: dict[PoolKind, httpx.AsyncClient] = {}
         # Clients replaced after a bare 400; closed at shutdown, once their requests ended.
         self._retired: list[httpx.AsyncClient] = []
         self._ssl: ssl.SSLContext | None = None
         self._bare_400_budget: dict[PoolKind, int] = dict.fromkeys(PoolKind, BARE_400_RETRIES)
-        self._closing = False
-        self._closed = False
-        self._inbox: collections.deque[
-            tuple[HttpRequest, concurrent.futures.Future[HttpResponse]]
-        ] = collections.deque()
-        self._drain_scheduled = False
+        self._runner = LoopThread(thread_name, cleanup=self._close_clients)
         self._static_headers = self._build_static_headers()
         if start:
             self.start()
@@ -202,23 +157,11 @@ class Transport:
     @property
     def is_running(self) -> bool:
         """True between start() and close()."""
-        return self._thread is not None and not self._closing
+        return self._runner.started and not self._runner.closing
 
     def start(self, timeout_s: float = 5.0) -> None:
         """Start the loop thread (idempotent); raises if it does not come up in time."""
-        with self._lock:
-            if self._closing:
-                raise TransportClosedError("this Transport is closed; create a new one")
-            if self._thread is not None:
-                return
-            ready = threading.Event()
-            thread = threading.Thread(
-                target=self._run_loop, args=(ready,), name=self._thread_name, daemon=False
-            )
-            self._thread = thread
-            thread.start()
-        if not ready.wait(timeout_s):
-            raise RuntimeError(f"transport loop thread did not start within {timeout_s} s")
+        self._runner.start(timeout_s)
 
     def submit(self, request: HttpRequest) -> concurrent.futures.Future[HttpResponse]:
         """Send `request` from any thread; returns at once with a future of the answer.
@@ -227,24 +170,9 @@ class Transport:
         final answer is not 2xx or the server cannot be reached; cancelling it
         cancels the request.
         """
-        future: concurrent.futures.Future[HttpResponse] = concurrent.futures.Future()
-        with self._lock:
-            loop = self._loop
-            if loop is None or self._closing:
-                future.set_exception(
-                    TransportClosedError(
-                        "the Transport is not running (closed or never started); "
-                        "create a new one or call start()"
-                    )
-                )
-                return future
-            self._inbox.append((request, future))
-            # One wake-up per batch: under load, many submits share one loop hop.
-            if self._drain_scheduled:
-                return future
-            self._drain_scheduled = True
-        loop.call_soon_threadsafe(self._drain_inbox)
-        return future
+        return self._runner.submit(
+            functools.partial(self._send, request), f"{request.method} {request.path}"
+        )
 
     async def request(self, request: HttpRequest) -> HttpResponse:
         """Send `request` from a coroutine; runs inline when already on the transport's loop."""
@@ -252,7 +180,7 @@ class Transport:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is not None and running is self._loop:
+        if running is not None and running is self._runner.loop:
             return await self._send(request)
         return await asyncio.wrap_future(self.submit(request))
 
@@ -262,35 +190,7 @@ class Transport:
         Idempotent. Raises RuntimeError if called from the loop thread itself
         (it would wait for itself) or if the thread does not stop in time.
         """
-        with self._lock:
-            if self._closed:
-                return
-            self._closing = True
-            loop, thread = self._loop, self._thread
-        if thread is None or loop is None:
-            with self._lock:
-                self._closed = True
-            return
-        if threading.current_thread() is thread:
-            raise RuntimeError(
-                "Transport.close() called from the transport's own loop; "
-                "call it from another thread"
-            )
-        deadline = time.monotonic() + timeout_s
-        if not loop.is_closed():
-            shutdown = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            try:
-                shutdown.result(timeout_s)
-            except (concurrent.futures.TimeoutError, RuntimeError):
-                shutdown.cancel()
-            # The loop may already be gone if the main-thread watchdog stopped it.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(loop.stop)
-        thread.join(max(deadline - time.monotonic(), 0.0))
-        if thread.is_alive():
-            raise RuntimeError(f"transport thread did not stop within {timeout_s} s")
-        with self._lock:
-            self._closed = True
+        self._runner.close(timeout_s)
 
     def __enter__(self) -> Transport:
         """Use as a context manager: closes on exit."""
@@ -306,75 +206,11 @@ class Transport:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closing else ("running" if self._thread else "not started")
+        runner = self._runner
+        state = "closed" if runner.closing else ("running" if runner.started else "not started")
         return f"Transport(base_url={self._config.base_url!r}, {state})"
 
-    # -- the loop thread ---------------------------------------------------------------
-
-    def _run_loop(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        with self._lock:
-            self._loop = loop
-        loop.call_soon(self._watch_main_thread)
-        ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            try:
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(self._close_clients())
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                _fail_all(self._take_inbox())
-            finally:
-                loop.close()
-
-    def _take_inbox(self) -> list[tuple[HttpRequest, concurrent.futures.Future[HttpResponse]]]:
-        with self._lock:
-            self._drain_scheduled = False
-            items = list(self._inbox)
-            self._inbox.clear()
-        return items
-
-    def _drain_inbox(self) -> None:
-        """Start a task for every submitted request (runs on the loop)."""
-        loop = self._loop
-        items = self._take_inbox()
-        if self._closing or loop is None:
-            _fail_all(items)
-            return
-        for request, future in items:
-            if future.cancelled():
-                continue
-            task = loop.create_task(self._send(request))
-            task.add_done_callback(functools.partial(_settle, future))
-            future.add_done_callback(functools.partial(_cancel_task, loop, task))
-
-    def _watch_main_thread(self) -> None:
-        """Stop the loop once the interpreter is exiting, so a forgotten close() cannot hang it."""
-        loop = self._loop
-        if loop is None:
-            return
-        if not threading.main_thread().is_alive():
-            with self._lock:
-                self._closing = True
-            loop.stop()
-            return
-        loop.call_later(_MAIN_THREAD_CHECK_S, self._watch_main_thread)
-
-    async def _shutdown(self) -> None:
-        _fail_all(self._take_inbox())
-        me = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        await self._close_clients()
+    # -- on the loop thread ------------------------------------------------------------
 
     async def _close_clients(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
@@ -442,7 +278,7 @@ class Transport:
         try:
             return await self._send_with_retries(request)
         except asyncio.CancelledError:
-            if self._closing:
+            if self._runner.closing:
                 raise TransportClosedError(
                     f"{request.method} {request.path} was in flight when the Transport closed; "
                     "resubmit it on a new Transport"

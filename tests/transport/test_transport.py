@@ -480,7 +480,7 @@ class TestLifecycle:
     ) -> None:
         """A coroutine on the transport's own loop awaits the request directly."""
         transport = make_transport()
-        loop = transport._loop
+        loop = transport._runner.loop
         assert loop is not None
 
         async def call() -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 tinker_types = pytest.importorskip("tinker.types")
 pb = pytest.importorskip("tinker.proto.tinker_public_pb2")
@@ -179,6 +181,39 @@ class TestForwardBackwardRequestEncoding:
         ours_input, official_msg = _both_requests([(ours, official)])
         body = proto.encode_forward_backward_request(ours_input, model_id="m-1", seq_id=4)
         assert _parse(pb.ForwardBackwardRequest, body) == official_msg
+
+
+datum_values = st.tuples(
+    st.lists(st.integers(0, 2**31 - 1), max_size=12),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "target_tokens": st.lists(st.integers(-(2**63), 2**63 - 1), max_size=6),
+            "weights": st.lists(st.floats(width=32, allow_nan=False), max_size=6),
+            "advantages": st.lists(st.floats(width=32, allow_nan=False), max_size=6),
+        },
+    ),
+)
+
+
+class TestForwardBackwardRequestProperties:
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        values=st.lists(datum_values, max_size=4),
+        config=st.none()
+        | st.dictionaries(
+            st.text(max_size=4), st.floats(allow_nan=False) | st.text(max_size=4), max_size=3
+        ),
+        seq_id=st.integers(-(2**31), 2**31 - 1),
+    )
+    def test_any_batch_parses_to_the_official_message(self, values, config, seq_id):
+        """For random batches and configs our body parses to the message the SDK builds."""
+        pairs = [_datum_pair(tokens, inputs) for tokens, inputs in values]
+        ours_input, official = _both_requests(pairs, "ppo", config, seq_id=seq_id)
+        body = proto.encode_forward_backward_request(ours_input, model_id="m-1", seq_id=seq_id)
+        assert _parse(pb.ForwardBackwardRequest, body) == official
+        decoded = proto.decode_forward_backward_request(official.SerializeToString())
+        assert decoded.forward_backward_input == ours_input
 
 
 class TestForwardBackwardRequestDecoding:

@@ -271,7 +271,7 @@ class Process(pykka.ThreadingActor):
                     pass
             except BaseException as exc:  # KeyboardInterrupt, SystemExit
                 self._current = None
-                _watch.system_stopping.set()
+                _watch.mark_system_stopping()
                 if reply_to is not None:
                     _reject(envelope, self.actor_ref)
                 self._stop_everything_async()

@@ -26,8 +26,23 @@ _ids = itertools.count(1)
 _table_lock = threading.Lock()
 _watches: dict[str, Watch] = {}
 
-# Set when a KeyboardInterrupt/SystemExit makes pykka stop all actors: no restarts after it.
-system_stopping = threading.Event()
+# Bumped whenever everything is being stopped (ActorRegistry.stop_all, KeyboardInterrupt or
+# SystemExit in a Process): a supervisor started before the bump restarts nothing any more,
+# while supervisors started afterwards (a new application, the next test) work normally.
+_stop_epoch = 0
+_epoch_lock = threading.Lock()
+
+
+def mark_system_stopping() -> None:
+    """Tell every running supervisor that the whole system is going down: no restarts."""
+    global _stop_epoch
+    with _epoch_lock:
+        _stop_epoch += 1
+
+
+def stop_epoch() -> int:
+    """The current stop epoch; a supervisor records it when it starts."""
+    return _stop_epoch
 
 
 class Watch:
@@ -141,7 +156,7 @@ def _install_stop_all_hook() -> None:
         return
 
     def stop_all(cls: type[pykka.ActorRegistry], *args: Any, **kwargs: Any) -> Any:
-        system_stopping.set()
+        mark_system_stopping()
         return original(cls, *args, **kwargs)
 
     stop_all._supervisors_hook = True  # type: ignore[attr-defined]

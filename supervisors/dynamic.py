@@ -146,9 +146,7 @@ class DynamicSupervisor(SupervisorBase):
         log.info("child_restarted", supervisor=self.label, child_id=child.spec.id)
 
     def _on_retry(self, ids: tuple[Hashable, ...]) -> None:
-        from supervisors import _watch
-
-        if _watch.system_stopping.is_set():
+        if self._system_stopping():
             return
         for key in ids:
             child = self._children.get(key)  # type: ignore[call-overload]

@@ -168,11 +168,16 @@ class SupervisorBase(Process):
         self._restarts: list[float] = []
         self._by_urn: dict[str, _Child] = {}
         self._stale: set[str] = set()  # children shut down whose death notice is still queued
+        self._epoch = _watch.stop_epoch()
 
     def init(self) -> None:
         """Register the supervisor's own name, if it has one."""
         if self.name is not None:
             self.registry.register(self.name, self.actor_ref)
+
+    def _system_stopping(self) -> bool:
+        """True once everything started stopping after this supervisor was created."""
+        return _watch.stop_epoch() != self._epoch
 
     # -- restart intensity -------------------------------------------------------------
 
@@ -304,7 +309,7 @@ class SupervisorBase(Process):
         return super().on_receive(message)
 
     def _may_restart(self, child: _Child, reason: ExitReason) -> bool:
-        if _watch.system_stopping.is_set():
+        if self._system_stopping():
             return False
         restart = child.spec.restart_type
         if restart is Restart.TEMPORARY:
@@ -442,7 +447,7 @@ class Supervisor(SupervisorBase):
             log.info("child_restarted", supervisor=self.label, child_id=child.spec.id)
 
     def _on_retry(self, ids: tuple[Hashable, ...]) -> None:
-        if _watch.system_stopping.is_set():
+        if self._system_stopping():
             return
         group = [c for c in self._children if c.spec.id in ids and c.ref is None]
         if not group:

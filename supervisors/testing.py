@@ -84,21 +84,18 @@ def stop_everything_and_check_threads(
 ) -> list[threading.Thread]:
     """Stop all pykka actors (no restarts meanwhile), then return threads still alive that
     were not in ``threads_before`` after waiting up to ``timeout_s`` for them to end."""
-    _watch.system_stopping.set()
-    try:
-        deadline = time.monotonic() + timeout_s
-        for ref in reversed(ActorRegistry.get_all()):
-            stop(ref, Shutdown(), timeout_s=max(0.0, min(5.0, deadline - time.monotonic())))
-        leaked = []
-        for thread in threading.enumerate():
-            if thread in threads_before or thread is threading.current_thread():
-                continue
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                leaked.append(thread)
-        return leaked
-    finally:
-        _watch.system_stopping.clear()
+    _watch.mark_system_stopping()
+    deadline = time.monotonic() + timeout_s
+    for ref in reversed(ActorRegistry.get_all()):
+        stop(ref, Shutdown(), timeout_s=max(0.0, min(5.0, deadline - time.monotonic())))
+    leaked = []
+    for thread in threading.enumerate():
+        if thread in threads_before or thread is threading.current_thread():
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            leaked.append(thread)
+    return leaked
 
 
 try:
@@ -110,7 +107,6 @@ else:
     @pytest.fixture
     def actors_cleanup() -> Iterator[None]:
         """Stop every actor after the test and fail it if any new thread is left alive."""
-        _watch.system_stopping.clear()
         before = set(threading.enumerate())
         yield
         leaked = stop_everything_and_check_threads(before)

@@ -269,3 +269,12 @@ class TestSystemExit:
         wait_for_down(a, WAIT_S)
         assert plain_starts.empty()
         assert starts.nothing_more()
+
+    def test_supervisors_started_after_a_stop_all_restart_normally(self):
+        """The no-restart rule applies to supervisors alive at stop_all, not to later ones."""
+        pykka.ActorRegistry.stop_all(block=True, timeout=WAIT_S)
+        starts = Starts()
+        Supervisor.start([worker_spec("a", starts)])
+        (a,) = starts.expect("a")
+        a.tell("crash")
+        starts.expect("a")

@@ -25,7 +25,12 @@ Differences from OTP and from plain pykka, each on purpose:
 - **terminate(reason)** is called for every end except ``Killed`` (OTP calls it only when
   trapping exits or on a callback crash). pykka's ``on_stop``/``on_failure`` are not called.
 - **KeyboardInterrupt/SystemExit** in a handler stops every actor (as pykka does) without
-  blocking, and raises a flag that stops all supervisors from restarting anything.
+  blocking, and tells every supervisor running at that moment to restart nothing more.
+- **pykka's stop_all is wrapped.** Importing ``supervisors`` wraps
+  ``pykka.ActorRegistry.stop_all`` so that it first does the same "restart nothing more"
+  announcement (pykka itself calls it when a plain actor gets a ``KeyboardInterrupt``).
+  Supervisors started afterwards restart as usual. Behaviour of ``stop_all`` is otherwise
+  unchanged.
 """
 
 from __future__ import annotations

@@ -135,13 +135,6 @@ def add_callback(ref: ActorRef[Any], callback: Callback) -> tuple[Watch, int] | 
     return watch, key
 
 
-def is_process(ref: ActorRef[Any]) -> bool:
-    """True if the actor behind ``ref`` is a supervisors Process."""
-    from supervisors._process import Process
-
-    return issubclass(ref.actor_class, Process)
-
-
 def live_watch_count() -> int:
     """How many actors are being watched (for leak checks in tests)."""
     with _table_lock:

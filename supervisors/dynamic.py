@@ -143,7 +143,9 @@ class DynamicSupervisor(SupervisorBase):
         if not started:
             self._drop(child)
             return
-        log.info("child_restarted", supervisor=self.label, child_id=child.spec.id)
+        log.info(
+            "child_restarted", supervisor=self.label, child_id=child.spec.id, child=str(child.ref)
+        )
 
     def _on_retry(self, ids: tuple[Hashable, ...]) -> None:
         if self._system_stopping():

@@ -185,8 +185,14 @@ class SupervisedRef:
     __slots__ = ("name", "registry")
 
     def __init__(self, name: Hashable, registry: Registry | None = None) -> None:
+        registry = _default if registry is None else registry
+        if registry.keys_mode != "unique":
+            raise ValueError(
+                f"SupervisedRef({name!r}) needs a Registry(keys='unique'), got keys="
+                f"{registry.keys_mode!r}; use registry.dispatch for duplicate keys"
+            )
         self.name = name
-        self.registry = _default if registry is None else registry
+        self.registry = registry
 
     def __repr__(self) -> str:
         return f"SupervisedRef({self.name!r})"
@@ -217,8 +223,9 @@ class SupervisedRef:
         """Send ``message`` to the current incarnation."""
         self.current().tell(message)
 
-    def ask(self, message: Any, *, timeout: float | None = None) -> Any:
-        """Send ``message`` to the current incarnation and wait for the reply."""
+    def ask(self, message: Any, *, timeout: float | None = 30.0) -> Any:
+        """Send ``message`` to the current incarnation and wait up to ``timeout`` seconds for
+        the reply (pykka's ``Timeout`` past it; ``None`` waits without limit)."""
         ref = self._unique_ref()
         return ref.ask(message, timeout=timeout)
 

@@ -12,6 +12,20 @@ reverse start order and exits ``Shutdown("reached_max_restart_intensity")``, whi
 supervisor treats as abnormal (escalation). A failed restart is retried through a message to
 itself and counts against intensity.
 
+Reports are structlog events on the ``"supervisors"`` logger, with stable keys (``supervisor``
+is the supervisor's name, or its class and id; ``reason`` is the ``repr`` of an exit reason):
+
+- ``child_started``: ``supervisor``, ``child_id``, ``child`` (the new ref);
+- ``child_terminated``: ``supervisor``, ``child_id``, ``reason``, ``by`` (``"exit"`` when the
+  child ended on its own, ``"supervisor"`` when the supervisor stopped it);
+- ``child_restarted``: ``supervisor``, ``child_id``, ``child``;
+- ``child_start_failed`` / ``child_restart_failed``: ``supervisor``, ``child_id``, ``error``;
+- ``child_shutdown_timed_out``: ``supervisor``, ``child_id``, ``shutdown_s`` (it is abandoned);
+- ``restart_intensity_reached``: ``supervisor``, ``max_restarts``, ``max_seconds``.
+
+Processes themselves report ``process_crashed`` (``process``, ``error``, with the traceback)
+and ``terminate_failed``.
+
 Differences from OTP:
 
 - Defaults are Elixir's: ``max_restarts=3`` within ``max_seconds=5.0``. Erlang's are 1 within
@@ -444,7 +458,12 @@ class Supervisor(SupervisorBase):
                 )
                 self.actor_ref.tell(_Retry(tuple(c.spec.id for c in group[i:])))
                 return
-            log.info("child_restarted", supervisor=self.label, child_id=child.spec.id)
+            log.info(
+                "child_restarted",
+                supervisor=self.label,
+                child_id=child.spec.id,
+                child=str(child.ref),
+            )
 
     def _on_retry(self, ids: tuple[Hashable, ...]) -> None:
         if self._system_stopping():

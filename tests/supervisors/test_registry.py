@@ -124,3 +124,8 @@ class TestSupervisedRef:
         assert handle.ask("ping", timeout=WAIT_S) == "pong"
         with pytest.raises(ActorDeadError, match="within 0"):
             SupervisedRef("nobody", registry).resolve(0)
+
+    def test_a_duplicate_registry_is_refused(self):
+        """A SupervisedRef needs unique keys, and says so."""
+        with pytest.raises(ValueError, match="keys='unique'"):
+            SupervisedRef("x", Registry(keys="duplicate"))

@@ -11,6 +11,7 @@ from supervisors import (
     ChildSpec,
     DynamicSupervisor,
     Supervisor,
+    _watch,
     start_child,
     stop,
     which_children,
@@ -91,6 +92,7 @@ class TestStress:
         _round(starts, rng, pool_refs, kinds, refs, 0.3)
         assert stop(top, timeout_s=30.0)
         assert not any(ref.is_alive() for ref in refs.values())
+        assert _watch.live_watch_count() == 0  # every death watch fired and was dropped
 
     @pytest.mark.slow
     def test_soak_twenty_rounds_of_random_exits(self):

@@ -174,6 +174,16 @@ class TestBaseModels:
         with pytest.raises(ValueError):
             weights.emb[0, 0] = 1.0
 
+    def test_lora_seed_fixes_the_initialisation(self) -> None:
+        """One seed gives identical A matrices and zero B; another seed differs."""
+        first, again, other = (LoraModel(rank=4, seed=s) for s in (1, 1, 2))
+        for key, value in first.params.items():
+            np.testing.assert_array_equal(value, again.params[key])
+            if key.endswith("/B"):
+                assert not value.any()
+        assert not np.array_equal(first.params["mlp_in/A"], other.params["mlp_in/A"])
+        assert LoraModel(rank=4).seed != LoraModel(rank=4).seed  # None draws a seed
+
     def test_lora_config_reports_rank_flags_and_seed(self) -> None:
         """lora_config carries what weights_info needs."""
         model = LoraModel("small-byte-lm", rank=16, seed=5, train_attn=False)

@@ -522,6 +522,30 @@ class TestLifecycle:
         assert "x-api-key" not in server.wait_for(1)[0].headers
 
 
+class TestPools:
+    def test_each_pool_kind_applies_its_own_connection_limit(
+        self, server: ScriptedServer, make_transport: MakeTransport
+    ) -> None:
+        """A full sampling pool holds its next request back; other pools still flow."""
+        config = Config(
+            api_key=SECRET_KEY,
+            base_url=server.url,
+            pool_limits={PoolKind.SAMPLE: PoolLimits(max_connections=1)},
+        )
+        transport = make_transport(config)
+        server.script(Hang())
+        first = transport.submit(post("asample", pool=PoolKind.SAMPLE))
+        assert server.hanging.wait(WAIT_S)
+        second = transport.submit(post("asample", pool=PoolKind.SAMPLE))
+        other = transport.submit(post("session_heartbeat", pool=PoolKind.SESSION))
+        assert other.result(WAIT_S).status == 200
+        assert [r.path for r in server.received] == ["/api/v1/asample", "/api/v1/session_heartbeat"]
+        assert not second.done()
+        server.released.set()
+        assert first.result(WAIT_S).status == 200
+        assert second.result(WAIT_S).status == 200
+
+
 class TestTransportFactory:
     def test_the_factory_builds_one_transport_per_pool_kind(
         self, server: ScriptedServer, make_transport: MakeTransport

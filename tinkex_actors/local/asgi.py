@@ -258,7 +258,10 @@ class App:
 
 
 async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], response: Response) -> None:
-    headers = [(b"content-type", response.content_type.encode())]
+    headers = [
+        (b"content-type", response.content_type.encode()),
+        (b"content-length", str(len(response.body)).encode()),
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in response.headers.items()]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": response.body})

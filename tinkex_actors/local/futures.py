@@ -220,6 +220,11 @@ class FutureStore:
                 del self._records[rid]
             return len(old)
 
+    def waiting_count(self) -> int:
+        """How many polls are waiting on a record right now."""
+        with self._lock:
+            return sum(len(r._waiters) for r in self._records.values())
+
     def pending_count(self) -> int:
         """How many records are still pending."""
         with self._lock:

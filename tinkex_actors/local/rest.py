@@ -51,6 +51,7 @@ class RestEndpoints:
             ("POST", "/api/v1/telemetry", self.telemetry),
             ("POST", "/_control/faults", self.control_faults),
             ("POST", "/_control/expire_session", self.control_expire_session),
+            ("GET", "/_control/stats", self.control_stats),
         ):
             router.add(method, path, handler)
 
@@ -230,6 +231,17 @@ class RestEndpoints:
         except TypeError as exc:
             raise HTTPError(400, f"bad fault: {exc}") from exc
         return json_response({"status": "ok"})
+
+    async def control_stats(self, request: Request) -> Response:
+        """`GET /_control/stats`: counts for benchmarks and tests."""
+        store = self.service.store
+        return json_response({
+            "waiting_polls": store.waiting_count(),
+            "pending_futures": store.pending_count(),
+            "futures": len(store),
+            "sessions": len(self.service.sessions),
+            "models": len(self.service.models),
+        })
 
     async def control_expire_session(self, request: Request) -> Response:
         """`POST /_control/expire_session {session_id}`: expire a session now."""

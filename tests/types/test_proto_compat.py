@@ -465,6 +465,11 @@ class TestSampleResponse:
         _assert_sample_responses_equal(ours, response_conv.deserialize_sample_response(body))
         assert proto.decode_sample_response(body) == ours
 
+    def test_a_response_is_byte_identical_to_the_official_serialisation(self):
+        """SampleResponse has no maps, so our bytes equal the official classes' bytes."""
+        body = _official_sample_response(np.random.default_rng(3))
+        assert proto.encode_sample_response(proto.decode_sample_response(body)) == body
+
     def test_an_official_message_with_every_field_reparses_from_our_bytes(self):
         """Decoding official bytes and encoding again gives the same protobuf message."""
         body = _official_sample_response(np.random.default_rng(2))

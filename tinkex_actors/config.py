@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import math
 import os
 import urllib.parse
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -261,6 +263,7 @@ class Config:
         telemetry_enabled: bool | None = None,
         pool_limits: Mapping[PoolKind, PoolLimits] | None = None,
         environ: Mapping[str, str] | None = None,
+        credentials_path: str | os.PathLike[str] | None = None,
     ) -> Config:
         """A Config from explicit arguments, else the `TINKER_*` environment, else defaults.
 
@@ -270,8 +273,20 @@ class Config:
         TINKER_TAGS (comma separated), TINKER_TELEMETRY, and the Cloudflare Access
         pair CLOUDFLARE_ACCESS_CLIENT_ID / CLOUDFLARE_ACCESS_CLIENT_SECRET that the
         official SDK turns into default headers.
+
+        With no key in the argument or environment, the default key stored by
+        `tinker auth login` is used (`credentials_path`, default
+        ~/.tinker/credentials.json), unless TINKER_CREDENTIAL_CMD is set, as
+        officially (running that command is not supported here).
         """
         env = os.environ if environ is None else environ
+        resolved_key = api_key or env.get("TINKER_API_KEY") or None
+        if resolved_key is None and not env.get("TINKER_CREDENTIAL_CMD"):
+            resolved_key = _stored_api_key(
+                Path(credentials_path)
+                if credentials_path is not None
+                else Path("~/.tinker/credentials.json").expanduser()
+            )
 
         def pick(explicit: str | None, name: str) -> str | None:
             return explicit or env.get(name) or None
@@ -287,7 +302,7 @@ class Config:
             tags = [tag for tag in raw_tags.split(",") if tag]
 
         return cls(
-            api_key=pick(api_key, "TINKER_API_KEY"),
+            api_key=resolved_key,
             base_url=pick(base_url, "TINKER_BASE_URL") or DEFAULT_BASE_URL,
             timeout_s=(
                 timeout_s
@@ -348,6 +363,33 @@ class Config:
         )
 
     __str__ = __repr__
+
+
+def _stored_api_key(path: Path) -> str | None:
+    """The default key of an official credentials file, or None when there is none."""
+    try:
+        raw = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the credentials file {str(path)!r} ({exc.strerror}); fix its "
+            "permissions, or pass api_key / set TINKER_API_KEY"
+        ) from None
+    try:
+        stored = json.loads(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"the credentials file {str(path)!r} is not valid JSON; log in again with "
+            "`tinker auth login`, or pass api_key / set TINKER_API_KEY"
+        ) from None
+    if not isinstance(stored, dict):
+        return None
+    keys = stored.get("keys")
+    default = stored.get("default")
+    record = keys.get(default) if isinstance(keys, dict) and isinstance(default, str) else None
+    key = record.get("key") if isinstance(record, dict) else None
+    return key if isinstance(key, str) and key else None
 
 
 def _validate_api_key(api_key: object) -> None:

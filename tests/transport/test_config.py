@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tinkex_actors.config import (
@@ -19,8 +22,11 @@ OTHER_KEY = "tml-ExplicitKey0000000000000000000005678"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # An empty home: no stored credentials from the machine running the tests.
+    monkeypatch.setenv("HOME", str(tmp_path))
     for name in (
+        "TINKER_CREDENTIAL_CMD",
         "TINKER_API_KEY",
         "TINKER_BASE_URL",
         "TINKER_TIMEOUT_S",
@@ -109,6 +115,58 @@ class TestPrecedence:
     def test_trailing_slashes_are_stripped_from_base_url(self) -> None:
         """The base URL never ends in '/' so paths can be joined onto it."""
         assert Config(base_url="http://127.0.0.1:1/prefix//").base_url == "http://127.0.0.1:1/prefix"
+
+
+class TestStoredCredentials:
+    def write(self, path: Path, key: str) -> Path:
+        record = {"type": "manual", "key": key, "name": "work"}
+        path.write_text(json.dumps({"version": 1, "default": "work", "keys": {"work": record}}))
+        return path
+
+    def test_the_stored_default_key_is_used_when_nothing_else_is_set(
+        self, tmp_path: Path
+    ) -> None:
+        """The key saved by `tinker auth login` is the last resort, as officially."""
+        path = self.write(tmp_path / "credentials.json", KEY)
+        assert Config.resolve(credentials_path=path).api_key == KEY
+
+    def test_the_default_location_is_under_the_home_directory(self, tmp_path: Path) -> None:
+        """Without a path, ~/.tinker/credentials.json is read."""
+        (tmp_path / ".tinker").mkdir()
+        self.write(tmp_path / ".tinker" / "credentials.json", KEY)
+        assert Config.resolve().api_key == KEY
+
+    def test_the_environment_beats_the_stored_key(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """TINKER_API_KEY wins over the credentials file."""
+        path = self.write(tmp_path / "credentials.json", KEY)
+        monkeypatch.setenv("TINKER_API_KEY", OTHER_KEY)
+        assert Config.resolve(credentials_path=path).api_key == OTHER_KEY
+
+    def test_a_credential_command_disables_the_stored_key(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With TINKER_CREDENTIAL_CMD set, the stored key is not used, as officially."""
+        path = self.write(tmp_path / "credentials.json", KEY)
+        monkeypatch.setenv("TINKER_CREDENTIAL_CMD", "print-token")
+        assert Config.resolve(credentials_path=path).api_key is None
+
+    def test_a_corrupt_file_names_the_file_and_the_fix_without_its_contents(
+        self, tmp_path: Path
+    ) -> None:
+        """Invalid JSON raises naming the file and how to recover."""
+        path = tmp_path / "credentials.json"
+        path.write_text('{"keys": {"w": {"key": "' + KEY)
+        with pytest.raises(ConfigurationError, match=r"not valid JSON.*tinker auth login") as info:
+            Config.resolve(credentials_path=path)
+        assert KEY not in str(info.value)
+
+    def test_a_file_without_a_default_gives_no_key(self, tmp_path: Path) -> None:
+        """A file with keys but no default key yields no key."""
+        path = tmp_path / "credentials.json"
+        path.write_text(json.dumps({"version": 1, "keys": {}}))
+        assert Config.resolve(credentials_path=path).api_key is None
 
 
 class TestValidation:

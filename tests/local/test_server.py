@@ -553,3 +553,19 @@ class TestSampling:
         too_many = http.post("/api/v1/telemetry", json={"events": [{}] * 101})
         assert too_many.status_code == 400
         assert server.service.telemetry_events == [{"event": "x"}]
+
+
+class TestControl:
+    def test_stats_count_open_polls_and_made_futures_resolve_on_time(
+        self, http: httpx.Client
+    ) -> None:
+        """make_futures creates futures that complete later; stats counts them."""
+        ids = http.post("/_control/make_futures", json={
+            "count": 3, "resolve_after_s": 0.05, "result": {"metrics": {"x": 1.0}}}).json()
+        assert len(ids["request_ids"]) == 3
+        assert http.get("/_control/stats").json()["pending_futures"] >= 0
+        for rid in ids["request_ids"]:
+            assert result(http, rid) == {"metrics": {"x": 1.0}}
+        assert http.get("/_control/stats").json()["waiting_polls"] == 0
+        bad = http.post("/_control/make_futures", json={"count": 0})
+        assert bad.status_code == 400 and "count" in bad.json()["detail"]

@@ -7,6 +7,7 @@ process; it exists only on this loopback server.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
@@ -52,6 +53,7 @@ class RestEndpoints:
             ("POST", "/_control/faults", self.control_faults),
             ("POST", "/_control/expire_session", self.control_expire_session),
             ("GET", "/_control/stats", self.control_stats),
+            ("POST", "/_control/make_futures", self.control_make_futures),
         ):
             router.add(method, path, handler)
 
@@ -242,6 +244,28 @@ class RestEndpoints:
             "sessions": len(self.service.sessions),
             "models": len(self.service.models),
         })
+
+    async def control_make_futures(self, request: Request) -> Response:
+        """`POST /_control/make_futures {count, resolve_after_s, result?, spread_s?}`.
+
+        Makes `count` futures that complete with `result` (default `{"metrics": {}}`, an
+        OptimStepResponse) `resolve_after_s` from now, spread evenly over `spread_s` more:
+        load for poll benchmarks and tests without model work.
+        """
+        body = body_of(request)
+        count = need(body, "count", int)
+        if not 1 <= count <= 100_000:
+            raise HTTPError(400, "field 'count' must be 1..100000")
+        after = float(body.get("resolve_after_s", 0.0))
+        spread = float(body.get("spread_s", 0.0))
+        result = body.get("result", {"metrics": {}})
+        store = self.service.store
+        ids = [store.create("OptimStep", "control").request_id for _ in range(count)]
+        loop = asyncio.get_running_loop()
+        for i, rid in enumerate(ids):
+            delay = after + (spread * i / count if count > 1 else 0.0)
+            loop.call_later(delay, store.complete, rid, result)
+        return json_response({"request_ids": ids})
 
     async def control_expire_session(self, request: Request) -> Response:
         """`POST /_control/expire_session {session_id}`: expire a session now."""

@@ -1,4 +1,4 @@
-"""The binary wire: protobuf bodies of forward_backward requests and of their and sample results.
+"""The binary wire: protobuf bodies of forward_backward requests, their results, sample results.
 
 Message layouts are in ``tinker_public.proto`` next to this file (package ``tinker_public``, as
 the official SDK speaks it). Encoders write each array's own buffer into a single
@@ -9,6 +9,11 @@ Unknown fields of any wire type are skipped; malformed input raises ``ValueError
 Which values mean what, as in the official SDK: tokens travel as int32, tensors in their
 declared dtype (float32 or int64), missing prompt logprobs as NaN, per-datum outputs as one
 ``BatchedTensor`` per field with int64 *byte* offsets, one per datum plus the end.
+
+What this wire cannot say (the official SDK has the same limits): an empty ``loss_fn_config``
+reads back as None, a tensor without a shape and one of shape ``[]`` look alike, a 0-d
+per-datum output comes back with shape ``[1]``, a top-k block with no rows or k = 0 reads as
+None, and ``SampledSequence.sequence_id`` is not carried (the sample promise carries it).
 """
 
 from __future__ import annotations

@@ -328,6 +328,14 @@ class Config:
             pool_limits=pool_limits if pool_limits is not None else default_pool_limits(),
         )
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Read-only mapping proxies do not pickle; plain dicts rebuild the same Config.
+        values = [getattr(self, field.name) for field in dataclasses.fields(self)]
+        return (
+            type(self),
+            tuple(dict(v) if isinstance(v, MappingProxyType) else v for v in values),
+        )
+
     def with_server_flags(self, flags: ClientFlags) -> Config:
         """A copy of this config carrying the server's client-configuration flags."""
         return dataclasses.replace(self, server_flags=flags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,18 @@ class TestValidation:
         """A missing key names the argument and the environment variable."""
         with pytest.raises(ConfigurationError, match=r"api_key.*TINKER_API_KEY"):
             Config().require_api_key()
+
+
+class TestPickling:
+    def test_a_config_survives_pickling(self) -> None:
+        """A Config crosses process boundaries unchanged (clients may be pickled)."""
+        config = Config(
+            api_key=KEY,
+            default_headers={"X-Team": "a"},
+            pool_limits={PoolKind.SAMPLE: PoolLimits(5, 5)},
+            server_flags=ClientFlags(proto_compress_fwdbwd=True),
+        )
+        assert pickle.loads(pickle.dumps(config)) == config
 
 
 class TestSecretMasking:

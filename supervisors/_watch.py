@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
+import structlog
 
 from supervisors._reasons import ExitReason, Unknown
 
@@ -23,6 +24,12 @@ if TYPE_CHECKING:
 Callback = Callable[["ExitReason"], None]
 
 _ids = itertools.count(1)
+_log = structlog.get_logger("supervisors")
+
+
+def new_key() -> int:
+    """A fresh callback key, for callers that need it before registering."""
+    return next(_ids)
 _table_lock = threading.Lock()
 _watches: dict[str, Watch] = {}
 
@@ -56,12 +63,14 @@ class Watch:
         self._callbacks: dict[int, Callback] = {}
         self.reason: ExitReason | None = None
 
-    def add(self, callback: Callback) -> int | None:
-        """Register a callback; None if the actor is already dead (the caller reports NoProc)."""
+    def add(self, callback: Callback, key: int | None = None) -> int | None:
+        """Register a callback (under ``key`` from ``new_key()`` if given); None if the actor is
+        already dead (the caller reports NoProc)."""
         with self._lock:
             if self.reason is not None:
                 return None
-            key = next(_ids)
+            if key is None:
+                key = next(_ids)
             self._callbacks[key] = callback
             return key
 
@@ -82,7 +91,10 @@ class Watch:
             if _watches.get(self.urn) is self:
                 del _watches[self.urn]
         for callback in callbacks:
-            callback(reason)
+            try:
+                callback(reason)
+            except Exception:  # one broken watcher must not hide the death from the others
+                _log.exception("death_callback_failed", urn=self.urn, reason=repr(reason))
         return True
 
 

@@ -69,19 +69,17 @@ def monitor(target: ActorRef[Any], watcher: ActorRef[Any]) -> MonitorRef:
 
     If ``target`` is already dead the ``Down`` carries ``NoProc()`` and is sent at once.
     """
-    holder: list[MonitorRef] = []
+    watch = _watch.watch_of(target)
+    key = _watch.new_key()
+    mref = MonitorRef(key, target.actor_urn, watch)
 
     def deliver(reason: ExitReason) -> None:
-        _tell(watcher, Down(holder[0], target, reason))
+        _tell(watcher, Down(mref, target, reason))
 
-    watch = _watch.watch_of(target)
-    key = watch.add(deliver) if watch is not None else None
-    if watch is None or key is None:
-        mref = MonitorRef(0, target.actor_urn)
-        _tell(watcher, Down(mref, target, NoProc()))
-        return mref
-    mref = MonitorRef(key, target.actor_urn, watch)
-    holder.append(mref)
+    if watch is None or watch.add(deliver, key) is None:
+        dead = MonitorRef(0, target.actor_urn)
+        _tell(watcher, Down(dead, target, NoProc()))
+        return dead
     owner = actor_of(watcher)
     if isinstance(owner, Process):
         owner.own_watch(watch, key)

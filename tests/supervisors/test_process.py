@@ -170,6 +170,14 @@ class TestNoLostReplies:
         with pytest.raises(ActorDeadError):
             future.get(timeout=WAIT_S)
 
+    def test_an_ask_whose_liveness_check_raced_with_the_death_is_answered(self):
+        """ask() that saw the process alive, then enqueued after its end, gets ActorDeadError."""
+        ref = Worker.start("a")
+        ref.stop(timeout=WAIT_S)
+        ref.is_alive = lambda: True  # freeze the interleaving: the check passed just before
+        with pytest.raises(ActorDeadError):
+            ref.ask("ping", timeout=WAIT_S)
+
     def test_plain_pykka_loses_that_reply(self):
         """For contrast: a plain pykka actor leaves the same late ask unanswered."""
 

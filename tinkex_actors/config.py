@@ -164,12 +164,12 @@ class ClientFlags:
 def mask_secret(value: str | None) -> str:
     """A secret shown safely: its prefix (`tml-`, `eyJ`) and last 4 characters.
 
-    Short values are masked entirely: showing 4 of 8 characters would give half
+    Short values are masked entirely: showing 4 of 12 characters would give a third
     of the secret away.
     """
     if value is None:
         return "None"
-    if len(value) < 12:
+    if len(value) < 16:
         return "…" if value else "''"
     prefix = next((p for p in (_API_KEY_PREFIX, _JWT_PREFIX) if value.startswith(p)), "")
     return f"{prefix}…{value[-4:]}"

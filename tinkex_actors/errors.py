@@ -59,7 +59,7 @@ def scrub_secrets(text: str) -> str:
     def mask(match: re.Match[str]) -> str:
         token = match.group(0)
         prefix = "tml-" if token.startswith("tml-") else "eyJ"
-        return f"{prefix}…{token[-4:]}" if len(token) >= 12 else f"{prefix}…"
+        return f"{prefix}…{token[-4:]}" if len(token) >= 16 else f"{prefix}…"
 
     return _SECRET_PATTERN.sub(mask, text)
 

@@ -136,9 +136,18 @@ def read_key(buf: bytes, pos: int, end: int) -> tuple[int, int]:
 
 def read_len(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     """Decode a length prefix; return ``(start, stop)`` of the payload, checked against ``end``."""
-    if pos < end and buf[pos] < 0x80:
-        size = buf[pos]
-        pos += 1
+    # Arrays of 128 B .. 2 MB have two- and three-byte prefixes: decode those inline.
+    if pos + 2 < end:
+        first, second = buf[pos], buf[pos + 1]
+        if first < 0x80:
+            size, pos = first, pos + 1
+        elif second < 0x80:
+            size, pos = (first & 0x7F) | (second << 7), pos + 2
+        elif buf[pos + 2] < 0x80:
+            size = (first & 0x7F) | ((second & 0x7F) << 7) | (buf[pos + 2] << 14)
+            pos += 3
+        else:
+            size, pos = read_varint(buf, pos, end)
     else:
         size, pos = read_varint(buf, pos, end)
     stop = pos + size

@@ -251,6 +251,13 @@ class SupervisorBase(Process):
             got: list[ExitReason] = []
             done = threading.Event()
             if _watch.add_callback(ref, _recorder(got, done)) is None:
+                log.info(
+                    "child_terminated",
+                    supervisor=self.label,
+                    child_id=child.spec.id,
+                    reason=repr(getattr(ref, "exit_reason", None)),
+                    by="exit",
+                )
                 continue
             if child.spec.shutdown_s is BRUTAL_KILL:
                 kill(ref)

@@ -413,7 +413,9 @@ class TestCheckpoints:
         assert http.delete(base + "/publish").status_code == 204
         ttl = http.put(base + "/ttl", json={"ttl_seconds": 3600}).json()
         assert ttl["expires_at"] is not None
-        archive = http.get(base + "/archive")
+        redirect = http.get(base + "/archive")
+        assert redirect.status_code == 302
+        archive = http.get(redirect.headers["location"])
         with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
             assert {"arrays.npz", "meta.json"} <= set(tar.getnames())
         assert http.delete(base).status_code == 204
@@ -569,3 +571,25 @@ class TestControl:
         assert http.get("/_control/stats").json()["waiting_polls"] == 0
         bad = http.post("/_control/make_futures", json={"count": 0})
         assert bad.status_code == 400 and "count" in bad.json()["detail"]
+
+
+class TestExternalWeights:
+    def test_external_weights_are_saved_and_downloadable_by_url(self, http: httpx.Client) -> None:
+        """save_weights_external gives a path whose external_weights_urls serve the files."""
+        mid = new_model(http, new_session(http))
+        r = http.post("/api/v1/save_weights_external", json={"model_id": mid, "path": "hf",
+                                                              "seq_id": 1})
+        path = result(http, r.json()["request_id"])["path"]
+        assert path == f"tinker://{mid}/external_weights/hf"
+        urls = http.get(f"/api/v1/training_runs/{mid}/checkpoints/external_weights/hf"
+                        "/external_weights_urls").json()
+        assert set(urls["urls"]) == {"arrays.npz", "meta.json"} and urls["expires"]
+        arrays = http.get(urls["urls"]["arrays.npz"])
+        assert arrays.status_code == 200
+        with np.load(io.BytesIO(arrays.content)) as npz:
+            assert any(k.endswith("/B") for k in npz.files)
+
+    def test_whoami_names_the_local_user(self, http: httpx.Client) -> None:
+        """whoami answers user and org URNs."""
+        me = http.get("/api/v1/whoami").json()
+        assert me["user_urn"].startswith("urn:") and me["org_urn"].startswith("urn:")

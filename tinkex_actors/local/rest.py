@@ -8,11 +8,13 @@ process; it exists only on this loopback server.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
+from urllib.parse import quote, unquote
 
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
 from tinkex_actors.local.service import TinkerService, body_of, need
-from tinkex_actors.local.storage import StorageError, checkpoint_view
+from tinkex_actors.local.storage import StorageError, checkpoint_view, iso
 
 
 def _page(request: Request, default_limit: int = 20) -> tuple[int, int]:
@@ -49,6 +51,8 @@ class RestEndpoints:
             ("GET", "/api/v1/sessions", self.list_sessions),
             ("GET", "/api/v1/sessions/{session_id}", self.get_session),
             ("GET", "/api/v1/samplers/{sampler_id}", self.get_sampler),
+            ("GET", "/api/v1/whoami", self.whoami),
+            ("GET", "/_files/{run_id}/{checkpoint_id:path}", self.download),
             ("POST", "/api/v1/telemetry", self.telemetry),
             ("POST", "/_control/faults", self.control_faults),
             ("POST", "/_control/expire_session", self.control_expire_session),
@@ -169,6 +173,33 @@ class RestEndpoints:
         """`GET .../archive` (the archive bytes) or a checkpoint's record."""
         run_id, cid, action = self._split(request)
         if action == "archive":
+            # As the service: a redirect to where the archive can be downloaded.
+            self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
+            location = f"{self._origin(request)}/_files/{quote(run_id)}/{cid}/archive.tar.gz"
+            return Response(302, b"", "text/plain", {"location": location})
+        if action == "external_weights_urls":
+            self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
+            base = f"{self._origin(request)}/_files/{quote(run_id)}/{cid}"
+            return json_response(
+                {
+                    "urls": {name: f"{base}/{name}" for name in ("arrays.npz", "meta.json")},
+                    "expires": iso(time.time() + 3600),
+                }
+            )
+        if action is not None:
+            raise HTTPError(404, f"{action} is not offered by the embedded server")
+        record = self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
+        return json_response(checkpoint_view(record))
+
+    @staticmethod
+    def _origin(request: Request) -> str:
+        return f"http://{request.headers.get('host', '127.0.0.1')}"
+
+    async def download(self, request: Request) -> Response:
+        """`GET /_files/<run>/<checkpoint>/<file>`: where archive and file URLs point."""
+        run_id = unquote(request.params["run_id"])
+        cid, _, name = request.params["checkpoint_id"].rpartition("/")
+        if name == "archive.tar.gz":
             data = self._storage_call(self.storage.archive, run_id, cid)
             return Response(
                 200,
@@ -176,10 +207,17 @@ class RestEndpoints:
                 "application/gzip",
                 {"content-disposition": "attachment; filename=checkpoint.tar.gz"},
             )
-        if action is not None:
-            raise HTTPError(404, f"{action} is not offered by the embedded server")
-        record = self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
-        return json_response(checkpoint_view(record))
+        data = self._storage_call(self.storage.file, run_id, cid, name)
+        return Response(200, data, "application/octet-stream")
+
+    async def whoami(self, request: Request) -> Response:
+        """`GET whoami`: the one local user."""
+        return json_response(
+            {
+                "user_urn": f"urn:tinkex-local:user:{self.storage.owner}",
+                "org_urn": "urn:tinkex-local:org:local",
+            }
+        )
 
     async def list_sessions(self, request: Request) -> Response:
         """`GET sessions?limit&offset`."""
@@ -237,13 +275,15 @@ class RestEndpoints:
     async def control_stats(self, request: Request) -> Response:
         """`GET /_control/stats`: counts for benchmarks and tests."""
         store = self.service.store
-        return json_response({
-            "waiting_polls": store.waiting_count(),
-            "pending_futures": store.pending_count(),
-            "futures": len(store),
-            "sessions": len(self.service.sessions),
-            "models": len(self.service.models),
-        })
+        return json_response(
+            {
+                "waiting_polls": store.waiting_count(),
+                "pending_futures": store.pending_count(),
+                "futures": len(store),
+                "sessions": len(self.service.sessions),
+                "models": len(self.service.models),
+            }
+        )
 
     async def control_make_futures(self, request: Request) -> Response:
         """`POST /_control/make_futures {count, resolve_after_s, result?, spread_s?}`.
@@ -277,6 +317,4 @@ class RestEndpoints:
 
 
 def _iso(ts: Any) -> str | None:
-    from tinkex_actors.local.storage import iso
-
     return iso(float(ts)) if ts is not None else None

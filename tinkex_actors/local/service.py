@@ -196,6 +196,7 @@ class TinkerService:
             ("POST", "/api/v1/save_weights", self.save_weights),
             ("POST", "/api/v1/load_weights", self.load_weights),
             ("POST", "/api/v1/save_weights_for_sampler", self.save_weights_for_sampler),
+            ("POST", "/api/v1/save_weights_external", self.save_weights_external),
             ("POST", "/api/v1/create_sampling_session", self.create_sampling_session),
             ("POST", "/api/v1/join_sampling_session", self.join_sampling_session),
             ("POST", "/api/v1/asample", self.asample),
@@ -541,6 +542,33 @@ class TinkerService:
             return {"type": "save_weights", "path": p.tinker_path}, None
 
         return self._queue(request, entry, body.get("seq_id"), "SaveWeights", run)
+
+    async def save_weights_external(self, request: Request) -> Response:
+        """`POST save_weights_external`: weights for download, `tinker://<m>/external_weights/<n>`."""
+        body = body_of(request)
+        entry = self.model(body.get("model_id"))
+        name = need(body, "path", str)
+        ttl = need(body, "ttl_seconds", int, optional=True)
+        if body.get("age_encryption_recipients"):
+            raise HTTPError(
+                400,
+                "field 'age_encryption_recipients' is not supported by the "
+                "embedded server; leave it out",
+            )
+
+        def run() -> tuple[Any, bytes | None]:
+            state = entry.model.state(include_optimizer=False)
+            p = self.storage.save(
+                entry.model_id,
+                "external",
+                name,
+                state,
+                self._checkpoint_meta(entry, None),
+                ttl_seconds=ttl,
+            )
+            return {"type": "save_weights_external", "path": p.tinker_path}, None
+
+        return self._queue(request, entry, body.get("seq_id"), "SaveWeightsExternal", run)
 
     async def save_weights_for_sampler(self, request: Request) -> Response:
         """`POST save_weights_for_sampler`: a sampler checkpoint, or an ephemeral sampler."""

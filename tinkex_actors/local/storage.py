@@ -29,9 +29,17 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-CheckpointKind = Literal["training", "sampler"]
-_SEGMENT: dict[CheckpointKind, str] = {"training": "weights", "sampler": "sampler_weights"}
-_KIND_OF_SEGMENT: dict[str, CheckpointKind] = {"weights": "training", "sampler_weights": "sampler"}
+CheckpointKind = Literal["training", "sampler", "external"]
+_SEGMENT: dict[CheckpointKind, str] = {
+    "training": "weights",
+    "sampler": "sampler_weights",
+    "external": "external_weights",
+}
+_KIND_OF_SEGMENT: dict[str, CheckpointKind] = {
+    "weights": "training",
+    "sampler_weights": "sampler",
+    "external_weights": "external",
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -178,8 +186,9 @@ class CheckpointStore:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            run_key = "last_checkpoint" if kind == "training" else "last_sampler_checkpoint"
-            self.put_run(run_id, {run_key: p.checkpoint_id})
+            if kind != "external":
+                run_key = "last_checkpoint" if kind == "training" else "last_sampler_checkpoint"
+                self.put_run(run_id, {run_key: p.checkpoint_id})
         return p
 
     def meta(self, path: str) -> dict[str, Any]:
@@ -259,6 +268,14 @@ class CheckpointStore:
             expires_s=now + ttl_seconds if ttl_seconds else None,
             expires_at=iso(now + ttl_seconds) if ttl_seconds else None,
         )
+
+    def file(self, run_id: str, checkpoint_id: str, name: str) -> bytes:
+        """One file of a checkpoint (`arrays.npz` or `meta.json`)."""
+        p = self._resolve(run_id, checkpoint_id)
+        self.meta(p.tinker_path)
+        if name not in ("arrays.npz", "meta.json"):
+            raise StorageError(f"no file {name!r} in {p.tinker_path}", 404)
+        return (self._ckpt_dir(p) / name).read_bytes()
 
     def archive(self, run_id: str, checkpoint_id: str) -> bytes:
         """The checkpoint's files as a tar.gz archive."""

@@ -142,6 +142,7 @@ class Transport:
         self._retired: list[httpx.AsyncClient] = []
         self._ssl: ssl.SSLContext | None = None
         self._bare_400_budget: dict[PoolKind, int] = dict.fromkeys(PoolKind, BARE_400_RETRIES)
+        self._deprecation_notes: set[str] = set()
         self._runner = LoopThread(thread_name, cleanup=self._close_clients)
         self._static_headers = self._build_static_headers()
         if start:
@@ -347,16 +348,28 @@ class Transport:
             if 200 <= status < 400:
                 if self._bare_400_budget[request.pool] < BARE_400_RETRIES:
                     self._bare_400_budget[request.pool] += 1
+                self._note_deprecation(request, answer)
                 return answer
             if remaining > 0 and is_retryable_status(status, answer.headers):
                 await self._pause(request, retries_taken, max_retries, answer, None)
                 retries_taken += 1
                 continue
+            self._note_deprecation(request, answer)
             if status == 400 and not answer.content and self._bare_400_budget[request.pool] > 0:
                 raise self._bare_400(request, url, client)
             raise error_for_status(
                 status, answer.content, answer.headers, method=request.method, url=url
             )
+
+    def _note_deprecation(self, request: HttpRequest, answer: HttpResponse) -> None:
+        """Log a server's `x-deprecation-note` (as the official SDK does), once per note."""
+        note = answer.headers.get("x-deprecation-note")
+        if not note or note in self._deprecation_notes:
+            return
+        self._deprecation_notes.add(note)
+        level = answer.headers.get("x-deprecation-level", "").strip().lower()
+        log = _log.error if level == "error" else _log.warning
+        log("server_deprecation_note", note=note, path=request.path)
 
     def _bare_400(
         self, request: HttpRequest, url: str, client: httpx.AsyncClient

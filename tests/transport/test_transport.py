@@ -367,6 +367,19 @@ class TestLogging:
         assert retries[0]["pool"] == "session"
         assert retries[0]["delay_s"] == 0.5
 
+    def test_a_deprecation_note_is_logged_once_at_its_level(
+        self, server: ScriptedServer, make_transport: MakeTransport
+    ) -> None:
+        """x-deprecation-note is logged (error level when asked), once per distinct note."""
+        note = {"x-deprecation-note": "upgrade soon", "x-deprecation-level": "error"}
+        server.script(Reply(200, b"{}", note), Reply(200, b"{}", note))
+        transport = make_transport()
+        with structlog.testing.capture_logs() as logs:
+            send(transport, post())
+            send(transport, post())
+        notes = [e for e in logs if e["event"] == "server_deprecation_note"]
+        assert [(e["note"], e["log_level"]) for e in notes] == [("upgrade soon", "error")]
+
     def test_no_log_entry_holds_the_key_or_the_body(
         self, server: ScriptedServer, make_transport: MakeTransport
     ) -> None:

@@ -22,8 +22,9 @@ Differences from OTP and from plain pykka, each on purpose:
 - **No lost replies.** pykka checks ``is_alive()`` and then enqueues, so an ``ask`` that races
   with the actor's teardown can sit forever in a drained mailbox. Our mailbox is closed under
   its own lock; an envelope that arrives after closing is answered with ``ActorDeadError``.
-- **terminate(reason)** is called for every end except ``Killed`` (OTP calls it only when
-  trapping exits or on a callback crash). pykka's ``on_stop``/``on_failure`` are not called.
+- **terminate(reason)** is called for every end except ``Killed`` and a failed ``init`` (OTP
+  calls it only when trapping exits or on a callback crash, and never after a failed init).
+  pykka's ``on_stop``/``on_failure`` are not called.
 - **KeyboardInterrupt/SystemExit** in a handler stops every actor (as pykka does) without
   blocking, and tells every supervisor running at that moment to restart nothing more.
 - **pykka's stop_all is wrapped.** Importing ``supervisors`` wraps
@@ -173,7 +174,8 @@ class Process(pykka.ThreadingActor):
         self._actor_ref = self._process_ref
         self.actor_inbox: Mailbox
         self.actor_inbox.owner = self.actor_ref
-        self._watch = _watch.register_process_watch(self.actor_urn)
+        self._watch = _watch.Watch(self.actor_urn)  # published by start(), once constructed
+        self._pending_stop_reply: pykka.Future[Any] | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._abandoned = False
@@ -199,6 +201,7 @@ class Process(pykka.ThreadingActor):
             raise
         except Exception as exc:
             raise StartError(cls.__name__, exc) from exc
+        _watch.publish(obj._watch)
         ActorRegistry.register(obj.actor_ref)
         obj._start_actor_loop()
         if not obj._started.wait(cls.start_timeout_s):
@@ -237,7 +240,7 @@ class Process(pykka.ThreadingActor):
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
-            self._finish(Crashed(exc))
+            self._finish(Crashed(exc), call_terminate=False)  # as OTP: no terminate after init
             return
         self._started.set()
         reason = self._run()
@@ -314,7 +317,7 @@ class Process(pykka.ThreadingActor):
                 with contextlib.suppress(ActorDeadError):
                     ref.stop(block=False)
 
-    def _finish(self, reason: ExitReason) -> None:
+    def _finish(self, reason: ExitReason, *, call_terminate: bool = True) -> None:
         """End of life in the actor's own thread: terminate, answer the mailbox, notify."""
         if self._abandoned:
             return
@@ -323,11 +326,12 @@ class Process(pykka.ThreadingActor):
         self.actor_stopped.set()
         ActorRegistry.unregister(self.actor_ref)
         try:
-            self.terminate(reason)
+            if call_terminate:
+                self.terminate(reason)
         except Exception:
             _log.exception("terminate_failed", process=str(self), reason=repr(reason))
         self._release(reason)
-        stop_reply = getattr(self, "_pending_stop_reply", None)
+        stop_reply = self._pending_stop_reply
         if stop_reply is not None:
             with contextlib.suppress(queue.Full):
                 stop_reply.set(None)

@@ -108,12 +108,10 @@ class _FiringEvent(threading.Event):
         self._watch.fire(Unknown())
 
 
-def register_process_watch(urn: str) -> Watch:
-    """Create the watch of a new Process (called from ``Process.__init__``)."""
-    watch = Watch(urn)
+def publish(watch: Watch) -> None:
+    """Make a new Process's watch findable (called by ``Process.start`` before its thread)."""
     with _table_lock:
-        _watches[urn] = watch
-    return watch
+        _watches[watch.urn] = watch
 
 
 def watch_of(ref: ActorRef[Any]) -> Watch | None:

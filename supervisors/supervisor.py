@@ -407,7 +407,11 @@ class Supervisor(SupervisorBase):
                 raise StartError(spec.id, exc) from exc
             if started or spec.restart_type is not Restart.TEMPORARY:
                 self._children.append(child)
-        super().init()
+        try:
+            super().init()
+        except BaseException:
+            self._terminate_all()  # terminate() is not called after a failed init
+            raise
 
     def terminate(self, reason: ExitReason) -> None:
         """Stop every child in reverse start order."""

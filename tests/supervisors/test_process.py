@@ -286,3 +286,35 @@ class TestSystemExit:
         (a,) = starts.expect("a")
         a.tell("crash")
         starts.expect("a")
+
+
+class TestFailedInit:
+    """A failed init leaves nothing behind and does not call terminate."""
+
+    def test_terminate_is_not_called_after_a_failed_init(self):
+        """As in OTP, terminate runs only for processes that started."""
+        stops: queue.Queue = queue.Queue()
+        with pytest.raises(StartError):
+            Worker.start("a", fail_init=lambda: True, stops=stops)
+        assert stops.empty()
+
+    def test_a_failing_constructor_leaves_no_watch_behind(self):
+        """A constructor error does not leak a death watch."""
+        from supervisors import _watch
+
+        before = _watch.live_watch_count()
+        with pytest.raises(StartError):
+            Worker.start("a", no_such_option=True)
+        assert _watch.live_watch_count() == before
+
+    def test_a_supervisor_whose_name_is_taken_stops_its_children(self):
+        """A name clash in Supervisor.init stops the children it already started."""
+        from supervisors import Registry
+
+        registry, stops, starts = Registry(), queue.Queue(), Starts()
+        registry.register("top", Worker.start("holder"))
+        with pytest.raises(StartError):
+            Supervisor.start(
+                [worker_spec("a", starts, stops=stops)], name="top", registry=registry
+            )
+        assert stops.get(timeout=WAIT_S) == ("a", Shutdown())

@@ -346,6 +346,25 @@ class TestRoundTrips:
         assert proto.decode_sample_response(proto.encode_sample_response(response)) == response
 
 
+class TestSequenceIds:
+    def test_the_promise_ids_are_stamped_on_the_sequences_in_order(self):
+        """sequence_ids from the sample promise land on each decoded sequence, in order."""
+        _, body = rich_sample()
+        decoded = proto.decode_sample_response(body, sequence_ids=["s-0", "s-1"])
+        assert [seq.sequence_id for seq in decoded.sequences] == ["s-0", "s-1"]
+        assert [seq.sequence_id for seq in proto.decode_sample_response(body).sequences] == [
+            None,
+            None,
+        ]
+
+    def test_a_wrong_number_of_ids_is_refused(self):
+        """Ids that do not match the sequences one to one are an error, not a silent shift."""
+        _, body = rich_sample()
+        for ids in (["only-one"], ["a", "b", "c"]):
+            with pytest.raises(ValueError, match=f"sequence_ids has {len(ids)} ids for 2"):
+                proto.decode_sample_response(body, sequence_ids=ids)
+
+
 class TestEncoderErrors:
     def test_a_seq_id_outside_int32_is_refused_with_the_fix(self):
         """seq_id is int32 on the wire; a larger one is a ValueError naming the field."""

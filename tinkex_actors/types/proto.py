@@ -22,7 +22,7 @@ import functools
 import itertools
 import math
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -836,11 +836,14 @@ def _topk_body(topk: TopkLogprobs) -> bytes:
     return b"".join(body)
 
 
-def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse:
+def decode_sample_response(
+    body: bytes, *, sequence_ids: Sequence[str] | None = None, copy: bool = False
+) -> SampleResponse:
     """Decode a protobuf ``SampleResponse`` as the official SDK reads it.
 
     Empty ``logprobs`` / ``prompt_logprobs`` bytes and top-k blocks with no rows or k = 0
-    read as None; ``sequence_id`` stays None (the caller stamps it from the promise).
+    read as None. The wire has no sequence ids: pass the promise's ``sample_sequence_ids`` as
+    ``sequence_ids`` to stamp them (one per sequence, in order), else they stay None.
     """
     buf = _as_bytes(body)
     views = w.ArrayViews(buf, copy)
@@ -855,8 +858,12 @@ def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse
         k, pos = w.read_key(buf, pos, end)
         if k == 0x0A:
             start, pos = w.read_len(buf, pos, end)
+            index = len(sequences)
+            sequence_id = (
+                sequence_ids[index] if sequence_ids and index < len(sequence_ids) else None
+            )
             try:
-                sequences.append(_read_sequence(buf, start, pos, views))
+                sequences.append(_read_sequence(buf, start, pos, views, sequence_id))
             except ValueError as exc:
                 raise ValueError(f"SampleResponse.sequences[{len(sequences)}]: {exc}") from None
         elif k == 0x12:
@@ -879,6 +886,11 @@ def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse
             alt = _read_alt_tokens(buf, start, pos, views)
         else:
             pos = w.skip_unknown(buf, pos, end, k, "SampleResponse", 6)
+    if sequence_ids is not None and len(sequence_ids) != len(sequences):
+        raise ValueError(
+            f"sequence_ids has {len(sequence_ids)} ids for {len(sequences)} sampled sequences; "
+            "pass the promise's sample_sequence_ids for this very result"
+        )
     return SampleResponse(
         sequences=sequences,
         prompt_logprobs_np=prompt_logprobs,
@@ -889,7 +901,9 @@ def decode_sample_response(body: bytes, *, copy: bool = False) -> SampleResponse
     )
 
 
-def _read_sequence(buf: bytes, pos: int, end: int, views: w.ArrayViews) -> SampledSequence:
+def _read_sequence(
+    buf: bytes, pos: int, end: int, views: w.ArrayViews, sequence_id: str | None
+) -> SampledSequence:
     # The hot loop of a sample result: one-byte keys are read inline, labels are constant
     # (the caller adds the sequence index to any error).
     stop_reason = 0
@@ -925,6 +939,7 @@ def _read_sequence(buf: bytes, pos: int, end: int, views: w.ArrayViews) -> Sampl
         )
     return SampledSequence(
         stop_reason=name,  # type: ignore[arg-type]
+        sequence_id=sequence_id,
         tokens_np=tokens,
         logprobs_np=logprobs,
         topk_logprobs_np=topk,

@@ -5,6 +5,26 @@ links, child specs, supervisors with restart strategies and intensity, dynamic s
 registry and timers, for any pykka application. Each module's docstring lists where it differs
 from Erlang/OTP; the largest difference is that Python cannot kill a thread, so "kill" means
 *abandon* (see ``Killed``).
+
+A tree in a few lines::
+
+    import supervisors as sv
+
+    class Counter(sv.Process):
+        def init(self) -> None:
+            self.count = 0
+
+        def on_receive(self, message: object) -> object:
+            self.count += 1
+            return self.count
+
+    top = sv.Supervisor.start(
+        [sv.ChildSpec(id="counter", start=Counter.start, name="counter")],
+        strategy="one_for_one",
+    )
+    counter = sv.SupervisedRef("counter")  # survives restarts of the Counter
+    counter.ask("hit", timeout=5.0)
+    sv.stop(top, timeout_s=10.0)  # children stop right to left, then the supervisor
 """
 
 from __future__ import annotations

@@ -113,6 +113,16 @@ class TestExitReasons:
         assert key == "a"
         assert crashed_with_boom(reason)
 
+    def test_pykka_proxies_work_on_a_process(self):
+        """A Process keeps pykka's proxy API: method calls return futures."""
+
+        class Adder(Process):
+            def add(self, a, b):
+                return a + b
+
+        ref = Adder.start()
+        assert ref.proxy().add(1, 2).get(timeout=WAIT_S) == 3
+
     def test_reasons_compare_by_value_and_know_whether_they_are_abnormal(self):
         """Reasons are frozen values; only crashes, kills, noproc and escalation are abnormal."""
         assert Shutdown("x") == Shutdown("x")

@@ -91,3 +91,33 @@ class TestOfficialSdkFlow:
             rc.delete_checkpoint_from_tinker_path(sampler_path).result()
             ckpts = rc.list_checkpoints(tc.model_id).result().checkpoints
             assert "sampler_weights/final" not in {c.checkpoint_id for c in ckpts}
+
+
+class TestServerDrivenConfiguration:
+    def test_compressed_protobuf_and_batched_sample_polling_work_with_the_official_sdk(
+        self,
+    ) -> None:
+        """With proto_compress_fwdbwd and sample_use_retrieve_futures on, the flow still runs."""
+        settings = ServerSettings(
+            long_poll_timeout_s=1.0,
+            client_config={"proto_compress_fwdbwd": True, "sample_use_retrieve_futures": True},
+        )
+        with LocalServer(settings=settings) as srv, tinker.ServiceClient(
+            base_url=srv.url, api_key="tml-" + "1" * 40
+        ) as sc:
+            tc = sc.create_lora_training_client(base_model="tiny-byte-lm", rank=4).result()
+            first = tc.forward_backward([_datum()], "cross_entropy").result()
+            tc.optim_step(T.AdamParams(learning_rate=1e-2)).result()
+            second = tc.forward_backward([_datum()], "cross_entropy").result()
+            assert second.metrics["loss:sum"] < first.metrics["loss:sum"]
+            sampler = tc.save_weights_and_get_sampling_client().result()
+            futures = [
+                sampler.sample(T.ModelInput.from_ints(TEXT[:4]), num_samples=1,
+                               sampling_params=T.SamplingParams(max_tokens=4, seed=i))
+                for i in range(5)
+            ]
+            outs = [f.result(timeout=60) for f in futures]
+            assert all(len(o.sequences) == 1 for o in outs)
+            counts = srv.app.path_counts
+            assert counts["/api/v1/forward_backward+zstd"] == 2
+            assert counts["/api/v1/retrieve_futures"] >= 1

@@ -289,11 +289,8 @@ class TestTraining:
         r = http.post("/api/v1/forward_backward", json={
             "forward_backward_input": {"data": [bad], "loss_fn": "cross_entropy"},
             "model_id": mid, "seq_id": 1})
-        if r.status_code == 200:
-            body = result(http, r.json()["request_id"])
-            assert body["category"] == "user" and "vocabulary" in body["error"]
-        else:
-            assert r.status_code == 400 and "vocabulary" in r.json()["detail"]
+        assert r.status_code == 400
+        assert "vocabulary" in r.json()["detail"] and "data[0]" in r.json()["detail"]
         # The model is not poisoned: the next step trains normally.
         assert np.isfinite(result(http, fwdbwd(http, mid, 2))["metrics"]["loss:sum"])
 

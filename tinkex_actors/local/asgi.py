@@ -13,7 +13,7 @@ import asyncio
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,6 +163,8 @@ class App:
         self.faults = faults
         self.idempotency = IdempotencyCache()
         self.request_count = 0
+        self.path_counts: Counter[str] = Counter()
+        """Requests seen per path (content-encoding appended when the body was compressed)."""
         self.on_startup: list[Callable[[], Awaitable[None]]] = []
         self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
 
@@ -191,6 +193,8 @@ class App:
                 query[k] = v
         request = Request(scope["method"], scope["path"], query, headers, bytes(body))
         self.request_count += 1
+        encoding = headers.get("content-encoding")
+        self.path_counts[f"{request.path}+{encoding}" if encoding else request.path] += 1
 
         fault = self.faults.take(request.path, ("status", "drop", "delay"))
         if fault is not None and fault.kind == "delay":

@@ -481,7 +481,7 @@ class TinkerService:
 
     def _queue_forward(self, request: Request, fb: wire.ForwardBackwardCall) -> Response:
         entry = self.model(fb.model_id)
-        datums = wire.model_datums(fb.data)
+        datums = wire.model_datums(fb.data, entry.model.spec.vocab_size)
 
         def run() -> tuple[Any, bytes | None]:
             result = entry.model.forward_backward(
@@ -727,6 +727,7 @@ class TinkerService:
             _, model = self._sampler_model(sample.base_model, sample.model_path)
             owner = "sampling"
         prompt = wire.prompt_tokens(sample.prompt)
+        wire.check_prompt(prompt, model.spec.vocab_size)
         record = self.store.create("Sample", owner)
         if sample.sampling_session_id is not None and sample.seq_id is not None:
             entry.seen_seq_ids[sample.seq_id] = record.request_id

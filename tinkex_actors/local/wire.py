@@ -80,7 +80,17 @@ def prompt_tokens(model_input: types.ModelInput) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
-def model_datums(data: list[types.Datum]) -> list[ModelDatum]:
+def _check_ids(values: np.ndarray, vocab_size: int, where: str) -> None:
+    if values.size and (int(values.min()) < 0 or int(values.max()) >= vocab_size):
+        bad = int(np.flatnonzero((values < 0) | (values >= vocab_size))[0])
+        raise HTTPError(
+            400,
+            f"{where}[{bad}] = {int(values[bad])} is outside the vocabulary "
+            f"0..{vocab_size - 1}; use token ids of the model's tokenizer",
+        )
+
+
+def model_datums(data: list[types.Datum], vocab_size: int) -> list[ModelDatum]:
     """Datums as the model's plain arrays; a 400 naming the datum when one is malformed."""
     if not data:
         raise HTTPError(400, "field 'data' is empty; send at least one Datum")
@@ -90,7 +100,14 @@ def model_datums(data: list[types.Datum]) -> list[ModelDatum]:
             tokens = prompt_tokens(datum.model_input)
         except HTTPError as exc:
             raise HTTPError(400, f"data[{i}].{exc.message}") from exc
+        _check_ids(tokens, vocab_size, f"data[{i}].model_input tokens")
         inputs = {name: td.to_numpy() for name, td in datum.loss_fn_inputs.items()}
+        if "target_tokens" in inputs:
+            _check_ids(
+                inputs["target_tokens"].ravel(),
+                vocab_size,
+                f"data[{i}].loss_fn_inputs.target_tokens",
+            )
         out.append(ModelDatum(tokens=tokens, loss_fn_inputs=inputs))
     return out
 
@@ -148,3 +165,10 @@ def _stop_reason(reason: str) -> types.StopReason:
     if reason == "length":
         return "length"
     raise ValueError(f"the model gave an unknown stop_reason {reason!r}")
+
+
+def check_prompt(prompt: np.ndarray, vocab_size: int) -> None:
+    """A 400 when a prompt is empty or holds ids outside the vocabulary."""
+    if prompt.size == 0:
+        raise HTTPError(400, "field 'prompt' has no tokens; send at least one")
+    _check_ids(prompt, vocab_size, "prompt tokens")

@@ -1,9 +1,10 @@
 """Binary wire speed: our protobuf codec beside the official `tinker` SDK, in one process.
 
-Two payloads (issue 2):
+Two payloads (issue 2), and a third for context:
   * a forward_backward request of 64 datums x 2,048 tokens (int32 tokens on the wire, int64
     target_tokens, float32 weights: ~2.1 MB);
-  * a sample response of 16 sequences x 512 tokens with logprobs.
+  * a sample response of 16 sequences x 512 tokens with logprobs;
+  * the forward_backward result of such a request (logprobs and elementwise loss per datum).
 
 For each: encode and decode time (median of several runs) and peak traced memory
 (tracemalloc, a separate run), starting from user data given as Python lists and, for us, as
@@ -208,6 +209,20 @@ def official_encode_sample(p: dict[str, Any], numpy_inputs: bool) -> bytes:
     return message.SerializeToString()
 
 
+def fb_output_payload(rng: np.random.Generator) -> tx.ForwardBackwardOutput:
+    """A cross_entropy result: per-datum logprobs and elementwise loss, float32."""
+    outputs = [
+        {
+            "logprobs": tx.TensorData.from_numpy(-rng.random(N_TOKENS, dtype=np.float32)),
+            "elementwise_loss": tx.TensorData.from_numpy(rng.random(N_TOKENS, dtype=np.float32)),
+        }
+        for _ in range(N_DATUMS)
+    ]
+    return tx.ForwardBackwardOutput(
+        loss_fn_output_type="ArrayRecord", loss_fn_outputs=outputs, metrics={"loss:sum": 1.0}
+    )
+
+
 # ---- report -----------------------------------------------------------------------------------
 
 
@@ -242,6 +257,12 @@ def main() -> None:
     args = parser.parse_args()
     repeat = args.repeat
     rng = np.random.default_rng(0)
+    # glibc serves big blocks with mmap until a freed big block raises its threshold; from
+    # then on they come from the heap without page faults. Which happened first would swing
+    # the figures of whichever side runs first by 2-5x, so put the process in the state a
+    # long-running client reaches anyway before measuring anything.
+    big_block = np.empty(16 << 20, dtype=np.uint8)
+    del big_block  # freeing it is the point
 
     p = request_payload(rng)
     built_lists, built_numpy = ours_build(p, False), ours_build(p, True)
@@ -330,6 +351,26 @@ def main() -> None:
         f"  reference: our msgspec JSON, {len(json_sample):,} bytes: "
         f"encode {encode_ms:.3f} ms, decode {decode_ms:.3f} ms"
     )
+    outputs = fb_output_payload(rng)
+    output_body = proto.encode_forward_backward_output(outputs)
+    header(
+        f"forward_backward result, {N_DATUMS} datums x {N_TOKENS} logprobs + elementwise_loss "
+        f"({len(output_body):,} bytes)"
+    )
+    report(
+        [
+            (
+                "decode (official: response_conv)",
+                lambda: response_conv.deserialize_forward_backward_output(output_body),
+                lambda: proto.decode_forward_backward_output(output_body),
+            )
+        ],
+        repeat,
+    )
+    encode_ms = paired_medians(
+        lambda: None, lambda: proto.encode_forward_backward_output(outputs), repeat
+    )[1]
+    print(f"  ours only (the SDK has no result encoder): encode {encode_ms:.3f} ms")
     print(
         "\nMiB = peak traced by tracemalloc; it cannot see upb's arena, so official figures are"
         "\nlower bounds (the official encoder also holds a parsed-message copy of the body)."

@@ -24,10 +24,10 @@ from typing import Any
 
 from pykka import ActorRef
 
+from supervisors._base import ChildInfo, SupervisorBase, _Child, _count, _Retry, log
 from supervisors._reasons import ExitReason, StartError
 from supervisors.registry import Registry
 from supervisors.spec import ChildSpec, ChildType
-from supervisors.supervisor import ChildInfo, SupervisorBase, _Child, _count, _Retry, log
 from supervisors.timers import Clock
 
 __all__ = ["DynamicSupervisor", "MaxChildrenError"]

@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 from pykka import ActorDeadError, ActorRef, Future, ThreadingFuture
 
 from supervisors import _watch
+from supervisors._base import _Call
 from supervisors._process import Process
 from supervisors._reasons import Crashed, ExitReason, Normal
 from supervisors.dynamic import DynamicSupervisor
 from supervisors.spec import ChildSpec, Restart
-from supervisors.supervisor import _Call
 
 __all__ = ["TaskSupervisor", "map_unordered", "run"]
 

@@ -362,6 +362,34 @@ class TestRestartFailures:
         assert starts.count["d"] == 4
 
 
+    def test_a_restart_whose_init_hangs_is_abandoned_and_counted(self, starts):
+        """An init that hangs on restart times out, is retried, and intensity ends the loop."""
+        release = threading.Event()
+        first = iter([False])
+
+        class Hanging(Worker):
+            start_timeout_s = 0.05
+
+            def init(self):
+                if next(first, True):
+                    release.wait(WAIT_S)
+                super().init()
+
+        sup = Supervisor.start(
+            [ChildSpec(id="h", start=lambda: Hanging.start("h", starts))],
+            max_restarts=2,
+            clock=FakeClock(),
+        )
+        (h,) = starts.expect("h")
+        with capture_logs() as logs:
+            h.tell("crash")
+            assert wait_for_down(sup, WAIT_S) == Shutdown(REACHED_MAX_RESTART_INTENSITY)
+        release.set()
+        failures = [e for e in logs if e["event"] == "child_restart_failed"]
+        assert len(failures) == 2
+        assert "start_timeout_s" in failures[0]["error"]
+
+
 class TestAdminApi:
     """start_child, terminate_child, restart_child, delete_child, counts and specs."""
 

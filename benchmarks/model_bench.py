@@ -44,7 +44,7 @@ def gemm_floor(model: LoraModel, positions: int, repeats: int) -> float:
     spec = model.spec
     rng = np.random.default_rng(0)
     e, c, h, v = spec.embed_dim, spec.context_length, spec.hidden_dim, spec.vocab_size
-    chunk = min(positions, 512)  # the model's own chunk size
+    chunk = min(positions, 256)  # the model's own chunk size
     flat = rng.standard_normal((chunk, c * e), dtype=np.float32)
     w_in = rng.standard_normal((c * e, h), dtype=np.float32)
     w_out = rng.standard_normal((h, e), dtype=np.float32)

@@ -65,7 +65,7 @@ __all__ = [
 
 LORA_ALPHA = 32.0
 _LAYERS = ("attn", "mlp_in", "mlp_out", "unembed")
-_CHUNK_POSITIONS = 512  # positions per pass: small enough for the working set to stay in cache
+_CHUNK_POSITIONS = 256  # positions per pass: small enough for the working set to stay in cache
 _STATE_FORMAT = 1
 
 

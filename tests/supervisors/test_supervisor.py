@@ -390,6 +390,35 @@ class TestRestartFailures:
         assert "start_timeout_s" in failures[0]["error"]
 
 
+class TestPlainPykkaChildren:
+    """Plain pykka actors can be supervised through monitors."""
+
+    def test_a_crashed_plain_pykka_child_is_restarted_and_stopped_with_the_tree(self):
+        """A plain actor's crash (reason Unknown) restarts it; stop ends the new one."""
+        from ._actors import Collector
+
+        class Fragile(Collector):
+            def on_receive(self, message):
+                if message == "crash":
+                    raise BoomError("plain crash")
+                return super().on_receive(message)
+
+        made: queue.Queue = queue.Queue()
+
+        def start_fragile():
+            ref = Fragile.start(queue.Queue())
+            made.put(ref)
+            return ref
+
+        sup = Supervisor.start([ChildSpec(id="p", start=start_fragile)])
+        first = made.get(timeout=WAIT_S)
+        first.tell("crash")
+        second = made.get(timeout=WAIT_S)
+        assert _refs(sup)["p"] is second
+        assert stop_process(sup, timeout_s=WAIT_S)
+        assert not second.is_alive()
+
+
 class TestAdminApi:
     """start_child, terminate_child, restart_child, delete_child, counts and specs."""
 

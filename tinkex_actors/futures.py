@@ -1,0 +1,342 @@
+"""The public Future, and combining the results of a chunked call.
+
+A `Future[T]` is what every Tinker operation returns at once. It works from any thread
+(`result(timeout)`), from asyncio (`await fut`, `await fut.result_async(timeout)`), with
+callbacks (`add_done_callback`), and can be cancelled (`cancel()` stops its polling). A
+`result(timeout)` that runs out raises `FutureTimeoutError` (a `TimeoutError`) and leaves the
+future running: the poll behind it keeps its own deadline (the client's progress timeout).
+
+Callbacks run in the thread that settles the future (a Poller actor, or the caller's own
+thread if it was already settled): keep them short, hand heavy work to another thread.
+A raising callback is logged and does not stop the others.
+
+`combine(futures, transform)` waits for several futures and settles with
+`transform([results...])`; `combine_forward_backward_outputs` is the transform for a
+forward_backward sent in chunks: outputs concatenated in order, metrics reduced by the
+suffix of their name (`loss:sum`, `loss:mean` weighted by each chunk's number of outputs,
+`:min`, `:max`, `:slack`, `:hash2`, `:unique`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import threading
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, Final, Generic, TypeVar
+
+import structlog
+
+from tinkex_actors.errors import TinkerError
+from tinkex_actors.types import ForwardBackwardOutput
+
+__all__ = [
+    "METRIC_REDUCTIONS",
+    "CancelledError",
+    "Future",
+    "FutureTimeoutError",
+    "combine",
+    "combine_forward_backward_outputs",
+    "reduce_metrics",
+]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+CancelledError = concurrent.futures.CancelledError
+"""Raised by `result()` of a cancelled future."""
+
+_log = structlog.get_logger("tinkex_actors.futures")
+
+
+class FutureTimeoutError(TinkerError, TimeoutError):
+    """`result(timeout)` ran out; the future itself keeps running (call `result` again)."""
+
+
+class Future(Generic[T]):
+    """The result of a Tinker operation, settled later by a Poller (or at once).
+
+    Built by the SDK, not by users. `request_id` is the server's id of the operation (None
+    for results computed client-side, e.g. a combination).
+    """
+
+    __slots__ = ("__weakref__", "_canceller", "_inner", "request_id", "request_type")
+
+    def __init__(
+        self,
+        request_id: str | None = None,
+        request_type: str = "",
+        *,
+        canceller: Callable[[], object] | None = None,
+    ) -> None:
+        self.request_id = request_id
+        self.request_type = request_type
+        self._inner: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._canceller = canceller
+
+    @classmethod
+    def completed(cls, value: T) -> Future[T]:
+        """A future already settled with `value`."""
+        future: Future[T] = cls()
+        future._inner.set_result(value)
+        return future
+
+    @classmethod
+    def failed(cls, error: BaseException) -> Future[T]:
+        """A future already failed with `error`."""
+        future: Future[T] = cls()
+        future._inner.set_exception(error)
+        return future
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def result(self, timeout: float | None = None) -> T:
+        """The result, waiting up to `timeout` seconds (None: until settled).
+
+        Raises the operation's error, `CancelledError` if cancelled, or `FutureTimeoutError`
+        when `timeout` runs out (the operation goes on).
+        """
+        _check_timeout(timeout)
+        try:
+            return self._inner.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise FutureTimeoutError(
+                f"{self._describe()} did not finish within timeout={timeout} s; it is still "
+                "running: call result() again, or give a larger timeout"
+            ) from None
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The error the operation failed with (None if it succeeded); waits like `result`."""
+        _check_timeout(timeout)
+        try:
+            return self._inner.exception(timeout)
+        except concurrent.futures.TimeoutError:
+            raise FutureTimeoutError(
+                f"{self._describe()} did not finish within timeout={timeout} s"
+            ) from None
+
+    async def result_async(self, timeout: float | None = None) -> T:
+        """Await the result from asyncio; `FutureTimeoutError` after `timeout` (the operation
+        goes on). Cancelling the awaiting task does not cancel the operation."""
+        _check_timeout(timeout)
+        waiter = asyncio.wrap_future(self._inner)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            raise FutureTimeoutError(
+                f"{self._describe()} did not finish within timeout={timeout} s; it is still "
+                "running: await result_async() again, or give a larger timeout"
+            ) from None
+
+    def __await__(self) -> Generator[Any, None, T]:
+        """`await future` waits without a timeout."""
+        return self.result_async().__await__()
+
+    def done(self) -> bool:
+        """True once settled: succeeded, failed or cancelled."""
+        return self._inner.done()
+
+    def cancelled(self) -> bool:
+        """True if `cancel()` settled it."""
+        return self._inner.cancelled()
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """Call `fn(self)` once settled (at once, in this thread, if it already is)."""
+        if not callable(fn):
+            raise TypeError(f"add_done_callback(fn={fn!r}): fn must be callable")
+
+        def call(_inner: concurrent.futures.Future[T]) -> None:
+            try:
+                fn(self)
+            except Exception as exc:
+                _log.error(
+                    "future_callback_failed",
+                    request_id=self.request_id,
+                    callback=repr(fn),
+                    error=repr(exc),
+                    exc_info=exc,
+                )
+
+        self._inner.add_done_callback(call)
+
+    def cancel(self) -> bool:
+        """Stop waiting for the operation and stop polling it; False if already settled.
+
+        The server may still run the operation (a sampling request is cancelled server-side
+        where the server supports it).
+        """
+        if not self._inner.cancel():
+            return False
+        canceller, self._canceller = self._canceller, None
+        if canceller is not None:
+            try:
+                canceller()
+            except Exception as exc:
+                _log.error("future_cancel_failed", request_id=self.request_id, error=repr(exc))
+        return True
+
+    def future(self) -> concurrent.futures.Future[T]:
+        """The underlying `concurrent.futures.Future` (as the official SDK offers)."""
+        return self._inner
+
+    # -- settling (the SDK's side) --------------------------------------------------------------
+
+    def set_result(self, value: T) -> bool:
+        """Settle with `value`; False if already settled (e.g. cancelled). SDK use only."""
+        try:
+            self._inner.set_result(value)
+        except concurrent.futures.InvalidStateError:
+            return False
+        self._canceller = None
+        return True
+
+    def set_exception(self, error: BaseException) -> bool:
+        """Fail with `error`; False if already settled. SDK use only."""
+        try:
+            self._inner.set_exception(error)
+        except concurrent.futures.InvalidStateError:
+            return False
+        self._canceller = None
+        return True
+
+    def _describe(self) -> str:
+        if self.request_id is None:
+            return "the future"
+        return f"request {self.request_id!r} ({self.request_type or 'unknown type'})"
+
+    def __repr__(self) -> str:
+        inner = self._inner
+        state = "pending"
+        if inner.cancelled():
+            state = "cancelled"
+        elif inner.done():
+            state = "failed" if inner.exception() is not None else "done"
+        return f"Future(request_id={self.request_id!r}, {state})"
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+        raise ValueError(f"timeout={timeout!r} is not valid; pass seconds >= 0, or None")
+
+
+def combine(futures: Sequence[Future[T]], transform: Callable[[list[T]], U]) -> Future[U]:
+    """A future of `transform([f.result() for f in futures])`, settled once all are.
+
+    Fails with the first failure among the inputs (in order of settling) and stops waiting
+    for the rest; cancelling it cancels every input still running. No thread is used: the
+    last input to settle runs `transform` in its own thread.
+    """
+    parts = list(futures)
+    combined: Future[U] = Future(
+        request_type="combined", canceller=lambda: [part.cancel() for part in parts]
+    )
+    if not parts:
+        try:
+            combined.set_result(transform([]))
+        except Exception as exc:
+            combined.set_exception(exc)
+        return combined
+    lock = threading.Lock()
+    remaining = [len(parts)]
+
+    def settled(part: Future[T]) -> None:
+        if combined.done():
+            return
+        if part.cancelled():
+            combined.set_exception(
+                CancelledError(f"an input of the combination ({part._describe()}) was cancelled")
+            )
+            return
+        error = part.exception()
+        if error is not None:
+            combined.set_exception(error)
+            return
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            try:
+                combined.set_result(transform([p.result() for p in parts]))
+            except Exception as exc:
+                combined.set_exception(exc)
+
+    for part in parts:
+        part.add_done_callback(settled)
+    return combined
+
+
+# -- chunked forward_backward results ---------------------------------------------------------
+
+
+def _mean(values: Sequence[float], weights: Sequence[float]) -> float:
+    total = math.fsum(weights)
+    if total <= 0:
+        return math.fsum(values) / len(values)
+    return math.fsum(v * w for v, w in zip(values, weights, strict=True)) / total
+
+
+def _hash2(values: Sequence[float], _weights: Sequence[float]) -> float:
+    mask = 0xFFFF_FFFF_FFFF_FFFF
+    return float(sum(int(v) & mask for v in values) & mask)
+
+
+METRIC_REDUCTIONS: Final[dict[str, Callable[[Sequence[float], Sequence[float]], float]]] = {
+    "sum": lambda values, _w: math.fsum(values),
+    "mean": _mean,
+    "min": lambda values, _w: min(values),
+    "max": lambda values, _w: max(values),
+    "slack": lambda values, weights: max(values) - _mean(values, weights),
+    "hash2": _hash2,
+}
+"""How a metric named `name:<reduction>` folds over chunks; `unique` is handled apart: the
+first chunk's value keeps the name, the others are added as `name:unique_1`, `..._2`."""
+
+
+def reduce_metrics(
+    metrics: Sequence[dict[str, float]], weights: Sequence[float]
+) -> dict[str, float]:
+    """Fold per-chunk metrics into one dict by their reduction suffix.
+
+    Only metrics present in every chunk are kept; a name without a known suffix is dropped
+    (as officially: a newer server may add reductions this client does not know).
+    """
+    if not metrics:
+        return {}
+    if len(weights) != len(metrics):
+        raise ValueError(
+            f"reduce_metrics: {len(metrics)} metric dicts but {len(weights)} weights; "
+            "pass one weight (the number of outputs) per chunk"
+        )
+    out: dict[str, float] = {}
+    for key in metrics[0]:
+        _, sep, reduction = key.rpartition(":")
+        if not sep or not all(key in m for m in metrics):
+            continue
+        values = [float(m[key]) for m in metrics]
+        if reduction == "unique":
+            out[key] = values[0]
+            out.update({f"{key}_{i}": v for i, v in enumerate(values[1:], start=1)})
+            continue
+        reduce = METRIC_REDUCTIONS.get(reduction)
+        if reduce is None:
+            _log.debug("metric_reduction_unknown", metric=key, reduction=reduction)
+            continue
+        out[key] = reduce(values, weights)
+    return out
+
+
+def combine_forward_backward_outputs(
+    results: Sequence[ForwardBackwardOutput],
+) -> ForwardBackwardOutput:
+    """One ForwardBackwardOutput from the outputs of consecutive chunks, in chunk order."""
+    if not results:
+        return ForwardBackwardOutput(loss_fn_output_type="", loss_fn_outputs=[], metrics={})
+    weights = [float(len(r.loss_fn_outputs)) for r in results]
+    return ForwardBackwardOutput(
+        loss_fn_output_type=results[0].loss_fn_output_type,
+        loss_fn_outputs=[output for r in results for output in r.loss_fn_outputs],
+        metrics=reduce_metrics([dict(r.metrics) for r in results], weights),
+    )

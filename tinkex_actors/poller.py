@@ -1,0 +1,833 @@
+"""Poller actors: the `retrieve_future` state machine, many futures per actor, in a fixed pool.
+
+A `PollerPool` supervises a fixed number of `Poller` actors (one_for_one). `pool.track(spec)`
+returns a public `Future` at once and hands the request to one Poller, which drives
+`POST retrieve_future` until the future settles. No thread per future and no blocking in a
+mailbox: a poll goes out through `Transport.submit`, its answer comes back as a message
+(`add_done_callback` -> `tell`), and every delay is a timer message (`supervisors.timers`,
+or any injected scheduler). Threads: one per Poller, the transport's loop, one timer thread.
+
+What each answer does (the futures table of the protocol notes):
+
+| answer | action |
+|---|---|
+| completed (JSON, or protobuf when `decode_proto` is given) | settle with the decoded result |
+| `complete_metadata` | re-poll for the payload once it fits the byte budget |
+| pending | re-poll after backoff |
+| try_again | notify the queue state; re-poll after `retry_after_ms` or 1 s |
+| failed (any category) | fail at once with `RequestFailedError(category)` |
+| HTTP 408 | notify the queue state in the body; re-poll at once (the server held it) |
+| HTTP 410 | fail with `PromiseExpiredError` (retryable: resubmit the request) |
+| HTTP 429 | notify a queue state in the body; re-poll after Retry-After or backoff |
+| HTTP 5xx | re-poll at once the first time, then after backoff |
+| connection error / timeout | re-poll after backoff (reset by any answer) |
+| HTTP 400 | re-poll after backoff up to 3 times, then fail |
+| anything else | fail with the typed error |
+
+Delays come from `RetryPolicy` (see `tinkex_actors.retry`). Retries are unbounded, but before
+every re-poll the client's `ProgressTracker` is checked: a request fails with
+`ProgressTimeoutError` once nothing of its client has completed for `progress_timeout_s`.
+
+Each queue-state change of a future (and its return to `active` when it settles after a pause)
+is sent as a `QueueStateChange` message to the spec's `owner` actor, which reports it (see
+`tinkex_actors.queue_state`); a future without an owner emits `queue.state_change` itself.
+
+A settle path never hangs. What a Poller drives is kept in its slot's ledger, outside the
+actor: a restarted Poller adopts every entry of its slot and polls it again, and when the
+pool's supervisor ends (stopped, or out of restarts) every entry left is failed with
+`PollerStoppedError`. Callbacks of a Future run in the Poller's thread: keep them short.
+
+Polls carry the official headers: `X-Tinker-Request-Iteration`, `X-Tinker-Request-Type`,
+`Accept: application/x-protobuf` for protobuf results, and on the first poll
+`X-Tinker-Create-Promise-Roundtrip-Time` when known; each has HTTP retries off
+(`max_retries=0`) and a 45 s timeout.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import itertools
+import random as random_module
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, Final, Generic, Protocol, TypeVar
+
+import msgspec
+import structlog
+from pykka import ActorDeadError, ActorRef
+
+from supervisors import ChildSpec, ExitReason, Process, Registry, Supervisor
+from supervisors import stop as stop_process
+from tinkex_actors import telemetry
+from tinkex_actors._http_messages import PROTOBUF_CONTENT_TYPE, HttpRequest, HttpResponse
+from tinkex_actors.config import PoolKind
+from tinkex_actors.errors import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    BadRequestError,
+    PromiseExpiredError,
+    RateLimitError,
+    RequestFailedError,
+    RequestTimeoutError,
+    TinkerError,
+)
+from tinkex_actors.futures import Future
+from tinkex_actors.queue_state import QueueState, QueueStateChange, parse_queue_state
+from tinkex_actors.retry import ProgressTimeoutError, ProgressTracker, RetryPolicy
+from tinkex_actors.types import (
+    FutureCompleted,
+    FutureMetadataOnly,
+    FuturePending,
+    RequestFailedResponse,
+    TryAgainResponse,
+    read_future_response,
+)
+
+__all__ = [
+    "DEFAULT_INFLIGHT_RESPONSE_BYTES",
+    "DEFAULT_POLLERS",
+    "POLL_TIMEOUT_S",
+    "PollSpec",
+    "Poller",
+    "PollerPool",
+    "PollerStoppedError",
+    "Scheduler",
+]
+
+T = TypeVar("T")
+
+POLL_TIMEOUT_S: Final = 45.0
+"""HTTP timeout of one `retrieve_future` (official value)."""
+DEFAULT_POLLERS: Final = 4
+DEFAULT_INFLIGHT_RESPONSE_BYTES: Final = 50 * 1024 * 1024
+"""Result payload bytes being fetched at once, per pool (official client-config default)."""
+
+_log = structlog.get_logger("tinkex_actors.poller")
+
+
+class PollerStoppedError(TinkerError):
+    """The poller pool stopped before the future settled; resubmit the request."""
+
+
+class Scheduler(Protocol):
+    """Sends a message to an actor after a delay (`supervisors.TimerService` is one)."""
+
+    def send_after(self, delay_s: float, target: ActorRef[Any], message: Any) -> Any:
+        """Tell `message` to `target` in `delay_s` seconds; returns a handle for `cancel`."""
+        ...
+
+    def cancel(self, timer: Any) -> bool:
+        """Cancel a pending send made by `send_after`."""
+        ...
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PollSpec(Generic[T]):
+    """What to poll and how to read its result.
+
+    `decode_json(result)` turns a completed JSON result into `T` (default: as parsed);
+    `decode_proto(body)`, when given, reads a protobuf result and makes polls accept one.
+    `owner` receives `QueueStateChange` messages; `progress` is the owning client's tracker
+    (default: one per future); `policy` overrides the pool's RetryPolicy.
+    """
+
+    request_id: str
+    request_type: str
+    decode_json: Callable[[Any], T] = _identity
+    decode_proto: Callable[[bytes], T] | None = None
+    owner: ActorRef[Any] | None = None
+    progress: ProgressTracker | None = None
+    policy: RetryPolicy | None = None
+    create_roundtrip_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.request_id, str) or not self.request_id:
+            raise ValueError(
+                f"PollSpec.request_id={self.request_id!r} is not valid; pass the non-empty "
+                "request_id the server answered the submit with"
+            )
+        if not isinstance(self.request_type, str):
+            raise ValueError(
+                f"PollSpec.request_type={self.request_type!r} is not valid; pass the official "
+                "name, e.g. 'ForwardBackward', 'OptimStep' or 'Sample'"
+            )
+
+
+class _Entry:
+    """One tracked future: its spec and the poll state, mutated only by its Poller."""
+
+    __slots__ = (
+        "bad_requests",
+        "connection_errors",
+        "driver",
+        "future",
+        "held_bytes",
+        "inflight",
+        "iteration",
+        "key",
+        "last_reason",
+        "last_state",
+        "metadata_only",
+        "pending",
+        "policy",
+        "progress",
+        "rate_limits",
+        "server_errors",
+        "spec",
+        "started",
+        "timer",
+    )
+
+    def __init__(
+        self,
+        key: int,
+        spec: PollSpec[Any],
+        future: Future[Any],
+        policy: RetryPolicy,
+        progress: ProgressTracker,
+        started: float,
+    ) -> None:
+        self.key = key
+        self.spec = spec
+        self.future = future
+        self.policy = policy
+        self.progress = progress
+        self.started = started
+        self.iteration = 0
+        self.pending = 0
+        self.server_errors = 0
+        self.connection_errors = 0
+        self.bad_requests = 0
+        self.rate_limits = 0
+        self.last_state = QueueState.ACTIVE
+        self.last_reason: str | None = None
+        self.metadata_only = True
+        self.held_bytes = 0
+        self.inflight: concurrent.futures.Future[HttpResponse] | None = None
+        self.timer: Any = None
+        self.driver = 0
+
+
+class _Ledger:
+    """The entries of one pool slot; outlives the Poller so a successor can adopt them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[int, _Entry] = {}
+
+    def add(self, entry: _Entry) -> None:
+        with self.lock:
+            self.entries[entry.key] = entry
+
+    def get(self, key: int) -> _Entry | None:
+        return self.entries.get(key)
+
+    def pop(self, key: int) -> _Entry | None:
+        with self.lock:
+            return self.entries.pop(key, None)
+
+    def snapshot(self) -> list[_Entry]:
+        with self.lock:
+            return list(self.entries.values())
+
+    def drain(self) -> list[_Entry]:
+        with self.lock:
+            entries = list(self.entries.values())
+            self.entries.clear()
+            return entries
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Drive:
+    key: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Answer:
+    key: int
+    response: concurrent.futures.Future[HttpResponse]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Wake:
+    key: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Forget:
+    entry: _Entry
+
+
+_incarnations = itertools.count(1)
+
+
+class Poller(Process):
+    """Drives the futures of one pool slot; see the module docstring for the state machine."""
+
+    def __init__(
+        self,
+        ledger: _Ledger,
+        transport: Any,
+        scheduler: Scheduler,
+        clock: Callable[[], float],
+        random: Callable[[], float],
+        max_inflight: int,
+        inflight_bytes: int,
+    ) -> None:
+        super().__init__()
+        self._ledger = ledger
+        self._transport = transport
+        self._scheduler = scheduler
+        self._clock = clock
+        self._random = random
+        self._max_inflight = max_inflight
+        self._bytes_free = inflight_bytes
+        self._bytes_total = inflight_bytes
+        self._inflight: set[concurrent.futures.Future[HttpResponse]] = set()
+        self._queued: collections.deque[int] = collections.deque()
+        self._byte_waiters: collections.deque[tuple[int, int]] = collections.deque()
+        self._incarnation = next(_incarnations)
+
+    def init(self) -> None:
+        """Adopt what a predecessor left in the ledger and poll it again."""
+        adopted = self._ledger.snapshot()
+        for entry in adopted:
+            entry.inflight = None
+            entry.timer = None
+            entry.held_bytes = 0
+            entry.driver = self._incarnation
+            self._poll(entry)
+        if adopted:
+            _log.info("poller_adopted", futures=len(adopted))
+
+    def terminate(self, reason: ExitReason) -> None:
+        """Cancel this incarnation's timers and polls; the ledger keeps the entries."""
+        for entry in self._ledger.snapshot():
+            if entry.driver == self._incarnation:
+                self._stop_waiting(entry)
+
+    def on_receive(self, message: Any) -> Any:
+        """Handle answers, timer wake-ups, new futures and cancellations."""
+        if isinstance(message, _Answer):
+            self._on_answer(message)
+        elif isinstance(message, _Wake):
+            entry = self._ledger.get(message.key)
+            if entry is not None and entry.driver == self._incarnation:
+                entry.timer = None
+                self._poll(entry)
+        elif isinstance(message, _Drive):
+            entry = self._ledger.get(message.key)
+            if entry is not None and entry.driver != self._incarnation:
+                entry.driver = self._incarnation
+                self._poll(entry)
+        elif isinstance(message, _Forget):
+            if message.entry.driver == self._incarnation:
+                self._stop_waiting(message.entry)
+                self._release_bytes(message.entry)
+        else:
+            return super().on_receive(message)
+        return None
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _poll(self, entry: _Entry) -> None:
+        if entry.future.done():
+            self._ledger.pop(entry.key)
+            self._release_bytes(entry)
+            return
+        if entry.progress.expired(entry.started):
+            timeout_s = entry.progress.progress_timeout_s
+            self._fail(
+                entry,
+                ProgressTimeoutError(
+                    f"No progress made in {timeout_s:g} s while polling request "
+                    f"{entry.spec.request_id!r} ({entry.spec.request_type}). Requests appear "
+                    "to be stuck; check the server, or raise RetryPolicy.progress_timeout_s"
+                ),
+            )
+            return
+        if len(self._inflight) >= self._max_inflight:
+            self._queued.append(entry.key)
+            return
+        spec = entry.spec
+        headers = {
+            "X-Tinker-Request-Iteration": str(entry.iteration),
+            "X-Tinker-Request-Type": spec.request_type,
+        }
+        if spec.decode_proto is not None:
+            headers["Accept"] = PROTOBUF_CONTENT_TYPE
+        if entry.iteration == 0 and spec.create_roundtrip_s is not None:
+            headers["X-Tinker-Create-Promise-Roundtrip-Time"] = str(spec.create_roundtrip_s)
+        body = msgspec.json.encode(
+            {"request_id": spec.request_id, "allow_metadata_only": entry.metadata_only}
+        )
+        request = HttpRequest(
+            "POST",
+            "retrieve_future",
+            body,
+            headers=headers,
+            pool=PoolKind.RETRIEVE_PROMISE,
+            timeout_s=POLL_TIMEOUT_S,
+            max_retries=0,
+        )
+        entry.iteration += 1
+        try:
+            response = self._transport.submit(request)
+        except Exception as exc:  # a closed transport refuses at once
+            self._fail(entry, exc)
+            return
+        entry.inflight = response
+        self._inflight.add(response)
+        response.add_done_callback(functools.partial(_deliver, self.actor_ref, entry.key))
+
+    def _retry(self, entry: _Entry, reason: str, delay_s: float) -> None:
+        telemetry.emit(
+            telemetry.EVENT_FUTURE_RETRY,
+            {"delay_s": delay_s, "iteration": entry.iteration},
+            {
+                "request_id": entry.spec.request_id,
+                "request_type": entry.spec.request_type,
+                "reason": reason,
+            },
+        )
+        if delay_s <= 0:
+            self._poll(entry)
+        else:
+            entry.timer = self._scheduler.send_after(delay_s, self.actor_ref, _Wake(entry.key))
+
+    def _next_queued(self) -> None:
+        while self._queued and len(self._inflight) < self._max_inflight:
+            entry = self._ledger.get(self._queued.popleft())
+            if entry is not None and entry.driver == self._incarnation:
+                self._poll(entry)
+
+    def _stop_waiting(self, entry: _Entry) -> None:
+        if entry.timer is not None:
+            self._scheduler.cancel(entry.timer)
+            entry.timer = None
+        if entry.inflight is not None:
+            entry.inflight.cancel()
+            entry.inflight = None
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def _on_answer(self, message: _Answer) -> None:
+        response = message.response
+        if response in self._inflight:
+            self._inflight.discard(response)
+            self._next_queued()
+        entry = self._ledger.get(message.key)
+        if entry is None or entry.inflight is not response:
+            return  # cancelled, or a predecessor's poll
+        entry.inflight = None
+        if response.cancelled():
+            return
+        error = response.exception()
+        if error is not None:
+            self._on_error(entry, error)
+            return
+        self._on_response(entry, response.result())
+
+    def _on_response(self, entry: _Entry, answer: HttpResponse) -> None:
+        entry.connection_errors = 0
+        entry.server_errors = 0
+        entry.rate_limits = 0
+        spec = entry.spec
+        if PROTOBUF_CONTENT_TYPE in answer.headers.get("content-type", ""):
+            if spec.decode_proto is None:
+                self._fail(entry, _unexpected(spec, "a protobuf result it did not ask for"))
+                return
+            self._settle(entry, spec.decode_proto, answer.content)
+            return
+        try:
+            parsed = read_future_response(answer.content)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            self._fail(entry, _unexpected(spec, f"a body that is not a future answer ({exc})"))
+            return
+        if isinstance(parsed, FutureCompleted):
+            self._settle(entry, spec.decode_json, parsed.result)
+        elif isinstance(parsed, TryAgainResponse):
+            entry.bad_requests = 0
+            self._notify(entry, parse_queue_state(parsed.queue_state), parsed.queue_state_reason)
+            self._retry(entry, "try_again", entry.policy.try_again_s(parsed.retry_after_ms))
+        elif isinstance(parsed, FuturePending):
+            entry.bad_requests = 0
+            entry.pending += 1
+            delay_s = entry.policy.backoff_s(entry.pending - 1, self._random)
+            self._retry(entry, "pending", delay_s)
+        elif isinstance(parsed, RequestFailedResponse):
+            self._fail(
+                entry,
+                RequestFailedError(
+                    f"Request failed: {parsed.error} (request {spec.request_id!r}, "
+                    f"{spec.request_type}, category {parsed.category.value})",
+                    spec.request_id,
+                    parsed.category,
+                ),
+            )
+        elif isinstance(parsed, FutureMetadataOnly):
+            entry.metadata_only = False
+            self._fetch_when_budget_allows(entry, parsed.response_payload_size)
+
+    def _on_error(self, entry: _Entry, error: BaseException) -> None:
+        policy = entry.policy
+        if isinstance(error, APIStatusError):
+            entry.connection_errors = 0
+        if isinstance(error, RequestTimeoutError):
+            entry.bad_requests = 0
+            entry.server_errors = 0
+            self._notify_from_body(entry, error.body)
+            self._retry(entry, "long_poll_expired", 0.0)
+        elif isinstance(error, PromiseExpiredError):
+            self._fail(entry, error)
+        elif isinstance(error, RateLimitError):
+            self._notify_from_body(entry, error.body)
+            delay_s = policy.retry_after_s(
+                error.headers, entry.rate_limits, random=self._random, now=time.time
+            )
+            entry.rate_limits += 1
+            self._retry(entry, "rate_limited", delay_s)
+        elif isinstance(error, APIStatusError) and error.status_code >= 500:
+            entry.server_errors += 1
+            if entry.server_errors == 1:
+                self._retry(entry, "server_error", 0.0)
+            else:
+                self._retry(
+                    entry, "server_error", policy.backoff_s(entry.server_errors - 2, self._random)
+                )
+        elif isinstance(error, BadRequestError):
+            if entry.bad_requests >= policy.max_bad_request_retries:
+                self._fail(entry, error)
+                return
+            entry.bad_requests += 1
+            self._retry(
+                entry, "bad_request", policy.backoff_s(entry.bad_requests - 1, self._random)
+            )
+        elif isinstance(error, APIConnectionError):
+            entry.connection_errors += 1
+            delay_s = policy.backoff_s(entry.connection_errors - 1, self._random)
+            self._retry(entry, "connection_error", delay_s)
+        else:
+            self._fail(entry, error)
+
+    def _fetch_when_budget_allows(self, entry: _Entry, size_bytes: int) -> None:
+        size = max(int(size_bytes), 0)
+        # An oversized payload is admitted alone, so it cannot wait forever.
+        if size <= self._bytes_free or self._bytes_free == self._bytes_total:
+            self._bytes_free -= size
+            entry.held_bytes = size
+            self._retry(entry, "fetch_payload", 0.0)
+        else:
+            self._byte_waiters.append((entry.key, size))
+
+    def _release_bytes(self, entry: _Entry) -> None:
+        if entry.held_bytes:
+            self._bytes_free += entry.held_bytes
+            entry.held_bytes = 0
+            while self._byte_waiters:
+                key, size = self._byte_waiters[0]
+                waiting = self._ledger.get(key)
+                if waiting is None or waiting.driver != self._incarnation:
+                    self._byte_waiters.popleft()
+                    continue
+                if size > self._bytes_free and self._bytes_free != self._bytes_total:
+                    break
+                self._byte_waiters.popleft()
+                self._fetch_when_budget_allows(waiting, size)
+
+    # -- queue states ------------------------------------------------------------------------
+
+    def _notify_from_body(self, entry: _Entry, body: object) -> None:
+        if isinstance(body, dict) and body.get("queue_state"):
+            reason = body.get("queue_state_reason")
+            self._notify(
+                entry,
+                parse_queue_state(body["queue_state"]),
+                reason if isinstance(reason, str) else None,
+            )
+
+    def _notify(self, entry: _Entry, state: QueueState, reason: str | None) -> None:
+        if state is entry.last_state and reason == entry.last_reason:
+            return
+        entry.last_state = state
+        entry.last_reason = reason
+        spec = entry.spec
+        change = QueueStateChange(spec.request_id, spec.request_type, state, reason)
+        if spec.owner is not None:
+            try:
+                spec.owner.tell(change)
+                return
+            except ActorDeadError:
+                pass
+        telemetry.emit(
+            telemetry.EVENT_QUEUE_STATE_CHANGE,
+            None,
+            {
+                "request_id": spec.request_id,
+                "request_type": spec.request_type,
+                "state": state.value,
+                "reason": reason,
+            },
+        )
+
+    # -- settling ----------------------------------------------------------------------------
+
+    def _close_entry(self, entry: _Entry) -> None:
+        self._ledger.pop(entry.key)
+        self._release_bytes(entry)
+        if entry.last_state is not QueueState.ACTIVE:
+            self._notify(entry, QueueState.ACTIVE, None)
+
+    def _settle(self, entry: _Entry, decode: Callable[[Any], Any], raw: Any) -> None:
+        try:
+            value = decode(raw)
+        except Exception as exc:
+            self._fail(entry, _unexpected(entry.spec, f"a result that does not decode ({exc})"))
+            return
+        self._close_entry(entry)
+        entry.progress.note_progress()
+        telemetry.emit(
+            telemetry.EVENT_FUTURE_STOP,
+            {"duration_s": self._clock() - entry.started, "polls": entry.iteration},
+            {"request_id": entry.spec.request_id, "request_type": entry.spec.request_type},
+        )
+        entry.future.set_result(value)
+
+    def _fail(self, entry: _Entry, error: BaseException) -> None:
+        self._close_entry(entry)
+        telemetry.emit(
+            telemetry.EVENT_FUTURE_ERROR,
+            {"duration_s": self._clock() - entry.started, "polls": entry.iteration},
+            {
+                "request_id": entry.spec.request_id,
+                "request_type": entry.spec.request_type,
+                "error": type(error).__name__,
+                "category": str(getattr(error, "category", "")) or None,
+            },
+        )
+        entry.future.set_exception(error)
+
+
+def _deliver(ref: ActorRef[Any], key: int, response: concurrent.futures.Future[Any]) -> None:
+    """Runs in the transport's loop thread: hand the answer to the Poller as a message."""
+    with contextlib.suppress(ActorDeadError):  # if dead, its successor re-polls the ledger
+        ref.tell(_Answer(key, response))
+
+
+def _unexpected(spec: PollSpec[Any], what: str) -> APIResponseValidationError:
+    return APIResponseValidationError(
+        f"retrieve_future for request {spec.request_id!r} ({spec.request_type}) answered "
+        f"with {what}; the server and this client disagree on the protocol"
+    )
+
+
+class _PoolSupervisor(Supervisor):
+    """The pool's supervisor: when it ends, every future still tracked is failed."""
+
+    def __init__(self, children: list[ChildSpec], ledgers: list[_Ledger], **options: Any) -> None:
+        super().__init__(children, **options)
+        self._ledgers = ledgers
+
+    def terminate(self, reason: ExitReason) -> None:
+        """Stop the Pollers, then fail whatever they were still driving."""
+        try:
+            super().terminate(reason)
+        finally:
+            for ledger in self._ledgers:
+                for entry in ledger.drain():
+                    entry.future.set_exception(
+                        PollerStoppedError(
+                            f"the poller pool stopped ({reason!r}) before request "
+                            f"{entry.spec.request_id!r} ({entry.spec.request_type}) settled; "
+                            "resubmit the request"
+                        )
+                    )
+
+
+class PollerPool:
+    """A fixed, supervised pool of Poller actors; `track(spec)` returns a `Future`.
+
+    Start with `start()` (or use as a context manager), stop with `stop()`: every future still
+    pending then fails with `PollerStoppedError`. `scheduler` (default: the supervisors'
+    timer service), `clock` (monotonic seconds) and `random` are injectable for tests.
+    `max_inflight_polls` caps polls in flight over the whole pool (default: the connection
+    limit of the transport's `retrieve_promise` pool); further polls wait their turn in the
+    Poller, not in the HTTP pool.
+    """
+
+    def __init__(
+        self,
+        transport: Any,
+        *,
+        size: int = DEFAULT_POLLERS,
+        policy: RetryPolicy | None = None,
+        scheduler: Scheduler | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = random_module.random,
+        max_inflight_polls: int | None = None,
+        inflight_response_bytes: int = DEFAULT_INFLIGHT_RESPONSE_BYTES,
+        max_restarts: int = 10,
+        max_seconds: float = 5.0,
+        name: Hashable | None = None,
+    ) -> None:
+        for field, value, low in (
+            ("size", size, 1),
+            ("inflight_response_bytes", inflight_response_bytes, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"PollerPool {field}={value!r} is not valid; pass an int >= {low}")
+        if max_inflight_polls is None:
+            max_inflight_polls = transport.config.limits_for(
+                PoolKind.RETRIEVE_PROMISE
+            ).max_connections
+        if (
+            isinstance(max_inflight_polls, bool)
+            or not isinstance(max_inflight_polls, int)
+            or max_inflight_polls < size
+        ):
+            raise ValueError(
+                f"PollerPool max_inflight_polls={max_inflight_polls!r} is not valid; pass an "
+                f"int >= size ({size})"
+            )
+        if scheduler is None:
+            from supervisors import default_timer_service
+
+            scheduler = default_timer_service()
+        self.transport = transport
+        self.size = size
+        self.policy = policy if policy is not None else RetryPolicy()
+        self.clock = clock
+        self._scheduler = scheduler
+        self._random = random
+        self._per_poller = max_inflight_polls // size
+        self._bytes = max(inflight_response_bytes // size, 1)
+        self._registry = Registry()
+        self._ledgers = [_Ledger() for _ in range(size)]
+        self._keys = itertools.count()
+        self._name = name
+        self._intensity = (max_restarts, max_seconds)
+        self.supervisor: ActorRef[Any] | None = None
+
+    def child_specs(self) -> list[ChildSpec]:
+        """One ChildSpec per Poller (registered in this pool's own registry)."""
+        return [
+            ChildSpec(
+                id=("poller", slot),
+                start=functools.partial(
+                    Poller.start,
+                    self._ledgers[slot],
+                    self.transport,
+                    self._scheduler,
+                    self.clock,
+                    self._random,
+                    self._per_poller,
+                    self._bytes,
+                ),
+                name=("poller", slot),
+            )
+            for slot in range(self.size)
+        ]
+
+    def start(self) -> PollerPool:
+        """Start the supervisor and its Pollers (idempotent); returns self."""
+        if self.supervisor is None:
+            max_restarts, max_seconds = self._intensity
+            self.supervisor = _PoolSupervisor.start(
+                self.child_specs(),
+                self._ledgers,
+                strategy="one_for_one",
+                max_restarts=max_restarts,
+                max_seconds=max_seconds,
+                registry=self._registry,
+                name=self._name,
+            )
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop every Poller; futures still pending fail with PollerStoppedError."""
+        supervisor = self.supervisor
+        if supervisor is not None:
+            stop_process(supervisor, timeout_s=timeout_s)
+
+    def __enter__(self) -> PollerPool:
+        """Start the pool."""
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop the pool."""
+        self.stop()
+
+    @property
+    def is_running(self) -> bool:
+        """True while the pool's supervisor is alive."""
+        return self.supervisor is not None and self.supervisor.is_alive()
+
+    def poller(self, slot: int) -> ActorRef[Any] | None:
+        """The current Poller of a slot (None while it restarts)."""
+        return self._registry.whereis(("poller", slot))
+
+    def tracked(self) -> int:
+        """How many futures the pool is driving now."""
+        return sum(len(ledger.entries) for ledger in self._ledgers)
+
+    def track(self, spec: PollSpec[T]) -> Future[T]:
+        """Poll `spec.request_id` until it settles; returns its Future at once."""
+        if not isinstance(spec, PollSpec):
+            raise TypeError(f"track(spec={spec!r}): pass a PollSpec")
+        key = next(self._keys)
+        slot = key % self.size
+        ledger = self._ledgers[slot]
+        future: Future[T] = Future(
+            spec.request_id,
+            spec.request_type,
+            canceller=functools.partial(self._forget, slot, key),
+        )
+        if not self.is_running:
+            future.set_exception(
+                PollerStoppedError(
+                    f"the poller pool is not running; start it before tracking request "
+                    f"{spec.request_id!r}"
+                )
+            )
+            return future
+        policy = spec.policy if spec.policy is not None else self.policy
+        progress = spec.progress
+        if progress is None:
+            progress = ProgressTracker(policy.progress_timeout_s, clock=self.clock)
+        ledger.add(_Entry(key, spec, future, policy, progress, self.clock()))
+        telemetry.emit(
+            telemetry.EVENT_FUTURE_START,
+            None,
+            {"request_id": spec.request_id, "request_type": spec.request_type},
+        )
+        poller = self.poller(slot)
+        if poller is not None:
+            with contextlib.suppress(ActorDeadError):  # if dead, its successor adopts it
+                poller.tell(_Drive(key))
+        if not self.is_running:  # stopped meanwhile: the supervisor may have drained already
+            entry = ledger.pop(key)
+            if entry is not None:
+                future.set_exception(PollerStoppedError("the poller pool stopped; resubmit"))
+        return future
+
+    def _forget(self, slot: int, key: int) -> None:
+        entry = self._ledgers[slot].pop(key)
+        if entry is None:
+            return
+        poller = self.poller(slot)
+        if poller is not None:
+            with contextlib.suppress(ActorDeadError):
+                poller.tell(_Forget(entry))

@@ -197,6 +197,14 @@ class TestMalformedInput:
         with pytest.raises(ValueError, match="has 1 datums but the records declare 3"):
             proto.decode_forward_backward_output(message.SerializeToString())
 
+    def test_an_absurd_datum_count_without_fields_is_refused_at_once(self):
+        """A corrupt num_datums with no fields to check it against cannot make us loop."""
+        for count in (2**40, -1):
+            message = pb.ForwardBackwardOutput()
+            message.loss_fn_outputs.add(num_datums=count)
+            with pytest.raises(ValueError, match=re.escape("datums; expected 0..")):
+                proto.decode_forward_backward_output(message.SerializeToString())
+
     def test_an_unknown_stop_reason_and_a_short_topk_are_refused(self):
         """An undefined stop reason or a top-k block of the wrong size fails clearly."""
         message = pb.SampleResponse()

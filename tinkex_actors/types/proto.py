@@ -88,6 +88,7 @@ _STOP_REASON_ENUM: Final = {"stop": 0, "length": 1}
 _STOP_REASON_NAME: Final = {0: "stop", 1: "length"}
 
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+_MAX_DATUMS: Final = 1 << 24  # far above any batch a server accepts
 _DEFAULT_MAX_DECOMPRESSED_BYTES: Final = 1 << 30
 
 
@@ -679,6 +680,12 @@ def decode_forward_backward_output(body: bytes, *, copy: bool = False) -> Forwar
     num_datums = sum(n for n, _ in records)
     if num_datums == 0 and per_field:  # records written before num_datums existed
         num_datums = len(next(iter(per_field.values())))
+    if not 0 <= num_datums <= _MAX_DATUMS:
+        # Datums without fields cost no bytes, so only this bound keeps a corrupt count
+        # from building billions of empty outputs.
+        raise ValueError(
+            f"ForwardBackwardOutput declares {num_datums} datums; expected 0..{_MAX_DATUMS}"
+        )
     for name, tensors in per_field.items():
         if len(tensors) != num_datums:
             raise ValueError(

@@ -166,7 +166,7 @@ class Future(Generic[T]):
         The server may still run the operation (a sampling request is cancelled server-side
         where the server supports it).
         """
-        if not self._inner.cancel():
+        if self._inner.done() or not self._inner.cancel():
             return False
         canceller, self._canceller = self._canceller, None
         if canceller is not None:

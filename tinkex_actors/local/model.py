@@ -29,17 +29,18 @@ import secrets
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import losses
+from .checkpoint import read_state, state_config, take_array, write_state
 from .checks import check_adam, check_sampling, check_tokens
 from .sampler import (
     SampledSequence,
     SampleResult,
+    log_softmax,
     parse_stop,
     prompt_logprob_rows,
     sample_sequences,
@@ -431,7 +432,7 @@ class LoraModel:
         pending gradient is discarded. A state of another base model, rank or layer
         set raises ValueError and changes nothing.
         """
-        config = _state_config(state)
+        config = state_config(state)
         mine = self.lora_config()
         for key in ("base_model", "rank", "train_mlp", "train_attn", "train_unembed"):
             if config[key] != mine[key]:
@@ -445,16 +446,18 @@ class LoraModel:
                 "the checkpoint holds no optimizer state; load it with with_optimizer=False "
                 "or save it with include_optimizer=True"
             )
-        new_params = {k: _take(state, f"lora/{k}", p, self.dtype) for k, p in self.params.items()}
+        new_params = {
+            k: take_array(state, f"lora/{k}", p, self.dtype) for k, p in self.params.items()
+        }
         with self._lock:
             self.params = new_params
             if with_optimizer:
                 self.adam_m = {
-                    k: _take(state, f"optimizer/m/{k}", p, self.dtype)
+                    k: take_array(state, f"optimizer/m/{k}", p, self.dtype)
                     for k, p in new_params.items()
                 }
                 self.adam_v = {
-                    k: _take(state, f"optimizer/v/{k}", p, self.dtype)
+                    k: take_array(state, f"optimizer/v/{k}", p, self.dtype)
                     for k, p in new_params.items()
                 }
                 self.adam_step = int(state["optimizer/step"])
@@ -474,7 +477,7 @@ class LoraModel:
         dtype: npt.DTypeLike = np.float32,
     ) -> LoraModel:
         """Build a model with the LoRA config recorded in ``state`` and load it."""
-        config = _state_config(state)
+        config = state_config(state)
         model = cls(
             config["base_model"],
             rank=config["rank"],
@@ -489,14 +492,7 @@ class LoraModel:
 
     def save(self, path: str | os.PathLike[str], include_optimizer: bool = True) -> None:
         """Write ``state(include_optimizer)`` to ``path`` as .npz, atomically (temp + rename)."""
-        target = Path(path)
-        temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(temporary, "wb") as handle:
-                np.savez(handle, **self.state(include_optimizer))  # type: ignore[arg-type]
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
+        write_state(path, self.state(include_optimizer))
 
     def load(self, path: str | os.PathLike[str], with_optimizer: bool = True) -> None:
         """Load a file written by ``save`` into this model (see ``load_state``)."""
@@ -552,7 +548,7 @@ class LoraModel:
             if prompt_logprobs or topk_prompt_logprobs > 0:
                 predicting = contexts[: prompt.size - 1]  # position i predicts token i + 1
                 rows = [
-                    _log_softmax64(self._next_logits(predicting[lo : lo + _CHUNK_POSITIONS]))
+                    log_softmax(self._next_logits(predicting[lo : lo + _CHUNK_POSITIONS]))
                     for lo in range(0, predicting.shape[0], _CHUNK_POSITIONS)
                 ]
                 logp_rows = np.concatenate(rows) if rows else np.empty((0, self.spec.vocab_size))
@@ -582,19 +578,6 @@ class LoraModel:
 # -------------------------------------------------------------------- helpers
 
 
-def read_state(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read the arrays of a file written by ``LoraModel.save``."""
-    with np.load(Path(path), allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
-
-
-def _log_softmax64(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return z
-
-
 def _datum_parts(datum: ModelDatum | Mapping[str, Any], index: int) -> tuple[Any, Any]:
     if isinstance(datum, ModelDatum):
         return datum.tokens, datum.loss_fn_inputs
@@ -604,36 +587,3 @@ def _datum_parts(datum: ModelDatum | Mapping[str, Any], index: int) -> tuple[Any
         f"data[{index}] is a {type(datum).__name__}; give a ModelDatum or a mapping with "
         "'tokens' and 'loss_fn_inputs'"
     )
-
-
-def _state_config(state: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    try:
-        flags = [bool(x) for x in np.asarray(state["meta/train_flags"])]
-        return {
-            "base_model": bytes(np.asarray(state["meta/base_model"], np.uint8)).decode("utf-8"),
-            "rank": int(state["meta/rank"]),
-            "seed": int(state["meta/seed"]),
-            "train_mlp": flags[0],
-            "train_attn": flags[1],
-            "train_unembed": flags[2],
-        }
-    except (KeyError, IndexError, ValueError, TypeError) as exc:
-        raise ValueError(
-            f"the state is not a LoraModel checkpoint ({exc!r}); pass what LoraModel.state "
-            "returned or a file LoraModel.save wrote"
-        ) from exc
-
-
-def _take(
-    state: Mapping[str, np.ndarray], key: str, like: np.ndarray, dtype: np.dtype[Any]
-) -> np.ndarray:
-    if key not in state:
-        raise ValueError(f"the checkpoint lacks {key!r}; it is incomplete or of another model")
-    array = np.asarray(state[key])
-    if array.shape != like.shape:
-        raise ValueError(
-            f"checkpoint {key!r} has shape {array.shape} but the model expects {like.shape}"
-        )
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"checkpoint {key!r} holds NaN or inf; refusing to load it")
-    return array.astype(dtype, copy=True)

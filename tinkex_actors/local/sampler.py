@@ -29,6 +29,7 @@ __all__ = [
     "SampleResult",
     "SampledSequence",
     "StopCondition",
+    "log_softmax",
     "parse_stop",
     "prompt_logprob_rows",
     "sample_sequences",
@@ -92,7 +93,8 @@ def parse_stop(stop: str | Sequence[str] | Sequence[int] | None, vocab_size: int
     return StopCondition(frozenset(ids), ())
 
 
-def _log_softmax(logits: np.ndarray) -> npt.NDArray[np.float64]:
+def log_softmax(logits: np.ndarray) -> npt.NDArray[np.float64]:
+    """Row-wise log-softmax of ``logits`` in float64."""
     z = logits.astype(np.float64)
     z -= z.max(axis=1, keepdims=True)
     z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -161,7 +163,7 @@ def sample_sequences(
         if rows.size == 0:
             break
         uniforms = rng.random(num_samples)[rows]
-        logp = _log_softmax(next_logits(windows[rows]))
+        logp = log_softmax(next_logits(windows[rows]))
         picked = _choose(logp, temperature, top_k, top_p, uniforms)
         picked_logp = logp[np.arange(rows.size), picked]
         windows[rows, :-1] = windows[rows, 1:]

@@ -1,0 +1,25 @@
+"""Client tests run under the leak check: every actor stopped, no thread of theirs left.
+
+The embedded server is shared by a module and grows its own worker threads on demand
+(`tinkex-local...`); those belong to the server's lifetime, not to a test's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from supervisors.testing import stop_everything_and_check_threads
+
+
+@pytest.fixture(autouse=True)
+def leak_check() -> Iterator[None]:
+    """Fail a test that leaves an actor or a client thread alive."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in stop_everything_and_check_threads(before)
+              if not t.name.startswith("tinkex-local")]
+    if leaked:
+        pytest.fail(f"threads left alive after the test: {[t.name for t in leaked]}")

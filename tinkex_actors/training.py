@@ -1,0 +1,559 @@
+"""The TrainingClient: a thin handle in the caller's thread, an actor per model behind it.
+
+How a call flows (DESIGN.md section 4):
+
+1. The handle validates the call, encodes its request body and reserves its `seq_id`, all in the
+   caller's thread and under one lock, so two calls made one after the other always get
+   increasing seq_ids and nothing is reserved for a call that failed to encode.
+2. The job goes into the model's `TrainingState` (kept outside the actor) and the actor is told.
+3. The actor submits jobs strictly in seq_id order, one submit in flight at a time, without
+   blocking its mailbox: the Transport's answer comes back as a message.
+4. The answered `request_id` goes to the PollerPool, whose Future settles the caller's Future.
+
+Restart with identity: the state holds the model_id, the next seq_id and every job not yet
+handed to a poller. A restarted actor adopts them; the job whose submit was in flight when the
+actor died is submitted again with the same seq_id and the same idempotency key, so the server
+applies it once. Queue-state changes of this model's futures arrive here as messages and are
+reported through the actor's own debouncer.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+import structlog
+from pykka import ActorDeadError, ActorRef
+
+from supervisors import Process, SupervisedRef
+from tinkex_actors import types
+from tinkex_actors.config import ClientFlags, PoolKind
+from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs
+from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
+from tinkex_actors.retry import ProgressTracker
+from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.types import proto
+
+log = structlog.get_logger("tinkex_actors.training")
+
+PROTO_BYTES_PER_TOKEN = 4
+SPARSE_INDEX_BYTES = 8
+RESOLVE_TIMEOUT_S = 10.0
+"""How long a call waits for a restarting TrainingClient actor to come back."""
+
+
+# -- the state that outlives an actor ----------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One request of a model, from its reservation to its hand-off to a poller."""
+
+    seq_id: int
+    request: HttpRequest
+    request_type: str
+    decode_json: Callable[[Any], Any]
+    decode_proto: Callable[[bytes], Any] | None
+    future: Future[Any]
+    submitted: bool = False
+
+
+@dataclass
+class TrainingState:
+    """A model's identity and its unfinished jobs; shared by the handle and every incarnation."""
+
+    model_id: str
+    session_id: str
+    base_model: str
+    flags: ClientFlags = field(default_factory=ClientFlags)
+    next_seq_id: int = 1
+    next_to_submit: int = 1
+    jobs: dict[int, Job] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    progress: ProgressTracker | None = None
+
+    def reserve(self, count: int) -> int:
+        """Reserve `count` consecutive seq_ids (call with `lock` held); returns the first."""
+        first = self.next_seq_id
+        self.next_seq_id += count
+        return first
+
+
+# -- the actor ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Kick:
+    """New jobs are in the state: submit what is next in order."""
+
+
+@dataclass(frozen=True)
+class _Submitted:
+    seq_id: int
+    outcome: Any  # concurrent.futures.Future[HttpResponse]
+
+
+class TrainingClientActor(Process):
+    """Submits one model's requests in seq_id order and hands their futures to the pollers."""
+
+    def __init__(self, state: TrainingState, transport: Transport, pollers: PollerPool) -> None:
+        super().__init__()
+        self.state = state
+        self.transport = transport
+        self.pollers = pollers
+        self.in_flight: int | None = None
+        self.debouncer = QueueStateDebouncer("training", state.model_id)
+
+    def init(self) -> None:
+        """Adopt what a predecessor left: resubmit an unanswered submit, then go on in order."""
+        with self.state.lock:
+            for job in self.state.jobs.values():
+                job.submitted = False
+        self._submit_next()
+
+    def on_receive(self, message: Any) -> Any:
+        """Handle one message."""
+        if isinstance(message, _Kick):
+            self._submit_next()
+        elif isinstance(message, _Submitted):
+            self._submitted(message)
+        elif isinstance(message, QueueStateChange):
+            self.debouncer.handle(message)
+        else:
+            raise TypeError(f"TrainingClientActor got an unknown message: {message!r}")
+        return None
+
+    def _submit_next(self) -> None:
+        if self.in_flight is not None:
+            return
+        with self.state.lock:
+            job = self.state.jobs.get(self.state.next_to_submit)
+            if job is None or job.submitted:
+                return
+            job.submitted = True
+        if job.future.cancelled():
+            # Still submitted: the server must see every seq_id to keep the order.
+            log.debug("cancelled_job_submitted_anyway", seq_id=job.seq_id)
+        self.in_flight = job.seq_id
+        outcome = self.transport.submit(job.request)
+        me = self.actor_ref
+        outcome.add_done_callback(lambda f: me.tell(_Submitted(job.seq_id, f)))
+
+    def _submitted(self, message: _Submitted) -> None:
+        self.in_flight = None
+        with self.state.lock:
+            job = self.state.jobs.pop(message.seq_id, None)
+            self.state.next_to_submit = max(self.state.next_to_submit, message.seq_id + 1)
+        if job is not None:
+            self._track(job, message.outcome)
+        self._submit_next()
+
+    def _track(self, job: Job, outcome: Any) -> None:
+        try:
+            response: HttpResponse = outcome.result(timeout=0)
+            answer = msgspec.json.decode(response.content)
+            request_id = answer["request_id"]
+        except BaseException as exc:
+            job.future.set_exception(exc)
+            return
+        spec = PollSpec(
+            request_id=request_id,
+            request_type=job.request_type,
+            decode_json=job.decode_json,
+            decode_proto=job.decode_proto,
+            owner=self.actor_ref,
+            progress=self.state.progress,
+        )
+        polled = self.pollers.track(spec)
+        job.future.request_id = request_id
+        _forward(polled, job.future)
+
+
+def _forward(source: Future[Any], target: Future[Any]) -> None:
+    def copy(done: Future[Any]) -> None:
+        if done.cancelled():
+            target.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
+    target.add_done_callback(lambda t: source.cancel() if t.cancelled() else None)
+
+
+# -- validation and encoding helpers -------------------------------------------------------------
+
+
+LOSS_FNS = ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro")
+
+
+def check_loss(loss_fn: object, loss_fn_config: Mapping[str, Any] | None) -> None:
+    """A clear ValueError for an unknown loss function or a config value that is no number."""
+    if not isinstance(loss_fn, str) or loss_fn not in LOSS_FNS:
+        raise ValueError(
+            f"loss_fn={loss_fn!r} is not a Tinker loss function; use one of {', '.join(LOSS_FNS)}"
+        )
+    for key, value in (loss_fn_config or {}).items():
+        if (
+            not isinstance(key, str)
+            or isinstance(value, bool)
+            or not isinstance(value, int | float | str)
+        ):
+            raise ValueError(
+                f"loss_fn_config[{key!r}]={value!r} is not valid; keys are strings and values "
+                "numbers (or strings)"
+            )
+
+
+def check_data(data: Sequence[types.Datum], where: str = "data") -> list[types.Datum]:
+    """The data as a list, refusing an empty batch or something that is not Datums."""
+    items = list(data)
+    if not items:
+        raise ValueError(f"{where} is empty; pass at least one Datum")
+    for i, datum in enumerate(items):
+        if not isinstance(datum, types.Datum):
+            raise TypeError(
+                f"{where}[{i}] is a {type(datum).__name__}; build it with "
+                "tinkex_actors.types.Datum(model_input=..., loss_fn_inputs=...)"
+            )
+    return items
+
+
+def estimate_bytes(datum: types.Datum) -> int:
+    """The official estimate of a datum's serialized size (4 bytes a token, tensors' bytes)."""
+    total = 0
+    for chunk in datum.model_input.chunks:
+        if isinstance(chunk, types.EncodedTextChunk):
+            total += len(chunk.tokens) * PROTO_BYTES_PER_TOKEN
+        elif isinstance(chunk, types.ImageChunk):
+            total += len(chunk.data)
+        else:
+            total += chunk.length * PROTO_BYTES_PER_TOKEN
+    for td in datum.loss_fn_inputs.values():
+        total += td.to_numpy().nbytes
+        if td.sparse_crow_indices is not None:
+            total += SPARSE_INDEX_BYTES * len(td.sparse_crow_indices)
+        if td.sparse_col_indices is not None:
+            total += SPARSE_INDEX_BYTES * len(td.sparse_col_indices)
+    return total
+
+
+def chunk_data(data: list[types.Datum], flags: ClientFlags) -> list[list[types.Datum]]:
+    """Split a batch by the server's limits on datums and bytes per chunk; never an empty one."""
+    chunks: list[list[types.Datum]] = []
+    current: list[types.Datum] = []
+    current_bytes = 0
+    for datum in data:
+        size = estimate_bytes(datum)
+        if current and (
+            current_bytes + size > flags.fwdbwd_max_chunk_bytes_count
+            or len(current) >= flags.fwdbwd_max_chunk_len
+        ):
+            chunks.append(current)
+            current, current_bytes = [], 0
+        current.append(datum)
+        current_bytes += size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _decode_fb_json(value: Any) -> types.ForwardBackwardOutput:
+    return types.convert(value, types.ForwardBackwardOutput)
+
+
+def _decoder(kind: type[Any]) -> Callable[[Any], Any]:
+    return lambda value: types.convert(value, kind)
+
+
+# -- the handle ----------------------------------------------------------------------------------
+
+
+class TrainingClient:
+    """A LoRA training model. Every method returns a Future at once (see the module docstring).
+
+    Built by `ServiceClient.create_lora_training_client` and friends; the handle keeps working
+    across restarts of its actor.
+    """
+
+    def __init__(
+        self,
+        state: TrainingState,
+        actor: SupervisedRef | ActorRef[Any],
+        transport: Transport,
+        *,
+        sampling_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self._state = state
+        self._actor = actor
+        self._transport = transport
+        self._sampling_factory = sampling_factory
+
+    def __repr__(self) -> str:
+        return f"TrainingClient(model_id={self.model_id!r}, base_model={self._state.base_model!r})"
+
+    @property
+    def model_id(self) -> str:
+        """The server's id of this model (also its training run id)."""
+        return self._state.model_id
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _tell(self) -> None:
+        actor = self._actor
+        ref = actor.resolve(RESOLVE_TIMEOUT_S) if isinstance(actor, SupervisedRef) else actor
+        try:
+            ref.tell(_Kick())
+        except ActorDeadError:
+            # The actor is restarting: its successor adopts the queued jobs in init().
+            log.debug("kick_to_restarting_actor", model_id=self.model_id)
+
+    def _enqueue(
+        self,
+        path: str,
+        request_type: str,
+        build: Callable[[int], tuple[bytes, str]],
+        decode_json: Callable[[Any], Any],
+        decode_proto: Callable[[bytes], Any] | None = None,
+    ) -> Future[Any]:
+        """Reserve one seq_id, build the body for it, and queue the job (atomically)."""
+        return self._enqueue_many(path, request_type, [build], decode_json, decode_proto)[0]
+
+    def _enqueue_many(
+        self,
+        path: str,
+        request_type: str,
+        builders: list[Callable[[int], tuple[bytes, str]]],
+        decode_json: Callable[[Any], Any],
+        decode_proto: Callable[[bytes], Any] | None = None,
+    ) -> list[Future[Any]]:
+        state = self._state
+        futures: list[Future[Any]] = []
+        with state.lock:
+            first = state.next_seq_id
+            jobs = []
+            for offset, build in enumerate(builders):
+                seq_id = first + offset
+                body, content_type = build(seq_id)  # raises before anything is reserved
+                headers = {"x-idempotency-key": f"tinkex-actors-{uuid.uuid4()}"}
+                if content_type == proto.PROTOBUF_CONTENT_TYPE:
+                    headers["accept"] = proto.PROTOBUF_CONTENT_TYPE
+                request = HttpRequest(
+                    "POST", path, body, content_type, headers=headers, pool=PoolKind.TRAIN
+                )
+                future: Future[Any] = Future(request_type=request_type)
+                jobs.append(Job(seq_id, request, request_type, decode_json, decode_proto, future))
+                futures.append(future)
+            state.reserve(len(builders))
+            for job in jobs:
+                state.jobs[job.seq_id] = job
+        self._tell()
+        return futures
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _forward_backward(
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, Any] | None,
+        forward_only: bool,
+    ) -> Future[types.ForwardBackwardOutput]:
+        items = check_data(data)
+        check_loss(loss_fn, loss_fn_config)
+        config = dict(loss_fn_config) if loss_fn_config else None
+        flags = self._state.flags
+        model_id = self.model_id
+
+        def builder(chunk: list[types.Datum]) -> Callable[[int], tuple[bytes, str]]:
+            def build(seq_id: int) -> tuple[bytes, str]:
+                fbi = types.ForwardBackwardInput(
+                    data=chunk,
+                    loss_fn=loss_fn,  # type: ignore[arg-type]
+                    loss_fn_config=config,
+                )
+                body = proto.encode_forward_backward_request(
+                    fbi, model_id=model_id, seq_id=seq_id, forward_only=forward_only
+                )
+                return body, proto.PROTOBUF_CONTENT_TYPE
+
+            return build
+
+        kind = "Forward" if forward_only else "ForwardBackward"
+        parts = self._enqueue_many(
+            "forward_backward",
+            kind,
+            [builder(c) for c in chunk_data(items, flags)],
+            _decode_fb_json,
+            proto.decode_forward_backward_output,
+        )
+        if len(parts) == 1:
+            only: Future[types.ForwardBackwardOutput] = parts[0]
+            return only
+        return combine(parts, combine_forward_backward_outputs)
+
+    def forward(
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, Any] | None = None,
+    ) -> Future[types.ForwardBackwardOutput]:
+        """Compute the loss and per-datum outputs without accumulating gradients."""
+        return self._forward_backward(data, loss_fn, loss_fn_config, forward_only=True)
+
+    def forward_backward(
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, Any] | None = None,
+    ) -> Future[types.ForwardBackwardOutput]:
+        """Compute the loss and accumulate its gradients; chunked by the server's limits."""
+        return self._forward_backward(data, loss_fn, loss_fn_config, forward_only=False)
+
+    def optim_step(self, adam_params: types.AdamParams) -> Future[types.OptimStepResponse]:
+        """Apply the accumulated gradients with Adam, after every earlier call of this model."""
+        if not isinstance(adam_params, types.AdamParams):
+            raise TypeError(
+                f"adam_params is a {type(adam_params).__name__}; pass "
+                "tinkex_actors.types.AdamParams(learning_rate=...)"
+            )
+        model_id = self.model_id
+
+        def build(seq_id: int) -> tuple[bytes, str]:
+            body = types.OptimStepRequest(model_id=model_id, adam_params=adam_params, seq_id=seq_id)
+            return types.to_json(body), "application/json"
+
+        return self._enqueue("optim_step", "OptimStep", build, _decoder(types.OptimStepResponse))
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def save_state(
+        self, name: str, ttl_seconds: int | None = None
+    ) -> Future[types.SaveWeightsResponse]:
+        """Save weights and optimizer state as `tinker://<model_id>/weights/<name>`."""
+        _check_name(name)
+        model_id = self.model_id
+
+        def build(seq_id: int) -> tuple[bytes, str]:
+            body = types.SaveWeightsRequest(
+                model_id=model_id, path=name, seq_id=seq_id, ttl_seconds=ttl_seconds
+            )
+            return types.to_json(body), "application/json"
+
+        return self._enqueue(
+            "save_weights", "SaveWeights", build, _decoder(types.SaveWeightsResponse)
+        )
+
+    def _load(self, path: str, optimizer: bool) -> Future[types.LoadWeightsResponse]:
+        if not isinstance(path, str) or not path.startswith("tinker://"):
+            raise ValueError(
+                f"path={path!r} is not a tinker path; pass 'tinker://<run>/weights/<name>'"
+            )
+        model_id = self.model_id
+
+        def build(seq_id: int) -> tuple[bytes, str]:
+            body = types.LoadWeightsRequest(
+                path=path, optimizer=optimizer, model_id=model_id, seq_id=seq_id
+            )
+            return types.to_json(body), "application/json"
+
+        return self._enqueue(
+            "load_weights", "LoadWeights", build, _decoder(types.LoadWeightsResponse)
+        )
+
+    def load_state(self, path: str) -> Future[types.LoadWeightsResponse]:
+        """Load weights from a checkpoint (optimizer state left as it is)."""
+        return self._load(path, optimizer=False)
+
+    def load_state_with_optimizer(self, path: str) -> Future[types.LoadWeightsResponse]:
+        """Load weights and optimizer state from a checkpoint (wire field `optimizer`)."""
+        return self._load(path, optimizer=True)
+
+    def save_weights_for_sampler(
+        self, name: str, ttl_seconds: int | None = None
+    ) -> Future[types.SaveWeightsForSamplerResponse]:
+        """Save sampler weights as `tinker://<model_id>/sampler_weights/<name>`."""
+        _check_name(name)
+        model_id = self.model_id
+
+        def build(seq_id: int) -> tuple[bytes, str]:
+            body = types.SaveWeightsForSamplerRequest(
+                model_id=model_id, path=name, seq_id=seq_id, ttl_seconds=ttl_seconds
+            )
+            return types.to_json(body), "application/json"
+
+        return self._enqueue(
+            "save_weights_for_sampler",
+            "SaveWeightsForSampler",
+            build,
+            _decoder(types.SaveWeightsForSamplerResponse),
+        )
+
+    def save_weights_and_get_sampling_client(self, name: str | None = None) -> Future[Any]:
+        """Save the current weights for sampling and return a Future of a SamplingClient."""
+        if self._sampling_factory is None:
+            raise RuntimeError("this TrainingClient was built without a ServiceClient")
+        name = name or f"sampler-{uuid.uuid4().hex[:12]}"
+        saved = self.save_weights_for_sampler(name)
+        factory = self._sampling_factory
+        return combine([saved], lambda results: factory(model_path=results[0].path))
+
+    # -- information -------------------------------------------------------------------------
+
+    def _simple(self, path: str, body: Any, kind: type[Any]) -> Future[Any]:
+        future: Future[Any] = Future(request_type=kind.__name__)
+        outcome = self._transport.submit(
+            HttpRequest("POST", path, types.to_json(body), pool=PoolKind.TRAIN)
+        )
+
+        def done(f: Any) -> None:
+            try:
+                future.set_result(types.convert(f.result().json(), kind))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        outcome.add_done_callback(done)
+        return future
+
+    def get_info(self) -> Future[types.GetInfoResponse]:
+        """The model's base model, LoRA rank and tokenizer id."""
+        return self._simple(
+            "get_info", types.GetInfoRequest(model_id=self.model_id), types.GetInfoResponse
+        )
+
+    def unload_model(self) -> Future[types.UnloadModelResponse]:
+        """Free the model on the server once its queued work is done."""
+        model_id = self.model_id
+
+        def build(seq_id: int) -> tuple[bytes, str]:
+            return msgspec.json.encode(
+                {"model_id": model_id, "seq_id": seq_id, "type": "unload_model"}
+            ), "application/json"
+
+        return self._enqueue(
+            "unload_model", "UnloadModel", build, _decoder(types.UnloadModelResponse)
+        )
+
+    def get_tokenizer(self) -> Any:
+        """The model's tokenizer: the byte tokenizer for the embedded server's byte models."""
+        from tinkex_actors.tokenizer import get_tokenizer
+
+        return get_tokenizer(self._state.base_model)
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(
+            f"name={name!r} is not a valid checkpoint name; use letters, digits, '.', '_' or '-'"
+        )
+
+
+RequestKind = Literal["forward", "forward_backward"]

@@ -20,6 +20,7 @@ used as the client directly (older code), `.result()`-ed (official 0.38) or awai
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import importlib
 import itertools
@@ -29,7 +30,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar, cast
 
 import structlog
-from pykka import ActorRef
+from pykka import ActorDeadError, ActorRef
 
 from supervisors import (
     ChildSpec,
@@ -40,13 +41,21 @@ from supervisors import (
     start_child,
 )
 from supervisors import stop as stop_process
+from supervisors.timers import TimerService
 from tinkex_actors import types
 from tinkex_actors.config import ClientFlags, Config, PoolKind
 from tinkex_actors.futures import Future
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.retry import ProgressTracker
 from tinkex_actors.sampling import SamplingClient
-from tinkex_actors.session import CreateSession, FinishSession, SessionManager, SessionTable
+from tinkex_actors.session import (
+    CreateSession,
+    FinishSession,
+    SessionLost,
+    SessionManager,
+    SessionTable,
+    Subscribe,
+)
 from tinkex_actors.training import TrainingClient, TrainingClientActor, TrainingState
 from tinkex_actors.transport import HttpRequest, Transport
 
@@ -86,6 +95,7 @@ class ServiceClient:
         user_metadata: dict[str, str] | None = None,
         tags: list[str] | None = None,
         pollers: int = 4,
+        timers: TimerService | None = None,
         environ: dict[str, str] | None = None,
         **config_options: Any,
     ) -> None:
@@ -108,6 +118,7 @@ class ServiceClient:
                 "Tinker-compatible server on loopback",
             )
         self._closed = False
+        self._timers = timers
         self._lock = threading.Lock()
         self._model_seq = itertools.count()
         self._sampler_seq = itertools.count()
@@ -156,7 +167,9 @@ class ServiceClient:
             ChildSpec(
                 id="session_manager",
                 name="session_manager",
-                start=functools.partial(SessionManager.start, self.transport, self._sessions),
+                start=functools.partial(
+                    SessionManager.start, self.transport, self._sessions, timers=self._timers
+                ),
             ),
             ChildSpec(id="pollers", start=start_pollers, type="supervisor"),
             ChildSpec(
@@ -228,12 +241,16 @@ class ServiceClient:
             ),
             timeout_s=CALL_TIMEOUT_S,
         )
-        return TrainingClient(
-            state,
-            SupervisedRef(name, self.registry),
-            self.transport,
-            sampling_factory=self._sampling_now,
-        )
+        actor = SupervisedRef(name, self.registry)
+
+        def on_session_event(event: Any) -> None:
+            # Runs in the SessionManager's thread: hand over, never block.
+            if isinstance(event, SessionLost):
+                with contextlib.suppress(ActorDeadError):
+                    actor.current().tell(event)
+
+        self._manager.current().tell(Subscribe(self.session_id, on_session_event))
+        return TrainingClient(state, actor, self.transport, sampling_factory=self._sampling_now)
 
     def _create_model(
         self, base_model: str, lora: types.LoraConfig, user_metadata: dict[str, Any] | None

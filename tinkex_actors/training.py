@@ -26,16 +26,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
+import numpy as np
 import structlog
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import Process, SupervisedRef
 from tinkex_actors import types
 from tinkex_actors.config import ClientFlags, PoolKind
+from tinkex_actors.errors import ConflictError
 from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
 from tinkex_actors.retry import ProgressTracker
+from tinkex_actors.session import SessionLost
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 from tinkex_actors.types import proto
 
@@ -61,6 +64,9 @@ class Job:
     decode_proto: Callable[[bytes], Any] | None
     future: Future[Any]
     submitted: bool = False
+    on_conflict: Callable[[], Any] | None = None
+    """For saves: the result to give when the server answers 409 (the name exists, i.e. an
+    earlier attempt of this very save landed)."""
 
 
 @dataclass
@@ -76,6 +82,9 @@ class TrainingState:
     jobs: dict[int, Job] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     progress: ProgressTracker | None = None
+    lost: BaseException | None = None
+    """Set when the session is gone: every queued job fails with it, new calls raise it."""
+    lost_event: threading.Event = field(default_factory=threading.Event)
 
     def reserve(self, count: int) -> int:
         """Reserve `count` consecutive seq_ids (call with `lock` held); returns the first."""
@@ -124,9 +133,21 @@ class TrainingClientActor(Process):
             self._submitted(message)
         elif isinstance(message, QueueStateChange):
             self.debouncer.handle(message)
+        elif isinstance(message, SessionLost):
+            self._session_lost(message)
         else:
             raise TypeError(f"TrainingClientActor got an unknown message: {message!r}")
         return None
+
+    def _session_lost(self, message: SessionLost) -> None:
+        with self.state.lock:
+            self.state.lost = message.error
+            jobs = list(self.state.jobs.values())
+            self.state.jobs.clear()
+        self.state.lost_event.set()
+        for job in jobs:
+            job.future.set_exception(message.error)
+        log.warning("training_session_lost", model_id=self.state.model_id, failed_jobs=len(jobs))
 
     def _submit_next(self) -> None:
         if self.in_flight is not None:
@@ -158,6 +179,13 @@ class TrainingClientActor(Process):
             response: HttpResponse = outcome.result(timeout=0)
             answer = msgspec.json.decode(response.content)
             request_id = answer["request_id"]
+        except ConflictError as exc:
+            if job.on_conflict is not None:
+                log.info("save_already_landed", seq_id=job.seq_id, error=str(exc))
+                job.future.set_result(job.on_conflict())
+            else:
+                job.future.set_exception(exc)
+            return
         except BaseException as exc:
             job.future.set_exception(exc)
             return
@@ -323,9 +351,12 @@ class TrainingClient:
         build: Callable[[int], tuple[bytes, str]],
         decode_json: Callable[[Any], Any],
         decode_proto: Callable[[bytes], Any] | None = None,
+        on_conflict: Callable[[], Any] | None = None,
     ) -> Future[Any]:
         """Reserve one seq_id, build the body for it, and queue the job (atomically)."""
-        return self._enqueue_many(path, request_type, [build], decode_json, decode_proto)[0]
+        return self._enqueue_many(
+            path, request_type, [build], decode_json, decode_proto, on_conflict
+        )[0]
 
     def _enqueue_many(
         self,
@@ -334,10 +365,13 @@ class TrainingClient:
         builders: list[Callable[[int], tuple[bytes, str]]],
         decode_json: Callable[[Any], Any],
         decode_proto: Callable[[bytes], Any] | None = None,
+        on_conflict: Callable[[], Any] | None = None,
     ) -> list[Future[Any]]:
         state = self._state
         futures: list[Future[Any]] = []
         with state.lock:
+            if state.lost is not None:
+                raise state.lost
             first = state.next_seq_id
             jobs = []
             for offset, build in enumerate(builders):
@@ -350,7 +384,17 @@ class TrainingClient:
                     "POST", path, body, content_type, headers=headers, pool=PoolKind.TRAIN
                 )
                 future: Future[Any] = Future(request_type=request_type)
-                jobs.append(Job(seq_id, request, request_type, decode_json, decode_proto, future))
+                jobs.append(
+                    Job(
+                        seq_id,
+                        request,
+                        request_type,
+                        decode_json,
+                        decode_proto,
+                        future,
+                        on_conflict=on_conflict,
+                    )
+                )
                 futures.append(future)
             state.reserve(len(builders))
             for job in jobs:
@@ -418,6 +462,95 @@ class TrainingClient:
         """Compute the loss and accumulate its gradients; chunked by the server's limits."""
         return self._forward_backward(data, loss_fn, loss_fn_config, forward_only=False)
 
+    def forward_backward_custom(
+        self, data: Sequence[types.Datum], loss_fn: CustomLossFn
+    ) -> Future[types.ForwardBackwardOutput]:
+        """Train on a loss computed here, from the model's logprobs, with numpy gradients.
+
+        `loss_fn(data, logprobs_list)` gets one float array of target-token logprobs per datum
+        and returns `(loss, metrics, grads)`, `grads[i]` being dLoss/dlogprobs of datum i. The
+        forward runs first; its backward is a cross_entropy pass with `weights = -grads` (the
+        official weighting), whose seq_id is reserved only when it is sent, as officially.
+        """
+        items = check_data(data)
+        for i, datum in enumerate(items):
+            if "target_tokens" not in datum.loss_fn_inputs:
+                raise ValueError(
+                    f"data[{i}].loss_fn_inputs has no 'target_tokens'; the custom "
+                    "loss needs the tokens whose logprobs it differentiates"
+                )
+        if not callable(loss_fn):
+            raise TypeError(
+                "loss_fn must be callable: (data, logprobs_list) -> (loss, metrics, grads)"
+            )
+        result: Future[types.ForwardBackwardOutput] = Future(request_type="ForwardBackwardCustom")
+        forward = self.forward(items, "cross_entropy")
+
+        def backward(fwd: types.ForwardBackwardOutput) -> None:
+            try:
+                logprobs = [out["logprobs"].to_numpy() for out in fwd.loss_fn_outputs]
+                loss, metrics, grads = loss_fn(items, logprobs)
+                if len(grads) != len(items):
+                    raise ValueError(
+                        f"loss_fn returned {len(grads)} gradients for "
+                        f"{len(items)} datums; return one per datum"
+                    )
+                linear = []
+                for i, (datum, grad, lp) in enumerate(zip(items, grads, logprobs, strict=True)):
+                    g = np.asarray(grad, dtype=np.float32)
+                    if g.shape != lp.shape:
+                        raise ValueError(
+                            f"gradient {i} has shape {g.shape}, its logprobs "
+                            f"{lp.shape}; return dLoss/dlogprobs of that shape"
+                        )
+                    linear.append(
+                        types.Datum(
+                            model_input=datum.model_input,
+                            loss_fn_inputs={
+                                "target_tokens": datum.loss_fn_inputs["target_tokens"],
+                                "weights": types.TensorData.from_numpy(-g),
+                            },
+                        )
+                    )
+                sent = self.forward_backward(linear, "cross_entropy")
+            except BaseException as exc:
+                result.set_exception(exc)
+                return
+
+            def done(out: Future[types.ForwardBackwardOutput]) -> None:
+                error = out.exception()
+                if error is not None:
+                    result.set_exception(error)
+                    return
+                value = out.result()
+                merged = {
+                    **value.metrics,
+                    **{k: float(v) for k, v in metrics.items()},
+                    "loss:sum": float(loss),
+                }
+                result.set_result(
+                    types.ForwardBackwardOutput(
+                        loss_fn_output_type=value.loss_fn_output_type,
+                        loss_fn_outputs=fwd.loss_fn_outputs,
+                        metrics=merged,
+                    )
+                )
+
+            sent.add_done_callback(done)
+
+        def after_forward(done: Future[types.ForwardBackwardOutput]) -> None:
+            error = done.exception()
+            if error is not None:
+                result.set_exception(error)
+                return
+            # The user's loss may be slow: never run it in a Poller's thread.
+            threading.Thread(
+                target=backward, args=(done.result(),), daemon=True, name="tinkex-custom-loss"
+            ).start()
+
+        forward.add_done_callback(after_forward)
+        return result
+
     def optim_step(self, adam_params: types.AdamParams) -> Future[types.OptimStepResponse]:
         """Apply the accumulated gradients with Adam, after every earlier call of this model."""
         if not isinstance(adam_params, types.AdamParams):
@@ -448,8 +581,15 @@ class TrainingClient:
             )
             return types.to_json(body), "application/json"
 
+        landed = types.SaveWeightsResponse(
+            path=f"tinker://{model_id}/weights/{name}", type="save_weights"
+        )
         return self._enqueue(
-            "save_weights", "SaveWeights", build, _decoder(types.SaveWeightsResponse)
+            "save_weights",
+            "SaveWeights",
+            build,
+            _decoder(types.SaveWeightsResponse),
+            on_conflict=lambda: landed,
         )
 
     def _load(self, path: str, optimizer: bool) -> Future[types.LoadWeightsResponse]:
@@ -490,11 +630,15 @@ class TrainingClient:
             )
             return types.to_json(body), "application/json"
 
+        landed = types.SaveWeightsForSamplerResponse(
+            path=f"tinker://{model_id}/sampler_weights/{name}", type="save_weights_for_sampler"
+        )
         return self._enqueue(
             "save_weights_for_sampler",
             "SaveWeightsForSampler",
             build,
             _decoder(types.SaveWeightsForSamplerResponse),
+            on_conflict=lambda: landed,
         )
 
     def save_weights_and_get_sampling_client(self, name: str | None = None) -> Future[Any]:
@@ -557,3 +701,9 @@ def _check_name(name: object) -> None:
 
 
 RequestKind = Literal["forward", "forward_backward"]
+
+CustomLossFn = Callable[
+    [list[types.Datum], list[np.ndarray]],
+    tuple[float, Mapping[str, float], Sequence[np.ndarray]],
+]
+"""`(data, logprobs_list) -> (loss, metrics, grads)` for `forward_backward_custom`."""

@@ -55,8 +55,9 @@ class TestTraining:
     def test_pipelined_steps_train_and_the_loss_falls(self, service: ServiceClient) -> None:
         """forward_backward and optim_step submitted back to back: loss falls."""
         tc = service.create_lora_training_client("tiny-byte-lm", rank=8, seed=1).result(WAIT_S)
-        steps = [(tc.forward_backward([datum()], "cross_entropy"), tc.optim_step(ADAM))
-                 for _ in range(6)]
+        steps = [
+            (tc.forward_backward([datum()], "cross_entropy"), tc.optim_step(ADAM)) for _ in range(6)
+        ]
         losses = [fb.result(WAIT_S).metrics["loss:sum"] for fb, _ in steps]
         assert all(opt.result(WAIT_S).metrics for _, opt in steps)
         assert losses[-1] < losses[0] / 2
@@ -85,8 +86,9 @@ class TestTraining:
             for f in fs:
                 f.result(WAIT_S)  # type: ignore[attr-defined]
         assert applied_seq_ids(server, tc.model_id) == list(range(1, 201))
-        seq_of = {rid: seq for seq, rid in
-                  server.service.models[tc.model_id].worker._applied.items()}
+        seq_of = {
+            rid: seq for seq, rid in server.service.models[tc.model_id].worker._applied.items()
+        }
         for fs in futures.values():
             seqs = [seq_of[f.request_id] for f in fs]  # type: ignore[attr-defined]
             assert seqs == sorted(seqs)
@@ -102,8 +104,7 @@ class TestTraining:
         assert server.app.path_counts["/api/v1/forward_backward"] - before == 2
         assert len(out.loss_fn_outputs) == 1025
         single = tc.forward([small], "cross_entropy").result(WAIT_S)
-        assert out.metrics["loss:sum"] == pytest.approx(1025 * single.metrics["loss:sum"],
-                                                        rel=1e-4)
+        assert out.metrics["loss:sum"] == pytest.approx(1025 * single.metrics["loss:sum"], rel=1e-4)
 
     def test_chunking_never_makes_an_empty_chunk(self) -> None:
         """An oversized first datum gets a chunk of its own, not an empty one before it."""
@@ -191,8 +192,9 @@ class TestFaults:
         with pytest.raises(ValueError, match="tinker path"):
             tc.load_state("s3://bucket/ckpt")
         with pytest.raises(ValueError, match="train nothing"):
-            service.create_lora_training_client("tiny-byte-lm", train_mlp=False,
-                                                train_attn=False, train_unembed=False)
+            service.create_lora_training_client(
+                "tiny-byte-lm", train_mlp=False, train_attn=False, train_unembed=False
+            )
         with pytest.raises(ValueError):
             types.AdamParams(learning_rate=-1.0)
         assert server.app.request_count == before
@@ -229,8 +231,11 @@ class TestSampling:
             tc.forward_backward([datum()], "cross_entropy")
             tc.optim_step(types.AdamParams(learning_rate=2e-2))
         sampler = tc.save_weights_and_get_sampling_client().result(WAIT_S)
-        out = sampler.sample(types.ModelInput.from_ints(TEXT[:9]), 1,
-                             types.SamplingParams(max_tokens=8, temperature=0.0)).result(WAIT_S)
+        out = sampler.sample(
+            types.ModelInput.from_ints(TEXT[:9]),
+            1,
+            types.SamplingParams(max_tokens=8, temperature=0.0),
+        ).result(WAIT_S)
         assert bytes(out.sequences[0].tokens[:7]) == b"ellohay"
         lps = sampler.compute_logprobs(types.ModelInput.from_ints(TEXT)).result(WAIT_S)
         assert lps[0] is None and len(lps) == len(TEXT)
@@ -247,3 +252,76 @@ class TestLifecycle:
         for t in set(threading.enumerate()) - before:
             t.join(WAIT_S)
             assert not t.is_alive(), t.name
+
+
+class TestCustomLoss:
+    def test_a_numpy_custom_loss_trains_like_the_same_builtin_loss(
+        self, service: ServiceClient
+    ) -> None:
+        """-sum(logprobs) by forward_backward_custom equals cross_entropy with weights 1."""
+
+        def neg_sum(data: list[types.Datum], logprobs: list[np.ndarray]):  # type: ignore[no-untyped-def]
+            loss = -sum(float(lp.sum()) for lp in logprobs)
+            return loss, {"custom:sum": loss}, [-np.ones_like(lp) for lp in logprobs]
+
+        custom = service.create_lora_training_client("tiny-byte-lm", rank=4, seed=11).result(WAIT_S)
+        builtin = service.create_lora_training_client("tiny-byte-lm", rank=4, seed=11).result(
+            WAIT_S
+        )
+        out = custom.forward_backward_custom([datum()], neg_sum).result(WAIT_S)
+        ref = builtin.forward_backward([datum()], "cross_entropy").result(WAIT_S)
+        assert out.metrics["custom:sum"] == pytest.approx(ref.metrics["loss:sum"], rel=1e-5)
+        custom.optim_step(ADAM).result(WAIT_S)
+        builtin.optim_step(ADAM).result(WAIT_S)
+        after_custom = custom.forward([datum()], "cross_entropy").result(WAIT_S)
+        after_builtin = builtin.forward([datum()], "cross_entropy").result(WAIT_S)
+        assert after_custom.metrics["loss:sum"] == pytest.approx(
+            after_builtin.metrics["loss:sum"], rel=1e-5
+        )
+
+    def test_a_custom_loss_with_wrong_gradients_fails_its_future(
+        self, service: ServiceClient
+    ) -> None:
+        """A gradient of the wrong shape is an error naming the fix."""
+        tc = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+
+        def bad(data: list[types.Datum], logprobs: list[np.ndarray]):  # type: ignore[no-untyped-def]
+            return 0.0, {}, [np.ones(3)]
+
+        with pytest.raises(ValueError, match="shape"):
+            tc.forward_backward_custom([datum()], bad).result(WAIT_S)
+
+
+class TestSaveConflicts:
+    def test_a_save_answered_409_counts_as_landed(self, server: LocalServer) -> None:
+        """The name exists (an earlier attempt landed): save_state succeeds with its path."""
+        with ServiceClient(base_url=server.url, api_key="tml-training-tests", max_retries=0) as sc:
+            tc = sc.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+            server.faults.inject_status("/api/v1/save_weights", 409)
+            saved = tc.save_state("twice").result(WAIT_S)
+            assert saved.path == f"tinker://{tc.model_id}/weights/twice"
+            server.faults.inject_status("/api/v1/optim_step", 409)
+            with pytest.raises(Exception, match="409"):
+                tc.optim_step(ADAM).result(WAIT_S)
+            server.faults.clear()
+
+
+class TestSessionLoss:
+    def test_an_expired_session_fails_queued_work_and_refuses_new_calls(
+        self, server: LocalServer
+    ) -> None:
+        """After a heartbeat learns the session is gone, calls raise SessionExpiredError."""
+        from supervisors.testing import FakeClock
+        from supervisors.timers import TimerService
+        from tinkex_actors.errors import SessionExpiredError
+
+        clock = FakeClock()
+        with ServiceClient(
+            base_url=server.url, api_key="tml-training-tests", timers=TimerService(clock)
+        ) as sc:
+            tc = sc.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+            server.expire_session(sc.session_id)
+            clock.advance(10.0)
+            assert tc._state.lost_event.wait(WAIT_S)
+            with pytest.raises(SessionExpiredError, match="open a new session"):
+                tc.forward([datum()], "cross_entropy")

@@ -692,6 +692,60 @@ class TrainingClient:
 
         return get_tokenizer(self._state.base_model)
 
+    # -- the *_async twins (official shape: awaiting one gives the Future) ----------------------
+
+    async def forward_async(self, *args: Any, **kwargs: Any) -> Future[types.ForwardBackwardOutput]:
+        """`await` gives the Future of `forward` (then await it, or call `.result()`)."""
+        return self.forward(*args, **kwargs)
+
+    async def forward_backward_async(
+        self, *args: Any, **kwargs: Any
+    ) -> Future[types.ForwardBackwardOutput]:
+        """`await` gives the Future of `forward_backward`."""
+        return self.forward_backward(*args, **kwargs)
+
+    async def forward_backward_custom_async(
+        self, *args: Any, **kwargs: Any
+    ) -> Future[types.ForwardBackwardOutput]:
+        """`await` gives the Future of `forward_backward_custom`."""
+        return self.forward_backward_custom(*args, **kwargs)
+
+    async def optim_step_async(self, *args: Any, **kwargs: Any) -> Future[types.OptimStepResponse]:
+        """`await` gives the Future of `optim_step`."""
+        return self.optim_step(*args, **kwargs)
+
+    async def save_state_async(
+        self, *args: Any, **kwargs: Any
+    ) -> Future[types.SaveWeightsResponse]:
+        """`await` gives the Future of `save_state`."""
+        return self.save_state(*args, **kwargs)
+
+    async def load_state_async(self, path: str) -> Future[types.LoadWeightsResponse]:
+        """`await` gives the Future of `load_state`."""
+        return self.load_state(path)
+
+    async def load_state_with_optimizer_async(self, path: str) -> Future[types.LoadWeightsResponse]:
+        """`await` gives the Future of `load_state_with_optimizer`."""
+        return self.load_state_with_optimizer(path)
+
+    async def save_weights_for_sampler_async(
+        self, *args: Any, **kwargs: Any
+    ) -> Future[types.SaveWeightsForSamplerResponse]:
+        """`await` gives the Future of `save_weights_for_sampler`."""
+        return self.save_weights_for_sampler(*args, **kwargs)
+
+    async def save_weights_and_get_sampling_client_async(self, name: str | None = None) -> Any:
+        """`await` gives the SamplingClient (as the official async twin does)."""
+        return await self.save_weights_and_get_sampling_client(name)
+
+    async def get_info_async(self) -> types.GetInfoResponse:
+        """`await` gives the model's info."""
+        return await self.get_info()
+
+    async def unload_model_async(self) -> Future[types.UnloadModelResponse]:
+        """`await` gives the Future of `unload_model`."""
+        return self.unload_model()
+
 
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or not name or "/" in name:

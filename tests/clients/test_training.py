@@ -325,3 +325,20 @@ class TestSessionLoss:
             assert tc._state.lost_event.wait(WAIT_S)
             with pytest.raises(SessionExpiredError, match="open a new session"):
                 tc.forward([datum()], "cross_entropy")
+
+
+class TestAsyncTwins:
+    def test_awaiting_an_async_twin_gives_a_future_to_await(self, service: ServiceClient) -> None:
+        """`await tc.forward_backward_async(...)` then `await` the Future, as officially."""
+        tc = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+
+        async def run() -> tuple[float, object]:
+            fb = await tc.forward_backward_async([datum()], "cross_entropy")
+            opt = await tc.optim_step_async(ADAM)
+            out = await fb
+            info = await tc.get_info_async()
+            await opt
+            return out.metrics["loss:sum"], info
+
+        loss, info = asyncio.run(run())
+        assert loss > 0 and info.model_id == tc.model_id  # type: ignore[attr-defined]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
+from types import TracebackType
 
+import pykka
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -451,3 +453,77 @@ class TestBudgetInvariants:
         assert stats.peak_in_flight <= 3
         assert stats.peak_bytes <= 90
         assert (stats.in_flight, stats.in_flight_bytes, stats.granted) == (0, 0, 1600)
+
+
+class SamplerLike(pykka.ThreadingActor):
+    """A stand-in sampler actor: takes grants by message, releases them in its hooks."""
+
+    def __init__(self, budget: DispatchBudget, name: str) -> None:
+        super().__init__()
+        self.budget = budget
+        self.name = name
+        self.granted: list[Hashable] = []
+
+    def dispatch(self, request_id: Hashable, size_bytes: int) -> bool:
+        # Non-blocking: a refused request is granted later by a message to this actor.
+        token = self.budget.try_acquire(
+            request_id, size_bytes, owner=self.name, on_granted=self._granted_later
+        )
+        if token is not None:
+            self.granted.append(request_id)
+        return token is not None
+
+    def _granted_later(self, token: DispatchToken) -> None:
+        self.actor_ref.tell(("granted", token.request_id))
+
+    def on_receive(self, message: object) -> None:
+        if message == "crash":
+            # A told message that raises kills the actor (an ask would only fail the caller).
+            raise RuntimeError("sampler crashed")
+        if isinstance(message, tuple) and message[0] == "granted":
+            self.granted.append(message[1])
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.budget.release_owner(self.name)
+
+    def on_stop(self) -> None:
+        self.budget.release_owner(self.name)
+
+
+class TestActorOwners:
+    def test_a_crashed_actor_releases_all_it_held_and_awaited(self) -> None:
+        """The failure hook frees every grant and queued wait; the budget drains to zero."""
+        budget = DispatchBudget(3, 1000)
+        ref = SamplerLike.start(budget, "sampler-1")
+        try:
+            proxy = ref.proxy()
+            results = [proxy.dispatch(i, 100).get(timeout=WAIT_S) for i in range(5)]
+            assert results == [True, True, True, False, False]
+            assert budget.stats().waiting == 2
+            ref.tell("crash")
+            assert ref.actor_stopped.wait(WAIT_S)
+        finally:
+            ref.stop(block=False)
+        stats = budget.stats()
+        assert (stats.in_flight, stats.in_flight_bytes, stats.waiting) == (0, 0, 0)
+
+    def test_a_stopped_actor_hands_its_capacity_to_another_owner(self) -> None:
+        """Capacity freed by one actor's stop is granted to another actor by message."""
+        budget = DispatchBudget(1, 1000)
+        first = SamplerLike.start(budget, "a")
+        second = SamplerLike.start(budget, "b")
+        try:
+            assert first.proxy().dispatch("a-1", 10).get(timeout=WAIT_S) is True
+            assert second.proxy().dispatch("b-1", 10).get(timeout=WAIT_S) is False
+            first.stop(timeout=WAIT_S)
+            # on_stop released synchronously, so the grant message is queued before this ask.
+            assert second.proxy().granted.get(timeout=WAIT_S) == ["b-1"]
+        finally:
+            second.stop(timeout=WAIT_S)
+            first.stop(block=False)
+        assert budget.stats().in_flight == 0

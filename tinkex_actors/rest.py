@@ -26,6 +26,7 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import email.utils
+import functools
 import shutil
 import tarfile
 import tempfile
@@ -387,6 +388,7 @@ class RestClient:
         Every path is checked before the first request. The future settles once every
         deletion ended; if any failed it fails with `CheckpointDeleteError` listing them.
         """
+        self._check_open()
         paths = list(tinker_paths) if not isinstance(tinker_paths, str) else [tinker_paths]
         parsed = [parse_tinker_path(path) for path in paths]
         _check_page(max_in_flight, 0)
@@ -400,18 +402,25 @@ class RestClient:
         remaining = [len(parsed)]
 
         def start_next() -> None:
-            with lock:
-                item = next(pending, None)
-            if item is None or outcome.done():
+            # A loop, not recursion: a call refused at once (closed client) takes the next path.
+            while True:
+                with lock:
+                    item = next(pending, None)
+                if item is None or outcome.done():
+                    return
+                try:
+                    part = self.delete_checkpoint(item.training_run_id, item.checkpoint_id)
+                except Exception as exc:
+                    if finished(item.tinker_path, exc, start=False):
+                        return
+                    continue
+                part.add_done_callback(functools.partial(_report, item.tinker_path))
                 return
-            try:
-                part = self.delete_checkpoint(item.training_run_id, item.checkpoint_id)
-            except Exception as exc:
-                finished(item.tinker_path, exc)
-                return
-            part.add_done_callback(lambda f: finished(item.tinker_path, _error_of(f)))
 
-        def finished(path: str, error: BaseException | None) -> None:
+        def _report(path: str, part: Future[None]) -> None:
+            finished(path, _error_of(part))
+
+        def finished(path: str, error: BaseException | None, start: bool = True) -> bool:
             with lock:
                 if error is not None:
                     failures[path] = error
@@ -422,8 +431,9 @@ class RestClient:
                     outcome.set_exception(CheckpointDeleteError(dict(failures), len(parsed)))
                 else:
                     outcome.set_result(None)
-            else:
+            elif start:
                 start_next()
+            return last
 
         for _ in range(min(max_in_flight, len(parsed))):
             start_next()

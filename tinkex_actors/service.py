@@ -22,7 +22,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
-import importlib
 import itertools
 import os
 import threading
@@ -46,6 +45,7 @@ from tinkex_actors import types
 from tinkex_actors.config import ClientFlags, Config, PoolKind
 from tinkex_actors.futures import Future
 from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker
 from tinkex_actors.sampling import SamplingClient
 from tinkex_actors.session import (
@@ -402,10 +402,9 @@ class ServiceClient:
             self._check_path(model_path)
         return self._background(lambda: self._sampling_now(model_path, base_model))
 
-    def create_rest_client(self) -> Any:
+    def create_rest_client(self) -> RestClient:
         """A RestClient sharing this ServiceClient's transport."""
-        rest = importlib.import_module("tinkex_actors.rest")
-        return rest.RestClient(self.transport)
+        return RestClient(self.transport)
 
     def get_server_capabilities(self) -> Future[types.GetServerCapabilitiesResponse]:
         """The base models the server offers."""

@@ -282,6 +282,7 @@ class RestEndpoints:
                 "futures": len(store),
                 "sessions": len(self.service.sessions),
                 "models": len(self.service.models),
+            "requests": dict(self.service.request_counts),
             }
         )
 

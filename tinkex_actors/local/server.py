@@ -41,6 +41,7 @@ def build_app(data_dir: Path, settings: ServerSettings | None = None) -> tuple[A
     service.register(router)
     RestEndpoints(service).register(router)
     app = App(router, faults)
+    service.request_counts = app.path_counts
     tasks: list[asyncio.Task[None]] = []
 
     async def housekeeping() -> None:

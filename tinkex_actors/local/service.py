@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,8 @@ class TinkerService:
         self.lock = threading.RLock()
         self.telemetry_events: list[dict[str, Any]] = []
         self.workers: list[OrderedWorker] = []
+        self.request_counts: Mapping[str, int] = {}
+        """Requests seen per path (the ASGI app's counter, set when the app is built)."""
         """Every model worker ever started, so stop() joins unloaded ones too."""
 
     # -- lookups ----------------------------------------------------------------------------------

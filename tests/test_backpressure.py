@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tinkex_actors.backpressure import (
     LARGE_PROMPT_BYTES,
+    SAMPLING_BACKPRESSURE_HEADER,
     THROTTLE_AFTER_BACKOFF_S,
     THROTTLED_BYTES_FACTOR,
     THROTTLED_MAX_CONCURRENT,
@@ -24,8 +25,11 @@ from tinkex_actors.backpressure import (
     rate_limiter_for,
     registry_keys,
 )
-from tinkex_actors.config import ClientFlags
-from tinkex_actors.types import EncodedTextChunk, ImageChunk, ModelInput
+from tinkex_actors.config import ClientFlags, Config, PoolKind
+from tinkex_actors.errors import RateLimitError
+from tinkex_actors.local import LocalServer
+from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.types import EncodedTextChunk, ImageChunk, ModelInput, to_builtins
 
 WAIT_S = 5.0
 
@@ -527,3 +531,67 @@ class TestActorOwners:
             second.stop(timeout=WAIT_S)
             first.stop(block=False)
         assert budget.stats().in_flight == 0
+
+
+class TestOverHttp:
+    def test_an_injected_429_on_asample_opens_the_window_and_a_success_clears_it(
+        self, clock: FakeClock
+    ) -> None:
+        """The dispatch recipe against the embedded server: 429 -> wait -> success -> clear."""
+        limiter = SampleRateLimiter(clock=clock)
+        budget = DispatchBudget.from_flags(ClientFlags(), rate_limiter=limiter)
+        prompt = ModelInput.from_ints(list(range(1, 40)))
+        size = estimate_prompt_bytes(prompt)
+        with LocalServer() as server, Transport(Config(base_url=server.url)) as transport:
+
+            def post(path: str, payload: dict[str, object]) -> HttpResponse:
+                request = HttpRequest.json(
+                    "POST",
+                    path,
+                    payload,
+                    pool=PoolKind.SAMPLE,
+                    max_retries=0,
+                    headers={SAMPLING_BACKPRESSURE_HEADER: "1"},
+                )
+                return transport.submit(request).result(WAIT_S)
+
+            session = post(
+                "create_session",
+                {"tags": [], "user_metadata": None, "sdk_version": "t", "type": "create_session"},
+            ).json()["session_id"]
+            sampler = post(
+                "create_sampling_session",
+                {"session_id": session, "sampling_session_seq_id": 0, "base_model": "tiny-byte-lm"},
+            ).json()["sampling_session_id"]
+            server.faults.inject_status("/api/v1/asample", 429)
+
+            def sample(seq_id: int) -> HttpResponse:
+                assert limiter.backoff_remaining_s() == 0.0
+                token = budget.try_acquire(seq_id, size)
+                assert token is not None
+                try:
+                    return post(
+                        "asample",
+                        {
+                            "sampling_session_id": sampler,
+                            "seq_id": seq_id,
+                            "num_samples": 1,
+                            "prompt": to_builtins(prompt),
+                            "sampling_params": {"max_tokens": 2, "seed": 1},
+                        },
+                    )
+                finally:
+                    budget.release(seq_id)
+
+            with pytest.raises(RateLimitError):
+                sample(1)
+            limiter.on_rate_limited(size)
+            assert limiter.backoff_remaining_s() == 1.0
+            clock.advance(1.0)
+            dispatched_at = limiter.now()
+            assert sample(2).status == 200
+            limiter.on_success(dispatched_at)
+        stats = budget.stats()
+        assert (stats.in_flight, stats.in_flight_bytes, stats.granted) == (0, 0, 2)
+        assert stats.throttled_grants == 1
+        assert limiter.stats().backoffs == 1

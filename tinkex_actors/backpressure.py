@@ -51,6 +51,7 @@ from tinkex_actors.types import (
 
 __all__ = [
     "LARGE_PROMPT_BYTES",
+    "SAMPLING_BACKPRESSURE_HEADER",
     "THROTTLED_BYTES_FACTOR",
     "THROTTLED_MAX_CONCURRENT",
     "THROTTLE_AFTER_BACKOFF_S",
@@ -78,6 +79,9 @@ THROTTLED_MAX_CONCURRENT: Final = 10
 THROTTLED_BYTES_FACTOR: Final = 20
 """Official: while throttled, each prompt counts this many times against the byte budget."""
 MAX_RETRY_AFTER_S: Final = 60.0
+SAMPLING_BACKPRESSURE_HEADER: Final = "X-Tinker-Sampling-Backpressure"
+"""Official: `asample` is sent with this header set to "1" and no HTTP-level retries, so a 429
+comes back to the sampler, which reports it to the limiter instead of retrying blindly."""
 _TOKEN_BYTES: Final = 10  # official estimate per text token
 
 _log = structlog.get_logger("tinkex_actors.backpressure")

@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import structlog
 
@@ -743,7 +743,9 @@ class RestClient:
                     method="GET",
                     url=answer.url,
                 )
-            return CheckpointArchiveUrlResponse(location, _http_date(answer.headers.get("expires")))
+            return CheckpointArchiveUrlResponse(
+                urljoin(answer.url, location), _http_date(answer.headers.get("expires"))
+            )
 
     def _download(
         self, url: str, path: Path, progress: ProgressFn | None, stop: threading.Event

@@ -34,7 +34,10 @@ from pykka import ActorDeadError, ActorRef
 from supervisors import (
     ChildSpec,
     DynamicSupervisor,
+    ExitReason,
+    Normal,
     Registry,
+    Shutdown,
     SupervisedRef,
     Supervisor,
     start_child,
@@ -84,6 +87,29 @@ def _settle_from(future: Future[T], fn: Callable[[], T]) -> None:
         future.set_exception(exc)
 
 
+class _ServiceSupervisor(Supervisor):
+    """The ServiceClient's top supervisor: ends the session and closes the client with it."""
+
+    def __init__(
+        self,
+        children: list[ChildSpec],
+        on_exit: Callable[[str, ExitReason], None],
+        **options: Any,
+    ) -> None:
+        super().__init__(children, **options)
+        self._on_exit = on_exit
+
+    def terminate(self, reason: ExitReason) -> None:
+        """Finish the session, stop the children, then close transport and embedded server."""
+        try:
+            self._on_exit("before", reason)
+        finally:
+            try:
+                super().terminate(reason)
+            finally:
+                self._on_exit("after", reason)
+
+
 class ServiceClient:
     """A session with the Tinker service (or the embedded server) and every client made in it."""
 
@@ -118,6 +144,7 @@ class ServiceClient:
                 "Tinker-compatible server on loopback",
             )
         self._closed = False
+        self._finish_with: tuple[str, str | None] = ("success", None)
         self._timers = timers
         self._lock = threading.Lock()
         self._model_seq = itertools.count()
@@ -133,8 +160,9 @@ class ServiceClient:
             self.progress = ProgressTracker()
             self.pollers = PollerPool(self.transport, size=pollers)
             self._sessions = SessionTable()
-            self.supervisor: ActorRef[Any] = Supervisor.start(
+            self.supervisor: ActorRef[Any] = _ServiceSupervisor.start(
                 self._child_specs(),
+                self._on_tree_exit,
                 strategy="rest_for_one",
                 registry=self.registry,
                 max_restarts=10,
@@ -406,6 +434,47 @@ class ServiceClient:
         """A RestClient sharing this ServiceClient's transport."""
         return RestClient(self.transport)
 
+    async def create_training_client_from_state_async(self, path: str) -> TrainingClient:
+        """The awaitable twin of `create_training_client_from_state`."""
+        return await self.create_training_client_from_state(path)
+
+    async def create_training_client_from_state_with_optimizer_async(
+        self, path: str
+    ) -> TrainingClient:
+        """The awaitable twin of `create_training_client_from_state_with_optimizer`."""
+        return await self.create_training_client_from_state_with_optimizer(path)
+
+    async def create_sampling_client_async(
+        self, model_path: str | None = None, base_model: str | None = None
+    ) -> SamplingClient:
+        """The awaitable twin of `create_sampling_client`."""
+        return await self.create_sampling_client(model_path, base_model)
+
+    async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
+        """The awaitable twin of `get_server_capabilities`."""
+        return await self.get_server_capabilities()
+
+    def reconnect(self, tags: list[str] | None = None) -> str:
+        """Open a new session after the old one was lost; returns its id.
+
+        Models and samplers of a lost session are gone on the server: recreate training clients
+        from your last checkpoint (`create_training_client_from_state_with_optimizer`) and
+        samplers from their weights. Clients made before keep failing with
+        SessionExpiredError.
+        """
+        self._check_open()
+        created = cast(
+            concurrent.futures.Future[str],
+            self._manager.resolve(CALL_TIMEOUT_S).ask(
+                CreateSession(tuple(tags or ()), None), timeout=CALL_TIMEOUT_S
+            ),
+        )
+        self.session_id = created.result(CALL_TIMEOUT_S)
+        self._model_seq = itertools.count()
+        self._sampler_seq = itertools.count()
+        log.info("session_reconnected", session_id=self.session_id)
+        return self.session_id
+
     def get_server_capabilities(self) -> Future[types.GetServerCapabilitiesResponse]:
         """The base models the server offers."""
         future: Future[types.GetServerCapabilitiesResponse] = Future(request_type="Capabilities")
@@ -438,25 +507,45 @@ class ServiceClient:
             if self._closed:
                 return
             self._closed = True
+            self._finish_with = (status, detail)
+        self._teardown()
+
+    def _on_tree_exit(self, phase: str, reason: ExitReason) -> None:
+        """Called by the tree's supervisor as it ends (also when it ends under a user's tree):
+        before its children stop, finish the session; after, close what is not an actor."""
+        if phase == "before":
+            status, detail = self._finish_with
+            if not isinstance(reason, Normal | Shutdown) and status == "success":
+                status, detail = "errored", repr(reason)
+            self._finish_session(status, detail)
+        else:
+            self._closed = True
+            self._close_resources()
+
+    def _finish_session(self, status: str, detail: str | None) -> None:
+        session_id = getattr(self, "session_id", None)
+        manager = self.registry.whereis("session_manager") if session_id else None
+        if manager is None or session_id is None:
+            return
         try:
-            manager = self.registry.whereis("session_manager")
-            if manager is not None:
-                finished = cast(
-                    concurrent.futures.Future[None],
-                    manager.ask(
-                        FinishSession(self.session_id, status, detail), timeout=CALL_TIMEOUT_S
-                    ),
-                )
-                finished.result(CALL_TIMEOUT_S)
+            finished = cast(
+                concurrent.futures.Future[None],
+                manager.ask(FinishSession(session_id, status, detail), timeout=CALL_TIMEOUT_S),
+            )
+            finished.result(CALL_TIMEOUT_S)
         except Exception as exc:
-            log.warning("session_finish_failed", error=str(exc))
-        finally:
-            self._teardown()
+            log.warning("session_finish_failed", session_id=session_id, error=str(exc))
 
     def _teardown(self) -> None:
         supervisor = getattr(self, "supervisor", None)
-        if supervisor is not None:
+        if supervisor is not None and supervisor.is_alive():
             stop_process(supervisor, timeout_s=CALL_TIMEOUT_S)
+        self._close_resources()
+
+    def _close_resources(self) -> None:
+        for key, client in list(ServiceClient.instances.items()):
+            if client is self:
+                del ServiceClient.instances[key]
         pollers = getattr(self, "pollers", None)
         if pollers is not None:
             pollers.stop()

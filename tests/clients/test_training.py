@@ -342,3 +342,33 @@ class TestAsyncTwins:
 
         loss, info = asyncio.run(run())
         assert loss > 0 and info.model_id == tc.model_id  # type: ignore[attr-defined]
+
+
+class TestEmbedding:
+    def test_a_service_client_runs_under_the_users_own_supervisor(
+        self, server: LocalServer
+    ) -> None:
+        """child_spec starts the tree as a child; stopping the parent finishes the session."""
+        from supervisors import Supervisor, stop
+
+        spec = ServiceClient.child_spec("tinker", base_url=server.url,
+                                        api_key="tml-training-tests")
+        parent = Supervisor.start([spec])
+        try:
+            client = ServiceClient.instances["tinker"]
+            tc = client.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+            assert tc.forward([datum()], "cross_entropy").result(WAIT_S).metrics
+        finally:
+            stop(parent, timeout_s=WAIT_S)
+        assert server.service.sessions[client.session_id].finish_reason == "success"
+        assert not client.transport.is_running
+
+    def test_reconnect_opens_a_new_session_for_new_clients(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """After reconnect, new clients live in the new session."""
+        old = service.session_id
+        new = service.reconnect()
+        assert new != old and service.session_id == new
+        tc = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+        assert tc.model_id.startswith(new)

@@ -192,3 +192,33 @@ class TestValidation:
         """An empty request_id is refused, naming the field."""
         with pytest.raises(ValueError, match="request_id=''"):
             PollSpec("", "OptimStep")
+
+
+class TestBoundedResources:
+    def test_hundreds_of_futures_use_no_thread_per_future(
+        self, local: LocalServer, pool: PollerPool, transport: CountingTransport
+    ) -> None:
+        """500 futures in flight: the thread count does not grow with them."""
+        import threading
+
+        [warm] = make_futures(local)
+        pool.track(PollSpec(warm, "OptimStep")).result(timeout=10)
+        before = threading.active_count()
+        ids = make_futures(local, count=500, resolve_after_s=0.3, spread_s=0.3)
+        futures = [pool.track(PollSpec(rid, "OptimStep")) for rid in ids]
+        wait_until(lambda: transport.count >= 400)
+        during = threading.active_count()
+        assert [f.result(timeout=20) for f in futures] == [RESULT] * 500
+        assert during <= before + 1  # at most the timer thread
+
+    def test_a_closed_transport_fails_the_future_instead_of_hanging(
+        self, scheduler: Scheduler, clock: FakeClock
+    ) -> None:
+        """A TransportClosedError from the transport is final: the future fails at once."""
+        scripted = ScriptedTransport(errors.TransportClosedError("closed"))
+        with (
+            PollerPool(scripted, size=1, scheduler=scheduler, clock=clock.monotonic) as pool,
+            pytest.raises(errors.TransportClosedError),
+        ):
+            pool.track(PollSpec("r-1", "OptimStep")).result(timeout=10)
+        assert len(scripted.requests) == 1

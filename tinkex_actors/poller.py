@@ -320,19 +320,37 @@ class Poller(Process):
                 self._stop_waiting(entry)
 
     def on_receive(self, message: Any) -> Any:
-        """Handle answers, timer wake-ups, new futures and cancellations."""
-        if isinstance(message, _Answer):
-            self._on_answer(message)
-        elif isinstance(message, _Wake):
+        """Handle answers, timer wake-ups, new futures and cancellations.
+
+        A bug met while handling one future fails that future (with the error, logged) and
+        leaves the Poller and its other futures running: one bad answer must not crash-loop
+        the pool.
+        """
+        if isinstance(message, _Answer | _Wake | _Drive):
             entry = self._ledger.get(message.key)
-            if entry is not None and entry.driver == self._incarnation:
-                entry.timer = None
-                self._poll(entry)
-        elif isinstance(message, _Drive):
-            entry = self._ledger.get(message.key)
-            if entry is not None and entry.driver != self._incarnation:
-                entry.driver = self._incarnation
-                self._poll(entry)
+            if entry is None:
+                if isinstance(message, _Answer):
+                    self._on_answer(message, None)
+                return None
+            try:
+                if isinstance(message, _Answer):
+                    self._on_answer(message, entry)
+                elif isinstance(message, _Wake):
+                    if entry.driver == self._incarnation:
+                        entry.timer = None
+                        self._poll(entry)
+                elif entry.driver != self._incarnation:
+                    entry.driver = self._incarnation
+                    self._poll(entry)
+            except Exception as exc:
+                _log.error(
+                    "poller_failed_on_future",
+                    request_id=entry.spec.request_id,
+                    error=repr(exc),
+                    exc_info=exc,
+                )
+                self._stop_waiting(entry)
+                self._fail(entry, exc)
         elif isinstance(message, _Forget):
             if message.entry.driver == self._incarnation:
                 self._stop_waiting(message.entry)
@@ -344,6 +362,18 @@ class Poller(Process):
     # -- sending ---------------------------------------------------------------------------
 
     def _poll(self, entry: _Entry) -> None:
+        try:
+            self._send_poll(entry)
+        except Exception as exc:  # a bug must fail this future, not leave it unpolled
+            _log.error(
+                "poller_failed_on_future",
+                request_id=entry.spec.request_id,
+                error=repr(exc),
+                exc_info=exc,
+            )
+            self._fail(entry, exc)
+
+    def _send_poll(self, entry: _Entry) -> None:
         if entry.future.done():
             self._ledger.pop(entry.key)
             self._release_bytes(entry)
@@ -424,12 +454,11 @@ class Poller(Process):
 
     # -- answers ---------------------------------------------------------------------------
 
-    def _on_answer(self, message: _Answer) -> None:
+    def _on_answer(self, message: _Answer, entry: _Entry | None) -> None:
         response = message.response
         if response in self._inflight:
             self._inflight.discard(response)
             self._next_queued()
-        entry = self._ledger.get(message.key)
         if entry is None or entry.inflight is not response:
             return  # cancelled, or a predecessor's poll
         entry.inflight = None

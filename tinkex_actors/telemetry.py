@@ -9,8 +9,9 @@ lookup per `emit` and keeps no thread. When the queue is full (`MAX_QUEUED_EVENT
 are dropped and counted (`dropped_events()`): a slow handler costs it its events, never the
 emitter its time. A handler that raises is logged and stays attached.
 
-Attach to `"*"` to receive every event. The names emitted by the futures layer are the
-`EVENT_*` constants below.
+Attach to `"*"` to receive every event. The names the SDK emits are the `EVENT_*` constants
+below: `future.*` and `queue.state_change` come from the futures layer (`poller.py`,
+`queue_state.py`); `request.*` are for the layers that send requests.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ __all__ = [
     "EVENT_FUTURE_START",
     "EVENT_FUTURE_STOP",
     "EVENT_QUEUE_STATE_CHANGE",
+    "EVENT_REQUEST_ERROR",
+    "EVENT_REQUEST_START",
+    "EVENT_REQUEST_STOP",
     "MAX_QUEUED_EVENTS",
     "Attachment",
     "Handler",
@@ -49,6 +53,9 @@ EVENT_FUTURE_STOP: Final = "future.stop"
 EVENT_FUTURE_ERROR: Final = "future.error"
 EVENT_FUTURE_RETRY: Final = "future.retry"
 EVENT_QUEUE_STATE_CHANGE: Final = "queue.state_change"
+EVENT_REQUEST_START: Final = "request.start"
+EVENT_REQUEST_STOP: Final = "request.stop"
+EVENT_REQUEST_ERROR: Final = "request.error"
 MAX_QUEUED_EVENTS: Final = 10_000
 """Events waiting for the dispatcher beyond this are dropped (and counted)."""
 

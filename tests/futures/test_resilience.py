@@ -222,3 +222,18 @@ class TestBoundedResources:
         ):
             pool.track(PollSpec("r-1", "OptimStep")).result(timeout=10)
         assert len(scripted.requests) == 1
+
+
+class TestBugsStayContained:
+    def test_an_answer_the_poller_cannot_handle_fails_only_its_future(
+        self, scheduler: Scheduler, clock: FakeClock
+    ) -> None:
+        """A handler error fails that future; the same Poller goes on serving others."""
+        good = json_answer(b'{"ok": true}')
+        scripted = ScriptedTransport("not an HttpResponse", good)  # type: ignore[arg-type]
+        with PollerPool(scripted, size=1, scheduler=scheduler, clock=clock.monotonic) as pool:
+            poller = pool.poller(0)
+            with pytest.raises(AttributeError):
+                pool.track(PollSpec("r-1", "OptimStep")).result(timeout=10)
+            assert pool.track(PollSpec("r-2", "OptimStep")).result(timeout=10) == {"ok": True}
+            assert pool.poller(0) is poller

@@ -1,56 +1,318 @@
-"""The SamplingClient: sample from saved weights or a base model, every call a Future.
+"""The SamplingClient: a thin handle, a SamplingClientActor per sampler behind it.
 
 A sampler has a sampling session on the server. Each request carries a per-sampler `seq_id`
 that never repeats (`clone_id * 1_000_000_000 + counter`, as the official SDK numbers clones),
-reserved in the caller's thread. Results are read as protobuf and polled by the shared
-PollerPool; the promise's `sample_sequence_ids` are attached to the sequences.
+reserved in the caller's thread when the call is made, and kept across retries and restarts.
+
+The actor dispatches under backpressure (see `backpressure.py`): it waits out the backoff window
+that a 429 opened for every sampler of the same base URL and key, takes a token from its
+dispatch budget (requests and prompt bytes in flight), sends `asample` with no HTTP retries of
+its own so that it sees every 429, and releases the token when the request settles, fails or is
+abandoned, and in its terminate hook for whatever it still held. Promises go to the shared
+PollerPool; their queue-state changes come back to the actor, which warns ("Sampling is paused
+for <sampler>. Reason: ...") through its own debouncer. Jobs live in a `SamplerState` outside
+the actor, so a restarted actor dispatches again what its predecessor had not sent.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import structlog
+from pykka import ActorDeadError, ActorRef
 
+from supervisors import Process, SupervisedRef
+from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import types
+from tinkex_actors.backpressure import (
+    SAMPLING_BACKPRESSURE_HEADER,
+    DispatchBudget,
+    SampleRateLimiter,
+    estimate_prompt_bytes,
+)
 from tinkex_actors.config import PoolKind
+from tinkex_actors.errors import APIConnectionError, APIStatusError, RateLimitError
 from tinkex_actors.futures import Future
 from tinkex_actors.poller import PollerPool, PollSpec
-from tinkex_actors.retry import ProgressTracker
+from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer, parse_queue_state
+from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.transport import HttpRequest, Transport
 from tinkex_actors.types import proto
 
+log = structlog.get_logger("tinkex_actors.sampling")
+
 CLONE_STRIDE = 1_000_000_000
+RESOLVE_TIMEOUT_S = 10.0
 
-__all__ = ["SamplingClient"]
+__all__ = ["SamplerState", "SamplingClient", "SamplingClientActor"]
 
 
-class SamplingClient:
-    """Samples from one sampling session (see the module docstring)."""
+@dataclass
+class SampleJob:
+    """One sample request from the call to its settled Future."""
+
+    key: int
+    request: HttpRequest
+    size_bytes: int
+    future: Future[types.SampleResponse]
+    attempts: int = 0
+    dispatched: bool = False
+    waiting: bool = False
+    """Queued in the dispatch budget: a `_Granted` message will send it."""
+    created_s: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class SamplerState:
+    """A sampler's identity, budget and unsent jobs; outlives any one actor."""
+
+    sampling_session_id: str
+    base_model: str | None
+    model_path: str | None
+    budget: DispatchBudget
+    limiter: SampleRateLimiter
+    clone_id: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    jobs: dict[int, SampleJob] = field(default_factory=dict)
+    progress: ProgressTracker | None = None
+
+    def next_seq_id(self) -> int:
+        """A seq_id never used by this sampler (call with `lock` held)."""
+        return self.clone_id * CLONE_STRIDE + next(self.counter)
+
+
+@dataclass(frozen=True)
+class _Dispatch:
+    """Try to send the jobs not yet sent."""
+
+
+@dataclass(frozen=True)
+class _Granted:
+    key: int
+
+
+@dataclass(frozen=True)
+class _Sent:
+    key: int
+    outcome: Any  # concurrent.futures.Future[HttpResponse]
+    dispatched_at: float
+
+
+class SamplingClientActor(Process):
+    """Dispatches one sampler's requests under backpressure (see the module docstring)."""
 
     def __init__(
         self,
+        state: SamplerState,
         transport: Transport,
         pollers: PollerPool,
-        sampling_session_id: str,
-        base_model: str | None,
         *,
-        model_path: str | None = None,
-        clone_id: int = 0,
-        progress: ProgressTracker | None = None,
+        timers: TimerService | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
-        self._transport = transport
-        self._pollers = pollers
-        self.sampling_session_id = sampling_session_id
-        self.base_model = base_model
-        self.model_path = model_path
-        self._clone_id = clone_id
-        self._counter = itertools.count(1)
-        self._lock = threading.Lock()
-        self._progress = progress
+        super().__init__()
+        self.state = state
+        self.transport = transport
+        self.pollers = pollers
+        self.timers = timers if timers is not None else default_timer_service()
+        self.policy = policy if policy is not None else RetryPolicy()
+        self.debouncer = QueueStateDebouncer("sampling", state.sampling_session_id)
+        self._wake: Timer | None = None
+
+    def init(self) -> None:
+        """Adopt the jobs a predecessor left unsent (or whose send it never heard back)."""
+        with self.state.lock:
+            for job in self.state.jobs.values():
+                job.dispatched = False
+                job.waiting = False
+        self._dispatch()
+
+    def terminate(self, reason: Any) -> None:
+        """Give back every budget token this sampler held, however it ended."""
+        self.state.budget.release_owner(self.state.sampling_session_id)
+
+    def on_receive(self, message: Any) -> Any:
+        """Handle one message."""
+        if isinstance(message, _Dispatch):
+            self._wake = None
+            self._dispatch()
+        elif isinstance(message, _Granted):
+            self._granted(message.key)
+        elif isinstance(message, _Sent):
+            self._sent(message)
+        elif isinstance(message, QueueStateChange):
+            self.debouncer.handle(message)
+        else:
+            raise TypeError(f"SamplingClientActor got an unknown message: {message!r}")
+        return None
+
+    def _later(self, delay_s: float) -> None:
+        if self._wake is None:
+            self._wake = self.timers.send_after(delay_s, self.actor_ref, _Dispatch())
+
+    def _dispatch(self) -> None:
+        wait_s = self.state.limiter.backoff_remaining_s()
+        if wait_s > 0:
+            self._later(wait_s)
+            return
+        with self.state.lock:
+            ready = [j for j in self.state.jobs.values() if not j.dispatched and not j.waiting]
+        me = self.actor_ref
+        for job in ready:
+            if job.future.done():  # cancelled by the caller before it was sent
+                self._forget(job)
+                continue
+            token = self.state.budget.try_acquire(
+                job.key,
+                job.size_bytes,
+                owner=self.state.sampling_session_id,
+                on_granted=functools.partial(_tell_granted, me, job.key),
+            )
+            if token is None:
+                job.waiting = True  # in the budget's FIFO queue; _Granted sends it
+            else:
+                self._send(job)
+
+    def _granted(self, key: int) -> None:
+        with self.state.lock:
+            job = self.state.jobs.get(key)
+        if job is None or job.future.done():
+            self.state.budget.release(key)
+            if job is not None:
+                self._forget(job)
+            return
+        job.waiting = False
+        if self.state.limiter.backoff_remaining_s() > 0:
+            self.state.budget.release(key)
+            self._later(self.state.limiter.backoff_remaining_s())
+            return
+        self._send(job)
+
+    def _send(self, job: SampleJob) -> None:
+        job.dispatched = True
+        job.attempts += 1
+        dispatched_at = self.state.limiter.now()
+        outcome = self.transport.submit(job.request)
+        me = self.actor_ref
+        outcome.add_done_callback(lambda f: me.tell(_Sent(job.key, f, dispatched_at)))
+
+    def _forget(self, job: SampleJob) -> None:
+        with self.state.lock:
+            self.state.jobs.pop(job.key, None)
+        self.state.budget.release(job.key)
+
+    def _sent(self, message: _Sent) -> None:
+        with self.state.lock:
+            job = self.state.jobs.get(message.key)
+        if job is None:
+            return
+        try:
+            promise = msgspec.json.decode(message.outcome.result(timeout=0).content)
+            request_id = promise["request_id"]
+        except RateLimitError as exc:
+            retry_after = _retry_after_s(exc)
+            self.state.limiter.on_rate_limited(job.size_bytes, retry_after)
+            self._notify_queue_state(exc)
+            self.state.budget.release(job.key)
+            job.dispatched = False
+            self._later(self.state.limiter.backoff_remaining_s() or 0.0)
+            return
+        except (APIConnectionError, APIStatusError) as exc:
+            retryable = isinstance(exc, APIConnectionError) or exc.status_code >= 500
+            self.state.budget.release(job.key)
+            if retryable and not self._stuck(job):
+                job.dispatched = False
+                self._later(self.policy.backoff_s(job.attempts - 1))
+                return
+            self._forget(job)
+            job.future.set_exception(exc)
+            return
+        except BaseException as exc:
+            self._forget(job)
+            job.future.set_exception(exc)
+            return
+        self.state.limiter.on_success(message.dispatched_at)
+        with self.state.lock:
+            self.state.jobs.pop(job.key, None)
+        ids: Sequence[str] | None = promise.get("sample_sequence_ids")
+        job.future.request_id = request_id
+
+        def decode_proto(body: bytes) -> types.SampleResponse:
+            return proto.decode_sample_response(body, sequence_ids=ids)
+
+        polled = self.pollers.track(
+            PollSpec(
+                request_id=request_id,
+                request_type="Sample",
+                decode_json=lambda value: types.convert(value, types.SampleResponse),
+                decode_proto=decode_proto,
+                owner=self.actor_ref,
+                progress=self.state.progress,
+            )
+        )
+        budget, key, target = self.state.budget, job.key, job.future
+
+        def settle(done: Future[types.SampleResponse]) -> None:
+            budget.release(key)
+            if done.cancelled():
+                target.cancel()
+                return
+            error = done.exception()
+            if error is not None:
+                target.set_exception(error)
+            else:
+                target.set_result(done.result())
+
+        polled.add_done_callback(settle)
+        target.add_done_callback(lambda t: polled.cancel() if t.cancelled() else None)
+
+    def _stuck(self, job: SampleJob) -> bool:
+        progress = self.state.progress
+        return progress is not None and progress.expired(job.created_s)
+
+    def _notify_queue_state(self, exc: APIStatusError) -> None:
+        body = exc.body if isinstance(exc.body, dict) else {}
+        if "queue_state" in body:
+            self.debouncer.handle(
+                QueueStateChange(
+                    request_id="",
+                    request_type="Sample",
+                    state=parse_queue_state(body.get("queue_state")),
+                    reason=body.get("queue_state_reason"),
+                )
+            )
+
+
+def _tell_granted(ref: ActorRef[Any], key: int, _token: object) -> None:
+    ref.tell(_Granted(key))
+
+
+def _retry_after_s(exc: APIStatusError) -> float | None:
+    headers = getattr(exc, "headers", {}) or {}
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return float(value) * scale
+            except ValueError:
+                return None
+    return None
+
+
+class SamplingClient:
+    """Samples from one sampling session; every call returns a Future at once."""
+
+    def __init__(self, state: SamplerState, actor: SupervisedRef | ActorRef[Any]) -> None:
+        self._state = state
+        self._actor = actor
 
     def __repr__(self) -> str:
         return (
@@ -58,9 +320,20 @@ class SamplingClient:
             f"model_path={self.model_path!r})"
         )
 
-    def _next_seq_id(self) -> int:
-        with self._lock:
-            return self._clone_id * CLONE_STRIDE + next(self._counter)
+    @property
+    def sampling_session_id(self) -> str:
+        """The server's id of this sampler."""
+        return self._state.sampling_session_id
+
+    @property
+    def model_path(self) -> str | None:
+        """The tinker path of the weights sampled (None for a base model)."""
+        return self._state.model_path
+
+    @property
+    def base_model(self) -> str | None:
+        """The base model, when known."""
+        return self._state.base_model
 
     def sample(
         self,
@@ -70,7 +343,7 @@ class SamplingClient:
         include_prompt_logprobs: bool = False,
         topk_prompt_logprobs: int = 0,
     ) -> Future[types.SampleResponse]:
-        """Generate `num_samples` continuations of `prompt`; returns a Future at once."""
+        """Generate `num_samples` continuations of `prompt`."""
         if not isinstance(prompt, types.ModelInput):
             raise TypeError(
                 f"prompt is a {type(prompt).__name__}; pass a types.ModelInput "
@@ -78,59 +351,40 @@ class SamplingClient:
             )
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples={num_samples!r} must be an int >= 1")
-        request = types.SampleRequest(
-            prompt=prompt,
-            sampling_params=sampling_params,
-            num_samples=num_samples,
-            sampling_session_id=self.sampling_session_id,
-            seq_id=self._next_seq_id(),
-            prompt_logprobs=include_prompt_logprobs or None,
-            topk_prompt_logprobs=topk_prompt_logprobs,
-        )
+        if not isinstance(sampling_params, types.SamplingParams):
+            raise TypeError("sampling_params must be a types.SamplingParams")
+        state = self._state
         future: Future[types.SampleResponse] = Future(request_type="Sample")
-        outcome = self._transport.submit(
-            HttpRequest(
+        with state.lock:
+            seq_id = state.next_seq_id()
+            request = types.SampleRequest(
+                prompt=prompt,
+                sampling_params=sampling_params,
+                num_samples=num_samples,
+                sampling_session_id=state.sampling_session_id,
+                seq_id=seq_id,
+                prompt_logprobs=include_prompt_logprobs or None,
+                topk_prompt_logprobs=topk_prompt_logprobs,
+            )
+            http = HttpRequest(
                 "POST",
                 "asample",
                 types.to_json(request),
                 pool=PoolKind.SAMPLE,
-                headers={"x-tinker-sampling-backpressure": "1"},
+                max_retries=0,
+                headers={SAMPLING_BACKPRESSURE_HEADER: "1", "accept": proto.PROTOBUF_CONTENT_TYPE},
             )
-        )
-        outcome.add_done_callback(lambda f: self._track(f, future))
+            state.jobs[seq_id] = SampleJob(seq_id, http, estimate_prompt_bytes(prompt), future)
+        self._kick()
         return future
 
-    def _track(self, outcome: Any, future: Future[types.SampleResponse]) -> None:
+    def _kick(self) -> None:
+        actor = self._actor
         try:
-            promise = msgspec.json.decode(outcome.result(timeout=0).content)
-            request_id = promise["request_id"]
-            ids: Sequence[str] | None = promise.get("sample_sequence_ids")
-        except BaseException as exc:
-            future.set_exception(exc)
-            return
-        future.request_id = request_id
-
-        def decode_proto(body: bytes) -> types.SampleResponse:
-            return proto.decode_sample_response(body, sequence_ids=ids)
-
-        polled = self._pollers.track(
-            PollSpec(
-                request_id=request_id,
-                request_type="Sample",
-                decode_json=lambda value: types.convert(value, types.SampleResponse),
-                decode_proto=decode_proto,
-                progress=self._progress,
-            )
-        )
-
-        def copy(done: Future[types.SampleResponse]) -> None:
-            error = done.exception()
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(done.result())
-
-        polled.add_done_callback(copy)
+            ref = actor.resolve(RESOLVE_TIMEOUT_S) if isinstance(actor, SupervisedRef) else actor
+            ref.tell(_Dispatch())
+        except ActorDeadError:
+            log.debug("kick_to_restarting_sampler", sampler=self.sampling_session_id)
 
     def compute_logprobs(self, prompt: types.ModelInput) -> Future[list[float | None]]:
         """The logprob of each prompt token given those before it (None for the first)."""
@@ -149,8 +403,16 @@ class SamplingClient:
         sampled.add_done_callback(copy)
         return result
 
+    async def sample_async(self, *args: Any, **kwargs: Any) -> Future[types.SampleResponse]:
+        """`await` gives the Future of `sample`."""
+        return self.sample(*args, **kwargs)
+
+    async def compute_logprobs_async(self, prompt: types.ModelInput) -> Future[list[float | None]]:
+        """`await` gives the Future of `compute_logprobs`."""
+        return self.compute_logprobs(prompt)
+
     def get_tokenizer(self) -> Any:
         """The tokenizer of the sampled model."""
         from tinkex_actors.tokenizer import get_tokenizer
 
-        return get_tokenizer(self.base_model or "")
+        return get_tokenizer(self._state.base_model or "")

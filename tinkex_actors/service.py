@@ -45,12 +45,13 @@ from supervisors import (
 from supervisors import stop as stop_process
 from supervisors.timers import TimerService
 from tinkex_actors import types
+from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
 from tinkex_actors.config import ClientFlags, Config, PoolKind
 from tinkex_actors.futures import Future
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker
-from tinkex_actors.sampling import SamplingClient
+from tinkex_actors.sampling import SamplerState, SamplingClient, SamplingClientActor
 from tinkex_actors.session import (
     CreateSession,
     FinishSession,
@@ -159,6 +160,8 @@ class ServiceClient:
             self.registry = Registry()
             self.progress = ProgressTracker()
             self.pollers = PollerPool(self.transport, size=pollers)
+            self._limiter = rate_limiter_for(config.base_url, config.api_key)
+            self._budget = DispatchBudget.from_flags(self.flags, rate_limiter=self._limiter)
             self._sessions = SessionTable()
             self.supervisor: ActorRef[Any] = _ServiceSupervisor.start(
                 self._child_specs(),
@@ -200,16 +203,19 @@ class ServiceClient:
                 ),
             ),
             ChildSpec(id="pollers", start=start_pollers, type="supervisor"),
-            ChildSpec(
-                id="training_clients",
-                name="training_clients",
-                type="supervisor",
-                start=functools.partial(
-                    DynamicSupervisor.start,
-                    registry=self.registry,
-                    max_restarts=10,
-                    max_seconds=10.0,
-                ),
+            *(
+                ChildSpec(
+                    id=kind,
+                    name=kind,
+                    type="supervisor",
+                    start=functools.partial(
+                        DynamicSupervisor.start,
+                        registry=self.registry,
+                        max_restarts=10,
+                        max_seconds=10.0,
+                    ),
+                )
+                for kind in ("training_clients", "sampling_clients")
             ),
         ]
 
@@ -412,14 +418,30 @@ class ServiceClient:
             .result(CALL_TIMEOUT_S)
             .json()
         )
-        return SamplingClient(
-            self.transport,
-            self.pollers,
-            answer["sampling_session_id"],
-            base_model,
+        sid = answer["sampling_session_id"]
+        state = SamplerState(
+            sampling_session_id=sid,
+            base_model=base_model or answer.get("base_model"),
             model_path=model_path,
+            budget=self._budget,
+            limiter=self._limiter,
             progress=self.progress,
         )
+        name = ("sampling", sid)
+        sup = self.registry.whereis("sampling_clients")
+        assert sup is not None
+        start_child(
+            sup,
+            ChildSpec(
+                id=name,
+                name=name,
+                start=functools.partial(
+                    SamplingClientActor.start, state, self.transport, self.pollers
+                ),
+            ),
+            timeout_s=CALL_TIMEOUT_S,
+        )
+        return SamplingClient(state, SupervisedRef(name, self.registry))
 
     def create_sampling_client(
         self, model_path: str | None = None, base_model: str | None = None

@@ -19,7 +19,7 @@ def leak_check() -> Iterator[None]:
     """Fail a test that leaves an actor or a client thread alive."""
     before = set(threading.enumerate())
     yield
-    leaked = [t for t in stop_everything_and_check_threads(before)
-              if not t.name.startswith("tinkex-local")]
+    server_threads = {t for t in threading.enumerate() if t.name.startswith("tinkex-local")}
+    leaked = stop_everything_and_check_threads(before | server_threads)
     if leaked:
         pytest.fail(f"threads left alive after the test: {[t.name for t in leaked]}")

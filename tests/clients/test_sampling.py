@@ -1,0 +1,133 @@
+"""SamplingClient actors against the embedded server: backpressure, queue states, restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from supervisors import kill
+from tinkex_actors import types
+from tinkex_actors.backpressure import rate_limiter_for
+from tinkex_actors.local import LocalServer, ServerSettings
+from tinkex_actors.service import ServiceClient
+
+WAIT_S = 60.0
+PROMPT = types.ModelInput.from_ints(list(b"abc"))
+KEY = "tml-sampling-tests"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    with LocalServer(settings=ServerSettings(long_poll_timeout_s=0.5)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def service(server: LocalServer) -> Iterator[ServiceClient]:
+    with ServiceClient(base_url=server.url, api_key=KEY) as sc:
+        yield sc
+    server.faults.clear()
+
+
+def params(seed: int = 1, max_tokens: int = 4) -> types.SamplingParams:
+    return types.SamplingParams(max_tokens=max_tokens, seed=seed)
+
+
+class TestSampling:
+    def test_seeded_samples_repeat_and_carry_sequence_ids(self, service: ServiceClient) -> None:
+        """The same seed gives the same tokens; each sequence has the promise's id."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        a = sampler.sample(PROMPT, 3, params()).result(WAIT_S)
+        b = sampler.sample(PROMPT, 3, params()).result(WAIT_S)
+        assert [s.tokens for s in a.sequences] == [s.tokens for s in b.sequences]
+        assert len({s.sequence_id for s in a.sequences}) == 3
+
+    def test_seq_ids_never_repeat(self, server: LocalServer, service: ServiceClient) -> None:
+        """Twenty calls send twenty distinct seq_ids."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        futures = [sampler.sample(PROMPT, 1, params(i, 1)) for i in range(20)]
+        for f in futures:
+            f.result(WAIT_S)
+        seen = server.service.samplers[sampler.sampling_session_id].seen_seq_ids
+        assert sorted(seen) == list(range(1, 21))
+
+    def test_prompt_logprobs_and_compute_logprobs(self, service: ServiceClient) -> None:
+        """compute_logprobs gives one value per prompt token, None first."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        lps = sampler.compute_logprobs(PROMPT).result(WAIT_S)
+        assert lps[0] is None and len(lps) == 3 and all(v < 0 for v in lps[1:])  # type: ignore[operator]
+
+    def test_bad_arguments_are_refused_before_any_request(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """num_samples and prompt types are checked in the caller's thread."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        before = server.app.request_count
+        with pytest.raises(ValueError, match="num_samples"):
+            sampler.sample(PROMPT, 0, params())
+        with pytest.raises(TypeError, match="ModelInput"):
+            sampler.sample([1, 2], 1, params())  # type: ignore[arg-type]
+        assert server.app.request_count == before
+
+
+class TestBackpressure:
+    def test_a_429_opens_a_window_every_sampler_of_the_key_waits_out(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """A 429 backs off (shared by URL and key), then the sample goes through."""
+        limiter = rate_limiter_for(server.url, KEY)
+        before = limiter.stats().backoffs
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        server.faults.inject_status("/api/v1/asample", 429, retry_after_s=0.2)
+        out = sampler.sample(PROMPT, 1, params()).result(WAIT_S)
+        assert len(out.sequences) == 1
+        assert limiter.stats().backoffs == before + 1
+        assert service._limiter is limiter
+
+    def test_the_budget_is_empty_after_every_request_settled(self, service: ServiceClient) -> None:
+        """Tokens are released on success and on failure."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        ok = [sampler.sample(PROMPT, 1, params(i, 1)) for i in range(10)]
+        for f in ok:
+            f.result(WAIT_S)
+        bad = sampler.sample(types.ModelInput.from_ints([999]), 1, params())
+        with pytest.raises(Exception, match="vocabulary"):
+            bad.result(WAIT_S)
+        stats = service._budget.stats()
+        assert stats.in_flight == 0 and stats.in_flight_bytes == 0
+        assert stats.granted == stats.released
+
+    def test_a_killed_sampler_actor_is_restarted_and_its_requests_still_settle(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """Requests queued when the actor died are sent by its successor; nothing leaks."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        server.faults.delay("/api/v1/asample", 0.05, times=5)
+        futures = [sampler.sample(PROMPT, 1, params(i, 2)) for i in range(5)]
+        victim = service.registry.whereis(("sampling", sampler.sampling_session_id))
+        assert victim is not None
+        kill(victim)
+        assert all(len(f.result(WAIT_S).sequences) == 1 for f in futures)
+        assert service._budget.stats().in_flight == 0
+
+
+class TestQueueStates:
+    def test_a_paused_sampling_queue_warns_once_in_the_official_words(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """try_again with paused_capacity logs one WARNING naming the sampler and reason."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        server.faults.pause("sampling", "paused_capacity", "GPUs are busy")
+        with structlog.testing.capture_logs() as logs:
+            future = sampler.sample(PROMPT, 1, params())
+            with pytest.raises(TimeoutError):
+                future.result(2.0)
+            server.faults.resume("sampling")
+            future.result(WAIT_S)
+        paused = [e for e in logs if e["event"] == "queue_paused"]
+        assert len(paused) == 1
+        assert paused[0]["message"] == (
+            f"Sampling is paused for sampler {sampler.sampling_session_id}. Reason: GPUs are busy"
+        )

@@ -60,6 +60,13 @@ from tinkex_actors.session import (
     SessionTable,
     Subscribe,
 )
+from tinkex_actors.telemetry_reporter import (
+    DRAIN_TIMEOUT_S,
+    Drain,
+    Log,
+    LogException,
+    TelemetryReporter,
+)
 from tinkex_actors.training import TrainingClient, TrainingClientActor, TrainingState
 from tinkex_actors.transport import HttpRequest, Transport
 
@@ -181,6 +188,21 @@ class ServiceClient:
                 ),
             )
             self.session_id: str = created.result(CALL_TIMEOUT_S)
+            if config.telemetry_enabled:
+                start_child(
+                    self.supervisor,
+                    ChildSpec(
+                        id="telemetry",
+                        name="telemetry",
+                        start=functools.partial(
+                            TelemetryReporter.start,
+                            self.transport,
+                            self.session_id,
+                            timers=self._timers,
+                        ),
+                    ),
+                    timeout_s=CALL_TIMEOUT_S,
+                )
         except BaseException:
             self._teardown()
             raise
@@ -539,10 +561,36 @@ class ServiceClient:
             status, detail = self._finish_with
             if not isinstance(reason, Normal | Shutdown) and status == "success":
                 status, detail = "errored", repr(reason)
+            self._drain_telemetry()
             self._finish_session(status, detail)
         else:
             self._closed = True
             self._close_resources()
+
+    def _drain_telemetry(self) -> None:
+        reporter = self.registry.whereis("telemetry")
+        if reporter is None:
+            return
+        try:
+            drained = cast(
+                concurrent.futures.Future[int],
+                reporter.ask(Drain(), timeout=CALL_TIMEOUT_S),
+            )
+            drained.result(DRAIN_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("telemetry_drain_failed", error=str(exc))
+
+    def report(self, event_name: str, event_data: dict[str, Any] | None = None) -> None:
+        """Send a GENERIC_EVENT with this session's telemetry (dropped when disabled)."""
+        reporter = self.registry.whereis("telemetry")
+        if reporter is not None:
+            reporter.tell(Log(event_name, dict(event_data or {})))
+
+    def report_exception(self, error: BaseException) -> None:
+        """Send an UNHANDLED_EXCEPTION event for `error` (dropped when telemetry is off)."""
+        reporter = self.registry.whereis("telemetry")
+        if reporter is not None:
+            reporter.tell(LogException(error))
 
     def _finish_session(self, status: str, detail: str | None) -> None:
         session_id = getattr(self, "session_id", None)

@@ -1,0 +1,141 @@
+"""The TelemetryReporter actor against the embedded server, on a fake clock."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+
+from supervisors import stop
+from supervisors.testing import FakeClock
+from supervisors.timers import TimerService
+from tinkex_actors import telemetry
+from tinkex_actors.config import Config
+from tinkex_actors.local import LocalServer
+from tinkex_actors.service import ServiceClient
+from tinkex_actors.telemetry_reporter import Drain, Log, LogException, Stats, TelemetryReporter
+from tinkex_actors.transport import Transport
+
+WAIT_S = 30.0
+PATH = "/api/v1/telemetry"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    with LocalServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def transport(server: LocalServer) -> Iterator[Transport]:
+    t = Transport(Config.resolve(base_url=server.url, api_key="tml-telemetry", environ={}))
+    yield t
+    t.close()
+
+
+def drain(ref: Any) -> int:
+    future = cast(concurrent.futures.Future[int], ref.ask(Drain(), timeout=WAIT_S))
+    return future.result(WAIT_S)
+
+
+class TestBatching:
+    def test_events_are_sent_in_batches_of_at_most_100(
+        self, server: LocalServer, transport: Transport
+    ) -> None:
+        """250 events plus start and end go out as batches of 100, 100 and 52."""
+        server.service.telemetry_events.clear()
+        before = server.app.path_counts[PATH]
+        ref = TelemetryReporter.start(
+            transport, "s-t1", timers=TimerService(FakeClock()), bus=False
+        )
+        try:
+            for i in range(250):
+                ref.tell(Log("step", {"i": i}))
+            assert drain(ref) == 0
+        finally:
+            stop(ref, timeout_s=WAIT_S)
+        events = server.service.telemetry_events
+        assert server.app.path_counts[PATH] - before == 3
+        assert [e["event"] for e in (events[0], events[-1])] == ["SESSION_START", "SESSION_END"]
+        assert [e["event_session_index"] for e in events] == list(range(252))
+        assert sum(e["event"] == "GENERIC_EVENT" for e in events) == 250
+
+    def test_a_partial_batch_waits_for_the_ten_second_tick(
+        self, server: LocalServer, transport: Transport
+    ) -> None:
+        """Fewer than 100 events are flushed by the timer, not before."""
+        clock = FakeClock()
+        before = server.app.path_counts[PATH]
+        ref = TelemetryReporter.start(transport, "s-t2", timers=TimerService(clock), bus=False)
+        try:
+            ref.tell(Log("one", {}))
+            ref.ask(Log("two", {}), timeout=WAIT_S)  # processed: still nothing sent
+            assert server.app.path_counts[PATH] == before
+            clock.advance(10.0)
+            assert drain(ref) == 0
+            assert server.app.path_counts[PATH] - before >= 1
+        finally:
+            stop(ref, timeout_s=WAIT_S)
+
+    def test_a_full_queue_drops_and_counts(self, transport: Transport) -> None:
+        """Past the queue cap, events are dropped and counted, never blocking the sender."""
+        ref = TelemetryReporter.start(
+            transport, "s-t3", timers=TimerService(FakeClock()), max_queue=5, bus=False
+        )
+        try:
+            # Below a full batch nothing is sent before the (fake) tick: the queue fills up.
+            for i in range(10):
+                ref.tell(Log("x", {"i": i}))
+            stats = ref.ask(Stats(), timeout=WAIT_S)
+            assert stats["queued"] == 5 and stats["dropped"] == 6  # SESSION_START + 4 kept
+        finally:
+            stop(ref, timeout_s=WAIT_S)
+
+
+class TestContent:
+    def test_exceptions_and_bus_events_are_reported(
+        self, server: LocalServer, transport: Transport
+    ) -> None:
+        """LogException sends UNHANDLED_EXCEPTION; bus events become GENERIC_EVENTs."""
+        server.service.telemetry_events.clear()
+        ref = TelemetryReporter.start(transport, "s-t4", timers=TimerService(FakeClock()))
+        try:
+            ref.tell(LogException(ValueError("boom")))
+            telemetry.emit("future.retry", {"delay_s": 0.5}, {"request_id": "r-1"})
+            assert telemetry.flush(WAIT_S)
+            drain(ref)
+        finally:
+            stop(ref, timeout_s=WAIT_S)
+        kinds = {e["event"] for e in server.service.telemetry_events}
+        assert "UNHANDLED_EXCEPTION" in kinds
+        generic = [e for e in server.service.telemetry_events if e["event"] == "GENERIC_EVENT"]
+        assert any(
+            e["event_name"] == "future.retry" and e["event_data"]["request_id"] == "r-1"
+            for e in generic
+        )
+        assert not any("tml-" in str(e) for e in server.service.telemetry_events)
+
+
+class TestServiceClient:
+    def test_a_service_client_reports_its_session_and_drains_on_close(
+        self, server: LocalServer
+    ) -> None:
+        """SESSION_START and SESSION_END of the session reach the server by close()."""
+        server.service.telemetry_events.clear()
+        with ServiceClient(base_url=server.url, api_key="tml-telemetry") as sc:
+            sc.report("custom", {"k": 1})
+        events = server.service.telemetry_events
+        assert events[0]["event"] == "SESSION_START"
+        assert "SESSION_END" in [e["event"] for e in events]
+        assert any(e.get("event_name") == "custom" for e in events)
+
+    def test_telemetry_can_be_turned_off(self, server: LocalServer) -> None:
+        """TINKER_TELEMETRY=0 starts no reporter and sends nothing."""
+        before = server.app.path_counts[PATH]
+        with ServiceClient(
+            base_url=server.url, api_key="tml-telemetry", environ={"TINKER_TELEMETRY": "0"}
+        ) as sc:
+            assert sc.registry.whereis("telemetry") is None
+        assert server.app.path_counts[PATH] == before

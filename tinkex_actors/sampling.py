@@ -16,10 +16,12 @@ the actor, so a restarted actor dispatches again what its predecessor had not se
 
 from __future__ import annotations
 
+import base64
 import functools
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +85,7 @@ class SamplerState:
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     jobs: dict[int, SampleJob] = field(default_factory=dict)
     progress: ProgressTracker | None = None
+    base_url: str = ""
 
     def next_seq_id(self) -> int:
         """A seq_id never used by this sampler (call with `lock` held)."""
@@ -307,12 +310,143 @@ def _retry_after_s(exc: APIStatusError) -> float | None:
     return None
 
 
-class SamplingClient:
-    """Samples from one sampling session; every call returns a Future at once."""
+class _Runtime:
+    """What a SamplingClient made from a handle owns: transport, pollers, its supervisor."""
 
-    def __init__(self, state: SamplerState, actor: SupervisedRef | ActorRef[Any]) -> None:
+    def __init__(
+        self, transport: Transport, pollers: PollerPool, supervisor: ActorRef[Any]
+    ) -> None:
+        self.transport = transport
+        self.pollers = pollers
+        self.supervisor = supervisor
+
+    def close(self) -> None:
+        from supervisors import stop
+
+        stop(self.supervisor, timeout_s=RESOLVE_TIMEOUT_S)
+        self.pollers.stop()
+        self.transport.close()
+
+
+class SamplingClient:
+    """Samples from one sampling session; every call returns a Future at once.
+
+    A SamplingClient crosses process boundaries: pickle it (spawned processes included), or pass
+    `get_sampler_handle()` (a string with no credentials) and rebuild it with
+    `SamplingClient.from_sampler_handle(handle)`. Each copy is a clone with its own random id,
+    so their seq_ids never collide; it authenticates with its own process's `TINKER_API_KEY`
+    (or `api_key=`), and owns its connections until `close()`.
+    """
+
+    def __init__(
+        self,
+        state: SamplerState,
+        actor: SupervisedRef | ActorRef[Any],
+        *,
+        runtime: _Runtime | None = None,
+    ) -> None:
         self._state = state
         self._actor = actor
+        self._runtime = runtime
+
+    # -- crossing process boundaries -----------------------------------------------------------
+
+    def get_sampler_handle(self) -> str:
+        """A string naming this sampler for any process: base64 JSON, no credentials."""
+        payload = {
+            "v": 1,
+            "sampling_session_id": self._state.sampling_session_id,
+            "base_url": self._state.base_url,
+            "base_model": self._state.base_model,
+            "model_path": self._state.model_path,
+        }
+        return base64.urlsafe_b64encode(msgspec.json.encode(payload)).decode()
+
+    @staticmethod
+    def from_sampler_handle(handle: str, *, api_key: str | None = None) -> SamplingClient:
+        """A new clone of the sampler behind `handle`, with its own connections."""
+        try:
+            fields = msgspec.json.decode(base64.urlsafe_b64decode(handle.encode()))
+            sid, base_url = fields["sampling_session_id"], fields["base_url"]
+        except Exception as exc:
+            raise ValueError(
+                "handle is not a sampler handle; pass what get_sampler_handle() returned"
+            ) from exc
+        from supervisors import DynamicSupervisor, Registry, start_child
+        from tinkex_actors.backpressure import rate_limiter_for
+        from tinkex_actors.config import ClientFlags, Config
+
+        config = Config.resolve(api_key=api_key, base_url=base_url)
+        transport = Transport(config)
+        try:
+            flags = ClientFlags.from_mapping(
+                transport.submit(
+                    HttpRequest.json("POST", "client/config", {"sdk_version": "tinkex-actors"})
+                )
+                .result(RESOLVE_TIMEOUT_S)
+                .json()
+            )
+        except Exception:
+            flags = ClientFlags()
+        clone_id = uuid.uuid4().int % CLONE_STRIDE + 1
+        if flags.sample_join_sampling_session:
+            joined = (
+                transport.submit(
+                    HttpRequest.json(
+                        "POST",
+                        "join_sampling_session",
+                        {"sampling_session_id": sid},
+                        pool=PoolKind.SESSION,
+                    )
+                )
+                .result(RESOLVE_TIMEOUT_S)
+                .json()
+            )
+            clone_id = int(joined["client_counter"])
+        limiter = rate_limiter_for(config.base_url, config.api_key)
+        state = SamplerState(
+            sampling_session_id=sid,
+            base_model=fields.get("base_model"),
+            model_path=fields.get("model_path"),
+            budget=DispatchBudget.from_flags(flags, rate_limiter=limiter),
+            limiter=limiter,
+            clone_id=clone_id,
+            progress=ProgressTracker(),
+            base_url=config.base_url,
+        )
+        pollers = PollerPool(transport).start()
+        registry = Registry()
+        supervisor = DynamicSupervisor.start(registry=registry)
+        name = ("sampling", sid, clone_id)
+        from supervisors import ChildSpec
+
+        start_child(
+            supervisor,
+            ChildSpec(
+                id=name,
+                name=name,
+                start=functools.partial(SamplingClientActor.start, state, transport, pollers),
+            ),
+        )
+        return SamplingClient(
+            state, SupervisedRef(name, registry), runtime=_Runtime(transport, pollers, supervisor)
+        )
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled as its handle: the copy is a clone with its own connections."""
+        return (SamplingClient.from_sampler_handle, (self.get_sampler_handle(),))
+
+    def close(self) -> None:
+        """Release what a clone made from a handle owns (a ServiceClient's own: nothing)."""
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+    def __enter__(self) -> SamplingClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return (

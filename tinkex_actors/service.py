@@ -448,6 +448,7 @@ class ServiceClient:
             budget=self._budget,
             limiter=self._limiter,
             progress=self.progress,
+            base_url=self.transport.config.base_url,
         )
         name = ("sampling", sid)
         sup = self.registry.whereis("sampling_clients")

@@ -131,3 +131,47 @@ class TestQueueStates:
         assert paused[0]["message"] == (
             f"Sampling is paused for sampler {sampler.sampling_session_id}. Reason: GPUs are busy"
         )
+
+
+def _sample_in_child(client: object) -> list[int]:
+    """Runs in a spawned process: the unpickled client samples on its own connections."""
+    with client:  # type: ignore[attr-defined]
+        out = client.sample(PROMPT, 1, params(7)).result(WAIT_S)  # type: ignore[attr-defined]
+        return list(out.sequences[0].tokens)
+
+
+class TestHandles:
+    def test_a_handle_makes_a_clone_whose_seq_ids_never_collide(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """from_sampler_handle samples the same sampler with its own clone id."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        handle = sampler.get_sampler_handle()
+        assert KEY not in handle and "tml-" not in handle
+        with type(sampler).from_sampler_handle(handle, api_key=KEY) as clone:
+            a = clone.sample(PROMPT, 1, params(3)).result(WAIT_S)
+            b = sampler.sample(PROMPT, 1, params(3)).result(WAIT_S)
+        assert a.sequences[0].tokens == b.sequences[0].tokens
+        seen = server.service.samplers[sampler.sampling_session_id].seen_seq_ids
+        assert len(seen) == 2 and 1 in seen and max(seen) > 1_000_000_000
+
+    def test_a_bad_handle_is_refused_naming_the_fix(self) -> None:
+        """A string that is not a handle raises a clear ValueError."""
+        from tinkex_actors.sampling import SamplingClient
+
+        with pytest.raises(ValueError, match="get_sampler_handle"):
+            SamplingClient.from_sampler_handle("not-a-handle")
+
+    def test_a_pickled_client_samples_in_a_spawned_process(
+        self, server: LocalServer, service: ServiceClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Pickle crosses a spawn process pool; the child authenticates with its own env."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        monkeypatch.setenv("TINKER_API_KEY", KEY)
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        expected = sampler.sample(PROMPT, 1, params(7)).result(WAIT_S).sequences[0].tokens
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            tokens = pool.submit(_sample_in_child, sampler).result(WAIT_S * 2)
+        assert tokens == list(expected)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from tinkex_actors.demo import (
     CheckpointLog,
     DemoOptions,
     ProgressLine,
+    run_demo,
     run_rl_demo,
 )
+from tinkex_actors.local import LocalServer, ServerSettings
 
 # The tiny model learns fastest per second; a high rate makes 8 steps visibly useful.
 FAST = ["--base-model", "tiny-byte-lm", "--learning-rate", "2e-2"]
@@ -212,6 +215,52 @@ class TestSupervisedRun:
         last = CheckpointLog(out).last()
         assert last is not None
         assert last["path"] == match.group(2) and last["step"] == int(match.group(1)) >= 3
+
+
+class _Watcher(io.StringIO):
+    """A stdout that calls `on_text(text_so_far)` after every write."""
+
+    def __init__(self, on_text: Callable[[str], None]) -> None:
+        super().__init__()
+        self.on_text = on_text
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        self.on_text(self.getvalue())
+        return written
+
+
+class TestQueueState:
+    def test_a_paused_queue_shows_on_the_progress_line(self, tmp_path: Path) -> None:
+        """While the server pauses training, the line says so; training then finishes."""
+        paused = threading.Event()
+        shown = threading.Event()
+        codes: list[int] = []
+        # A short long-poll hold, so that the pause is reported within a second.
+        with LocalServer(settings=ServerSettings(long_poll_timeout_s=0.5)) as server:
+
+            def on_text(text: str) -> None:
+                if "step    1/" in text and not paused.is_set():
+                    paused.set()
+                    server.faults.pause("training", "paused_capacity", "maintenance")
+                if "queue paused_capacity (maintenance)" in text:
+                    shown.set()
+
+            stream = _Watcher(on_text)
+            options = DemoOptions(
+                steps=5, base_model="tiny-byte-lm", output_dir=tmp_path,
+                base_url=server.url, api_key="tml-demo-tests-0000",
+            )
+            worker = threading.Thread(target=lambda: codes.append(run_demo(options, stream)))
+            worker.start()
+            try:
+                assert shown.wait(60), stream.getvalue()
+            finally:
+                server.faults.resume("training")
+                worker.join(60)
+        assert not worker.is_alive()
+        assert codes == [0], stream.getvalue()
+        assert "step    5/5" in stream.getvalue()
 
 
 class TestRlRun:

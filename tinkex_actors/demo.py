@@ -56,6 +56,8 @@ EXIT_NOT_LEARNING = 1
 EXIT_INTERRUPTED = 130
 WAIT_S = 600.0
 """The longest the demo waits for any one answer before giving up with an error."""
+REFRESH_S = 0.5
+"""How often the progress line is refreshed while a step waits (to show queue pauses)."""
 SAMPLE_WORDS = 4
 """How many words are shown before and after training."""
 EMBEDDED_MODEL = "small-byte-lm"
@@ -314,6 +316,14 @@ def run_demo(
     out = ProgressLine(stdout if stdout is not None else sys.stdout)
     stop = stop if stop is not None else threading.Event()
     log = CheckpointLog(options.output_dir)
+    resume_from = log.last() if options.resume else None
+    if resume_from is not None:
+        # The checkpoint decides the model: its base model and rank, whatever the flags say.
+        options = dataclasses.replace(
+            options,
+            base_model=resume_from.get("base_model", options.base_model),
+            rank=resume_from.get("rank", options.rank),
+        )
     assert options.steps is not None and options.batch_size is not None
     assert options.learning_rate is not None and options.base_model is not None
     pairs = demo_data.example_pairs(seed=options.seed)
@@ -321,7 +331,6 @@ def run_demo(
     shown = [w for w, _ in pairs[:SAMPLE_WORDS]]
     started = time.monotonic()
     first_step = 0
-    resume_from = log.last() if options.resume else None
     if options.resume and resume_from is None:
         out.say(f"no checkpoint recorded in {log.path}: starting from the base model")
     with _stop_on_sigint(stop), _service(options) as service:
@@ -335,9 +344,8 @@ def run_demo(
             trainer = service.create_lora_training_client(
                 options.base_model, rank=options.rank, seed=options.seed
             ).result(WAIT_S)
-        base_model = resume_from["base_model"] if resume_from else options.base_model
         out.say(
-            f"model {trainer.model_id}  base {base_model}  rank {options.rank}  "
+            f"model {trainer.model_id}  base {options.base_model}  rank {options.rank}  "
             f"{len(pairs)} pig latin pairs  batch {options.batch_size}  "
             f"lr {options.learning_rate:g}"
         )
@@ -355,10 +363,22 @@ def run_demo(
         train_started = time.monotonic()
         last_step = first_step
 
+        def wait(future: tx.Future[Any], step: int) -> Any:
+            # Wake up now and then to show a paused queue while a step waits for it.
+            deadline = time.monotonic() + WAIT_S
+            while True:
+                try:
+                    return future.result(min(REFRESH_S, max(deadline - time.monotonic(), 0.0)))
+                except tx.FutureTimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    if queue.describe():
+                        out.update(f"step {step + 1:4d}/{options.steps}  waiting{queue.describe()}")
+
         def finish(item: _Step) -> None:
             nonlocal tokens_done, last_step
-            result = item.forward_backward.result(WAIT_S)
-            item.optim.result(WAIT_S)
+            result = wait(item.forward_backward, item.step)
+            wait(item.optim, item.step)
             loss = result.metrics["loss:sum"] / item.target_tokens
             losses.append(loss)
             tokens_done += item.tokens

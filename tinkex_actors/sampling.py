@@ -33,6 +33,7 @@ from pykka import ActorDeadError, ActorRef
 from supervisors import Process, SupervisedRef
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import types
+from tinkex_actors._actors import tell_quietly
 from tinkex_actors.backpressure import (
     SAMPLING_BACKPRESSURE_HEADER,
     DispatchBudget,
@@ -157,6 +158,10 @@ class SamplingClientActor(Process):
             raise TypeError(f"SamplingClientActor got an unknown message: {message!r}")
         return None
 
+    def _budget_key(self, key: int) -> tuple[str, int]:
+        # The budget is shared by every sampler of a ServiceClient: seq_ids alone collide.
+        return (self.state.sampling_session_id, key)
+
     def _later(self, delay_s: float) -> None:
         if self._wake is None:
             self._wake = self.timers.send_after(delay_s, self.actor_ref, _Dispatch())
@@ -174,7 +179,7 @@ class SamplingClientActor(Process):
                 self._forget(job)
                 continue
             token = self.state.budget.try_acquire(
-                job.key,
+                self._budget_key(job.key),
                 job.size_bytes,
                 owner=self.state.sampling_session_id,
                 on_granted=functools.partial(_tell_granted, me, job.key),
@@ -188,13 +193,13 @@ class SamplingClientActor(Process):
         with self.state.lock:
             job = self.state.jobs.get(key)
         if job is None or job.future.done():
-            self.state.budget.release(key)
+            self.state.budget.release(self._budget_key(key))
             if job is not None:
                 self._forget(job)
             return
         job.waiting = False
         if self.state.limiter.backoff_remaining_s() > 0:
-            self.state.budget.release(key)
+            self.state.budget.release(self._budget_key(key))
             self._later(self.state.limiter.backoff_remaining_s())
             return
         self._send(job)
@@ -205,12 +210,12 @@ class SamplingClientActor(Process):
         dispatched_at = self.state.limiter.now()
         outcome = self.transport.submit(job.request)
         me = self.actor_ref
-        outcome.add_done_callback(lambda f: me.tell(_Sent(job.key, f, dispatched_at)))
+        outcome.add_done_callback(lambda f: tell_quietly(me, _Sent(job.key, f, dispatched_at)))
 
     def _forget(self, job: SampleJob) -> None:
         with self.state.lock:
             self.state.jobs.pop(job.key, None)
-        self.state.budget.release(job.key)
+        self.state.budget.release(self._budget_key(job.key))
 
     def _sent(self, message: _Sent) -> None:
         with self.state.lock:
@@ -224,13 +229,13 @@ class SamplingClientActor(Process):
             retry_after = _retry_after_s(exc)
             self.state.limiter.on_rate_limited(job.size_bytes, retry_after)
             self._notify_queue_state(exc)
-            self.state.budget.release(job.key)
+            self.state.budget.release(self._budget_key(job.key))
             job.dispatched = False
             self._later(self.state.limiter.backoff_remaining_s() or 0.0)
             return
         except (APIConnectionError, APIStatusError) as exc:
             retryable = isinstance(exc, APIConnectionError) or exc.status_code >= 500
-            self.state.budget.release(job.key)
+            self.state.budget.release(self._budget_key(job.key))
             if retryable and not self._stuck(job):
                 job.dispatched = False
                 self._later(self.policy.backoff_s(job.attempts - 1))
@@ -261,7 +266,7 @@ class SamplingClientActor(Process):
                 progress=self.state.progress,
             )
         )
-        budget, key, target = self.state.budget, job.key, job.future
+        budget, key, target = self.state.budget, self._budget_key(job.key), job.future
 
         def settle(done: Future[types.SampleResponse]) -> None:
             budget.release(key)
@@ -295,7 +300,7 @@ class SamplingClientActor(Process):
 
 
 def _tell_granted(ref: ActorRef[Any], key: int, _token: object) -> None:
-    ref.tell(_Granted(key))
+    tell_quietly(ref, _Granted(key))
 
 
 def _retry_after_s(exc: APIStatusError) -> float | None:

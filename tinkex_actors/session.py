@@ -26,6 +26,7 @@ from pykka import ActorRef
 
 from supervisors import Process
 from supervisors.timers import Timer, TimerService, default_timer_service
+from tinkex_actors._actors import tell_quietly
 from tinkex_actors._version import __version__
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIStatusError, SessionExpiredError, TinkerError
@@ -226,7 +227,7 @@ class SessionManager(Process):
         )
         me = self.actor_ref
         outcome.add_done_callback(
-            lambda f: me.tell(_Created(message.tags, message.user_metadata, reply, f))
+            lambda f: tell_quietly(me, _Created(message.tags, message.user_metadata, reply, f))
         )
         return reply
 
@@ -302,7 +303,7 @@ class SessionManager(Process):
             )
         )
         me = self.actor_ref
-        outcome.add_done_callback(lambda f: me.tell(_BeatDone(session_id, f.exception())))
+        outcome.add_done_callback(lambda f: tell_quietly(me, _BeatDone(session_id, f.exception())))
 
     def _beat_done(self, message: _BeatDone) -> None:
         try:

@@ -28,6 +28,7 @@ import structlog
 from supervisors import Process
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import telemetry, types
+from tinkex_actors._actors import tell_quietly
 from tinkex_actors._version import __version__
 from tinkex_actors.config import PoolKind
 from tinkex_actors.transport import HttpRequest, Transport
@@ -119,7 +120,7 @@ class TelemetryReporter(Process):
         if self._bus:
             me = self.actor_ref
             self._attachment = telemetry.attach(
-                telemetry.ALL_EVENTS, lambda e: me.tell(_from_bus(e))
+                telemetry.ALL_EVENTS, lambda e: tell_quietly(me, _from_bus(e))
             )
 
     def terminate(self, reason: Any) -> None:
@@ -209,7 +210,7 @@ class TelemetryReporter(Process):
             )
         )
         me = self.actor_ref
-        outcome.add_done_callback(lambda f: me.tell(_Sent(len(batch), f)))
+        outcome.add_done_callback(lambda f: tell_quietly(me, _Sent(len(batch), f)))
 
     def _sent(self, message: _Sent) -> None:
         self.in_flight = 0

@@ -32,6 +32,7 @@ from pykka import ActorDeadError, ActorRef
 
 from supervisors import Process, SupervisedRef
 from tinkex_actors import types
+from tinkex_actors._actors import tell_quietly
 from tinkex_actors.config import ClientFlags, PoolKind
 from tinkex_actors.errors import ConflictError
 from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs
@@ -163,7 +164,7 @@ class TrainingClientActor(Process):
         self.in_flight = job.seq_id
         outcome = self.transport.submit(job.request)
         me = self.actor_ref
-        outcome.add_done_callback(lambda f: me.tell(_Submitted(job.seq_id, f)))
+        outcome.add_done_callback(lambda f: tell_quietly(me, _Submitted(job.seq_id, f)))
 
     def _submitted(self, message: _Submitted) -> None:
         self.in_flight = None

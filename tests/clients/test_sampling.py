@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
@@ -29,6 +31,17 @@ def service(server: LocalServer) -> Iterator[ServiceClient]:
     with ServiceClient(base_url=server.url, api_key=KEY) as sc:
         yield sc
     server.faults.clear()
+
+
+def _eventually(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
+    """Wait for a condition other threads make true, up to a deadline."""
+    deadline = time.monotonic() + timeout_s
+    tick = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        tick.wait(0.01)
+    return True
 
 
 def params(seed: int = 1, max_tokens: int = 4) -> types.SamplingParams:
@@ -175,3 +188,54 @@ class TestHandles:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             tokens = pool.submit(_sample_in_child, sampler).result(WAIT_S * 2)
         assert tokens == list(expected)
+
+
+class TestFleet:
+    def test_1000_concurrent_samples_from_4_samplers_complete_with_distinct_seq_ids(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """250 samples each from 4 samplers in flight at once; every seq_id used once."""
+        samplers = [service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+                    for _ in range(4)]
+        futures = [s.sample(PROMPT, 1, params(i, 1)) for i in range(250) for s in samplers]
+        assert all(len(f.result(WAIT_S).sequences) == 1 for f in futures)
+        for s in samplers:
+            seen = server.service.samplers[s.sampling_session_id].seen_seq_ids
+            assert sorted(seen) == list(range(1, 251))
+        stats = service._budget.stats()
+        assert stats.in_flight == 0 and stats.in_flight_bytes == 0
+
+    def test_user_errors_fail_at_once_with_no_retry(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """A bad prompt is answered 400 and fails after one request."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        before = server.app.path_counts["/api/v1/asample"]
+        with pytest.raises(Exception, match="vocabulary"):
+            sampler.sample(types.ModelInput.from_ints([100_000]), 1, params()).result(WAIT_S)
+        assert server.app.path_counts["/api/v1/asample"] - before == 1
+
+    def test_a_5xx_storm_is_retried_until_it_passes(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """Five 503s in a row on asample, then success: the sample completes."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        before = server.app.path_counts["/api/v1/asample"]
+        server.faults.inject_status("/api/v1/asample", 503, times=3)
+        out = sampler.sample(PROMPT, 1, params()).result(WAIT_S)
+        assert len(out.sequences) == 1
+        assert server.app.path_counts["/api/v1/asample"] - before == 4
+
+    def test_cancelled_samples_release_the_budget(self, service: ServiceClient) -> None:
+        """Cancelling futures (sent or not) leaves nothing held."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        futures = [sampler.sample(PROMPT, 1, params(i, 8)) for i in range(20)]
+        for f in futures[::2]:
+            f.cancel()
+        for f in futures[1::2]:
+            f.result(WAIT_S)
+        sampler.sample(PROMPT, 1, params()).result(WAIT_S)  # a later dispatch round
+        assert all(f.cancelled() for f in futures[::2])
+        assert _eventually(lambda: service._budget.stats().in_flight == 0)
+        stats = service._budget.stats()
+        assert stats.granted == stats.released and stats.in_flight_bytes == 0

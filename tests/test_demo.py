@@ -267,7 +267,7 @@ class TestRlRun:
     def test_the_mean_reward_rises_with_importance_sampling(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """8 RL steps of 32 prompts x 8 samples on the tiny model: the reward rises."""
+        """After the warm-up, 8 RL steps of 32 prompts x 8 samples: the reward rises."""
         monkeypatch.delenv("TINKER_API_KEY", raising=False)
         monkeypatch.delenv("TINKER_BASE_URL", raising=False)
         stream = io.StringIO()
@@ -276,7 +276,7 @@ class TestRlRun:
         text = stream.getvalue()
         rewards = [float(r) for r in re.findall(r"mean reward ([0-9.]+)", text)]
         assert len(rewards) == 8, text
-        assert "32 prompts x 8 samples" in text
+        assert "32 prompts x 8 samples" in text and "warm-up: 10 supervised steps" in text
         assert code == 0, text
         assert max(rewards[4:]) > rewards[0]
 

@@ -163,6 +163,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             resume=args.resume,
             seed=args.seed,
             rl=args.rl,
+            rl_warmup_steps=args.rl_warmup_steps,
             base_url=args.base_url,
         )
     except ValueError as exc:
@@ -560,7 +561,7 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--rl", action="store_true", help="the RL variant (sampling + rewards)")
     demo.add_argument("--steps", type=int, default=None, help="training steps (200; RL 20)")
     demo.add_argument("--rank", type=int, default=16, help="LoRA rank (default 16)")
-    demo.add_argument("--learning-rate", type=float, default=None, help="Adam LR (1e-2; RL 2e-2)")
+    demo.add_argument("--learning-rate", type=float, default=None, help="Adam LR (1e-2; RL 5e-3)")
     demo.add_argument("--batch-size", type=int, default=None, help="examples per step (32)")
     demo.add_argument(
         "--base-model", default=None, help="small-byte-lm embedded (RL: tiny-byte-lm)"
@@ -571,6 +572,9 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument("--checkpoint-every", type=int, default=50, help="save_state every N steps")
     demo.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     demo.add_argument("--seed", type=int, default=0, help="data order and LoRA init seed")
+    demo.add_argument(
+        "--rl-warmup-steps", type=int, default=10, help="RL: supervised steps first (default 10)"
+    )
 
 
 def _add_serve(sub: Any) -> None:

@@ -12,9 +12,9 @@ Tinker training loop looks like:
 - greedy samples before and after training, so the change is visible;
 - Ctrl-C stops submitting, saves a checkpoint and exits with 130.
 
-`tinkex-actors demo --rl` is the RL-shaped variant: each step samples a fresh sampler of the
-current weights, scores the samples with a dense reward and trains on them with the
-importance_sampling loss (see `run_rl_demo`).
+`tinkex-actors demo --rl` is the RL-shaped variant: after a short supervised warm-up, each step
+samples a fresh sampler of the current weights, scores the samples with a dense reward and
+trains on them with the importance_sampling loss (see `run_rl_demo`).
 
 Exit codes: 0 success, 1 the loss did not fall (or the reward did not rise), 130 interrupted.
 """
@@ -67,6 +67,7 @@ EMBEDDED_RL_MODEL = "tiny-byte-lm"
 EMBEDDED_KEY = "tml-tinkex-demo-embedded"
 """The key given to the demo's own embedded server (which accepts any well-formed key)."""
 SERVICE_MODEL = "Qwen/Qwen3-8B"
+WARMUP_LEARNING_RATE = 2e-2
 """The base model on the real service when `--base-model` is not given."""
 
 
@@ -85,10 +86,16 @@ class DemoOptions:
     seed: int = 0
     rl: bool = False
     samples_per_prompt: int = 8
+    rl_warmup_steps: int = 10
     base_url: str | None = None
     api_key: str | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.rl_warmup_steps, int) or self.rl_warmup_steps < 0:
+            raise ValueError(
+                f"rl_warmup_steps={self.rl_warmup_steps!r} must be an integer >= 0 "
+                "(pass --rl-warmup-steps N; 0 starts RL from the base model)"
+            )
         for name in ("steps", "batch_size", "checkpoint_every", "rank", "samples_per_prompt"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -109,7 +116,7 @@ class DemoOptions:
     def resolved(self, environ: Mapping[str, str] | None = None) -> DemoOptions:
         """These options with the mode's defaults filled in."""
         defaults: dict[str, Any] = (
-            {"steps": 20, "learning_rate": 2e-2, "batch_size": 32}
+            {"steps": 20, "learning_rate": 5e-3, "batch_size": 32}
             if self.rl
             else {"steps": 200, "learning_rate": 1e-2, "batch_size": 32}
         )
@@ -513,13 +520,44 @@ def _rl_datum(prompt: list[int], sequence: types.SampledSequence, advantage: flo
     )
 
 
+def _warm_up(
+    trainer: tx.TrainingClient,
+    pairs: list[tuple[str, str]],
+    options: DemoOptions,
+    tokenizer: Any,
+    out: ProgressLine,
+) -> None:
+    """A few supervised steps first: RL needs a policy whose samples are sometimes right.
+
+    From random weights every sample is noise, the reward's only signal is stray characters in
+    the right places, and RL learns to produce exactly those (reward hacking, in miniature).
+    """
+    if options.rl_warmup_steps == 0:
+        return
+    adam = tx.AdamParams(learning_rate=WARMUP_LEARNING_RATE)
+    pending: list[tx.Future[types.ForwardBackwardOutput]] = []
+    for step in range(options.rl_warmup_steps):
+        batch = _batch(pairs, options.seed + 1, step, options.batch_size or 32)
+        data = [demo_data.supervised_datum(w, t, tokenizer) for w, t in batch]
+        pending.append(trainer.forward_backward(data, "cross_entropy"))
+        trainer.optim_step(adam)
+    last = pending[-1].result(WAIT_S)
+    tokens = float(sum(d.loss_fn_inputs["weights"].to_numpy().sum() for d in data))
+    out.say(
+        f"warm-up: {options.rl_warmup_steps} supervised steps, loss/token "
+        f"{last.metrics['loss:sum'] / tokens:.3f}"
+    )
+
+
 def run_rl_demo(
     options: DemoOptions, stdout: TextIO | None = None, stop: threading.Event | None = None
 ) -> int:
     """RL: per step, `batch_size` prompts x `samples_per_prompt` samples from a fresh sampler.
 
     The reward is `char_match` (the fraction of the pig latin target matched), advantages are
-    centred per prompt group, and the loss is importance_sampling with the sampler's logprobs.
+    centred per prompt group (and scaled by its spread; a group whose samples all scored the same
+    teaches nothing and is left out), and the loss is importance_sampling with the sampling
+    logprobs.
     Prints the mean reward per step; exit code 1 when it did not rise.
     """
     options = dataclasses.replace(options, rl=True).resolved()
@@ -540,6 +578,7 @@ def run_rl_demo(
         )
         adam = tx.AdamParams(learning_rate=options.learning_rate)
         tokenizer = trainer.get_tokenizer()
+        _warm_up(trainer, pairs, options, tokenizer, out)
         for step in range(options.steps):
             if stop.is_set():
                 break
@@ -559,17 +598,18 @@ def run_rl_demo(
             ]
             data: list[types.Datum] = []
             step_rewards: list[float] = []
-            for (_, target), prompt, future in zip(batch, prompts, futures, strict=True):
+            example = ""
+            for (word, target), prompt, future in zip(batch, prompts, futures, strict=True):
                 sequences = future.result(WAIT_S).sequences
-                group = [
-                    demo_data.char_match(demo_data.decode_completion(s.tokens, tokenizer), target)
-                    for s in sequences
-                ]
+                texts = [demo_data.decode_completion(s.tokens, tokenizer) for s in sequences]
+                group = [demo_data.char_match(text, target) for text in texts]
+                example = example or f"{word}{demo_data.SEPARATOR}{texts[0]!r}"
                 step_rewards.extend(group)
-                mean = float(np.mean(group))
+                mean, spread = float(np.mean(group)), float(np.std(group))
                 for sequence, reward in zip(sequences, group, strict=True):
-                    if reward != mean and len(sequence.tokens) > 0:
-                        data.append(_rl_datum(prompt, sequence, reward - mean))
+                    if spread > 0 and len(sequence.tokens) > 0:
+                        advantage = (reward - mean) / (spread + 1e-6)
+                        data.append(_rl_datum(prompt, sequence, advantage))
             rewards.append(float(np.mean(step_rewards)))
             if data:
                 fb = trainer.forward_backward(data, "importance_sampling")
@@ -578,7 +618,7 @@ def run_rl_demo(
                 opt.result(WAIT_S)
             out.say(
                 f"step {step + 1:3d}/{options.steps}  mean reward {rewards[-1]:.3f}  "
-                f"{len(data)} datums  {time.monotonic() - step_started:.1f} s"
+                f"{len(data):3d} datums  {time.monotonic() - step_started:4.1f} s  e.g. {example}"
             )
     out.say("")
     out.say("summary")

@@ -39,6 +39,7 @@ __all__ = [
     "combine",
     "combine_forward_backward_outputs",
     "reduce_metrics",
+    "relay",
 ]
 
 T = TypeVar("T")
@@ -220,6 +221,28 @@ def _check_timeout(timeout: float | None) -> None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
         raise ValueError(f"timeout={timeout!r} is not valid; pass seconds >= 0, or None")
+
+
+def relay(
+    source: Future[T], target: Future[T], on_settled: Callable[[], object] | None = None
+) -> None:
+    """Settle `target` as `source` settles (result, error or cancellation), and cancel
+    `source` if `target` is cancelled first; `on_settled()` runs once `source` settles."""
+
+    def copy(done: Future[T]) -> None:
+        if on_settled is not None:
+            on_settled()
+        if done.cancelled():
+            target.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            target.set_exception(error)
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
+    target.add_done_callback(lambda t: source.cancel() if t.cancelled() else None)
 
 
 def combine(futures: Sequence[Future[T]], transform: Callable[[list[T]], U]) -> Future[U]:

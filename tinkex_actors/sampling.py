@@ -42,7 +42,7 @@ from tinkex_actors.backpressure import (
 )
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIConnectionError, APIStatusError, RateLimitError
-from tinkex_actors.futures import Future
+from tinkex_actors.futures import Future, relay
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer, parse_queue_state
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
@@ -266,21 +266,8 @@ class SamplingClientActor(Process):
                 progress=self.state.progress,
             )
         )
-        budget, key, target = self.state.budget, self._budget_key(job.key), job.future
-
-        def settle(done: Future[types.SampleResponse]) -> None:
-            budget.release(key)
-            if done.cancelled():
-                target.cancel()
-                return
-            error = done.exception()
-            if error is not None:
-                target.set_exception(error)
-            else:
-                target.set_result(done.result())
-
-        polled.add_done_callback(settle)
-        target.add_done_callback(lambda t: polled.cancel() if t.cancelled() else None)
+        budget, key = self.state.budget, self._budget_key(job.key)
+        relay(polled, job.future, on_settled=lambda: budget.release(key))
 
     def _stuck(self, job: SampleJob) -> bool:
         progress = self.state.progress

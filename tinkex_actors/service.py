@@ -283,21 +283,9 @@ class ServiceClient:
             next_to_submit=first_seq_id,
             progress=self.progress,
         )
-        name = ("training", model_id)
-        sup = self.registry.whereis("training_clients")
-        assert sup is not None
-        start_child(
-            sup,
-            ChildSpec(
-                id=name,
-                name=name,
-                start=functools.partial(
-                    TrainingClientActor.start, state, self.transport, self.pollers
-                ),
-            ),
-            timeout_s=CALL_TIMEOUT_S,
+        actor = self._start_client_actor(
+            "training_clients", ("training", model_id), TrainingClientActor.start, state
         )
-        actor = SupervisedRef(name, self.registry)
 
         def on_session_event(event: Any) -> None:
             # Runs in the SessionManager's thread: hand over, never block.
@@ -307,6 +295,21 @@ class ServiceClient:
 
         self._manager.current().tell(Subscribe(self.session_id, on_session_event))
         return TrainingClient(state, actor, self.transport, sampling_factory=self._sampling_now)
+
+    def _start_client_actor(
+        self, supervisor: str, name: Hashable, start: Callable[..., ActorRef[Any]], state: Any
+    ) -> SupervisedRef:
+        """Start a client actor under one of the tree's dynamic supervisors; its stable ref."""
+        sup = self.registry.whereis(supervisor)
+        if sup is None:
+            raise RuntimeError(f"the {supervisor} supervisor is not running; make a new client")
+        spec = ChildSpec(
+            id=name,
+            name=name,
+            start=functools.partial(start, state, self.transport, self.pollers),
+        )
+        start_child(sup, spec, timeout_s=CALL_TIMEOUT_S)
+        return SupervisedRef(name, self.registry)
 
     def _create_model(
         self, base_model: str, lora: types.LoraConfig, user_metadata: dict[str, Any] | None
@@ -450,21 +453,10 @@ class ServiceClient:
             progress=self.progress,
             base_url=self.transport.config.base_url,
         )
-        name = ("sampling", sid)
-        sup = self.registry.whereis("sampling_clients")
-        assert sup is not None
-        start_child(
-            sup,
-            ChildSpec(
-                id=name,
-                name=name,
-                start=functools.partial(
-                    SamplingClientActor.start, state, self.transport, self.pollers
-                ),
-            ),
-            timeout_s=CALL_TIMEOUT_S,
+        actor = self._start_client_actor(
+            "sampling_clients", ("sampling", sid), SamplingClientActor.start, state
         )
-        return SamplingClient(state, SupervisedRef(name, self.registry))
+        return SamplingClient(state, actor)
 
     def create_sampling_client(
         self, model_path: str | None = None, base_model: str | None = None

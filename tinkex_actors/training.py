@@ -35,7 +35,7 @@ from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors.config import ClientFlags, PoolKind
 from tinkex_actors.errors import ConflictError
-from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs
+from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs, relay
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
 from tinkex_actors.retry import ProgressTracker
@@ -200,22 +200,7 @@ class TrainingClientActor(Process):
         )
         polled = self.pollers.track(spec)
         job.future.request_id = request_id
-        _forward(polled, job.future)
-
-
-def _forward(source: Future[Any], target: Future[Any]) -> None:
-    def copy(done: Future[Any]) -> None:
-        if done.cancelled():
-            target.cancel()
-            return
-        error = done.exception()
-        if error is not None:
-            target.set_exception(error)
-        else:
-            target.set_result(done.result())
-
-    source.add_done_callback(copy)
-    target.add_done_callback(lambda t: source.cancel() if t.cancelled() else None)
+        relay(polled, job.future)
 
 
 # -- validation and encoding helpers -------------------------------------------------------------

@@ -256,8 +256,11 @@ class TestSample:
 
 
 class TestErrors:
-    def test_no_service_named_is_bad_usage(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """Without --base-url or TINKER_BASE_URL a service command says how to name one."""
+    def test_no_service_named_is_bad_usage(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With no URL and no key anywhere, a service command says how to name one."""
+        monkeypatch.delenv("TINKER_API_KEY")
         code, _, err = run(capsys, "run", "list")
         assert code == cli.EXIT_USAGE
         assert_one_error_line(err, "--base-url", "TINKER_BASE_URL")

@@ -173,6 +173,9 @@ class TestSupervisedRun:
         assert re.search(r"steps\s+8 -> 12", second.stdout), second.stdout
         assert [e["step"] for e in CheckpointLog(Path(out)).entries()] == [4, 8, 12]
 
+        done = run_demo(DemoOptions(steps=12, output_dir=Path(out), resume=True), io.StringIO())
+        assert done == 0
+
     def test_ctrl_c_saves_a_checkpoint_and_exits_130(self, tmp_path: Path) -> None:
         """SIGINT mid-training: submitting stops, a checkpoint is saved and recorded."""
         out = tmp_path / "demo"
@@ -228,6 +231,18 @@ class _Watcher(io.StringIO):
         written = super().write(text)
         self.on_text(self.getvalue())
         return written
+
+
+class TestResumeEdges:
+    def test_resuming_a_finished_run_says_how_to_go_further(self, tmp_path: Path) -> None:
+        """When the last checkpoint already reached --steps, nothing trains and the code is 0."""
+        CheckpointLog(tmp_path).record(
+            {"path": "tinker://r/weights/demo-step-00012", "step": 12, "base_model": "m", "rank": 4}
+        )
+        stream = io.StringIO()
+        assert run_demo(DemoOptions(steps=12, output_dir=tmp_path, resume=True), stream) == 0
+        assert "already at step 12 of 12" in stream.getvalue()
+        assert "--steps N with N > 12" in stream.getvalue()
 
 
 class TestQueueState:

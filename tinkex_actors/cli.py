@@ -102,15 +102,17 @@ def _when(value: Any) -> str:
 # -- clients ----------------------------------------------------------------------------------
 
 
-def _connection(args: argparse.Namespace) -> tuple[str, str | None]:
-    base_url = args.base_url or os.environ.get("TINKER_BASE_URL")
-    if not base_url:
+def _connection(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(base URL, API key); a key alone means the production service (the default URL)."""
+    base_url = args.base_url or os.environ.get("TINKER_BASE_URL") or None
+    api_key = os.environ.get("TINKER_API_KEY") or None
+    if base_url is None and api_key is None:
         raise CliError(
-            "no service to talk to: pass --base-url URL or set TINKER_BASE_URL (for the "
-            "embedded server, run `tinkex-actors serve` and pass its URL)",
+            "no service to talk to: pass --base-url URL or set TINKER_BASE_URL / TINKER_API_KEY "
+            "(for the embedded server, run `tinkex-actors serve` and pass its URL)",
             EXIT_USAGE,
         )
-    return base_url, os.environ.get("TINKER_API_KEY") or None
+    return base_url, api_key
 
 
 @contextmanager

@@ -340,9 +340,16 @@ def run_demo(
     first_step = 0
     if options.resume and resume_from is None:
         out.say(f"no checkpoint recorded in {log.path}: starting from the base model")
+    if resume_from is not None:
+        first_step = int(resume_from.get("step", 0))
+        if first_step >= options.steps:
+            out.say(
+                f"{resume_from['path']} is already at step {first_step} of {options.steps}: "
+                f"pass --steps N with N > {first_step} to train further"
+            )
+            return 0
     with _stop_on_sigint(stop), _service(options) as service:
         if resume_from is not None:
-            first_step = int(resume_from.get("step", 0))
             trainer = service.create_training_client_from_state_with_optimizer(
                 resume_from["path"]
             ).result(WAIT_S)

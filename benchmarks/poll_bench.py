@@ -27,11 +27,12 @@ import resource
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from _embedded import embedded_server
 
 HOST = "127.0.0.1"
 RESOLVE_AFTER_S = 0.5
@@ -219,26 +220,8 @@ def main() -> None:
         child(args.child, args.url, args.count)
         return
     levels = [1000] if args.quick else [1000, 10_000]
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="poll-bench-")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tinkex_actors.cli", "serve", "--port", str(port),
-         "--data-dir", data_dir, "--log-level", "warning", "--session-timeout", "3600"],
-        env=dict(os.environ, TINKER_LOG="warning"),
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.05)
-        print(f"embedded server pid {proc.pid}; futures complete over {SPREAD_S:g} s after "
+    with embedded_server(log="warning") as (url, pid):
+        print(f"embedded server pid {pid}; futures complete over {SPREAD_S:g} s after "
               f"{RESOLVE_AFTER_S:g} s; each client in a fresh process")
         print(f"{'futures':>8} | {'client':>12} | {'threads':>7} | {'peak MB':>8} | "
               f"{'CPU ms/future':>13} | {'polls/future':>12} | {'wall s':>6}")
@@ -254,9 +237,6 @@ def main() -> None:
                 if kind != "official"
             )
             print(f"{'':>8}   CPU per future relative to official: {ratios}")
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,15 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from _embedded import embedded_server
 
 HOST = "127.0.0.1"
 
@@ -119,25 +119,8 @@ def main() -> None:
               ("logprob_fanout", m, 1, 210)]
     if args.full:
         shapes.append(("logprob_fanout", 1024, 1, 2048))
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-    url = f"http://{HOST}:{port}"
     env = dict(os.environ, TINKER_LOG="error", OPENBLAS_NUM_THREADS="1")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tinkex_actors.cli", "serve", "--port", str(port),
-         "--data-dir", tempfile.mkdtemp(prefix="sample-bench-"), "--log-level", "warning",
-         "--session-timeout", "3600"], env=env, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.05)
+    with embedded_server() as (url, _pid):
         print(f"{'shape':<26}| {'client':<9}| {'wall s':>7} | {'CPU s':>6} | {'threads':>7} | "
               f"{'RSS MB':>7} | {'req/call':>8}")
         print("-" * 86)
@@ -162,9 +145,6 @@ def main() -> None:
             o, u = rows["official"], rows["ours"]
             print(f"{'':<26}| ratio    | {u['wall_s'] / o['wall_s']:>7.2f} | "
                   f"{u['cpu_s'] / o['cpu_s']:>6.2f} |")
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,14 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from typing import Any
 
 import numpy as np
+from _embedded import embedded_server
 
 HOST = "127.0.0.1"
 
@@ -147,12 +146,6 @@ def stats(url: str) -> dict[str, Any]:
         return data
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50)
@@ -166,24 +159,8 @@ def main() -> None:
         print(json.dumps(run_client(args.client, args.url, steps, large)))
         return
 
-    port = free_port()
-    url = f"http://{HOST}:{port}"
     env = dict(os.environ, TINKER_LOG="error", OPENBLAS_NUM_THREADS="1")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tinkex_actors.cli", "serve", "--port", str(port),
-         "--data-dir", tempfile.mkdtemp(prefix="train-bench-"), "--log-level", "warning",
-         "--session-timeout", "3600"],
-        env=env, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.05)
+    with embedded_server() as (url, _pid):
         rows = {}
         for which in ("official", "ours"):
             before = stats(url)["requests"]
@@ -197,9 +174,6 @@ def main() -> None:
             after = stats(url)["requests"]
             row["requests"] = sum(after.values()) - sum(before.values())
             rows[which] = row
-    finally:
-        server.terminate()
-        server.wait(30)
 
     print(f"{steps} pipelined steps of forward_backward 128 x 512 + optim_step, then one "
           f"forward_backward of {large[0]} x {large[1]}; embedded server in its own process")

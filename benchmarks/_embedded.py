@@ -1,0 +1,48 @@
+"""The embedded server in its own process, for benchmarks that measure only the client."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def embedded_server(*extra: str, log: str = "error") -> Iterator[tuple[str, int]]:
+    """Run `tinkex-actors serve` in a subprocess; yields (base URL, pid); stops it after."""
+    port = free_port()
+    env = dict(os.environ, TINKER_LOG=log, OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinkex_actors.cli", "serve", "--port", str(port),
+         "--data-dir", tempfile.mkdtemp(prefix="bench-server-"), "--log-level", "warning",
+         "--session-timeout", "3600", *extra],
+        env=env, stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the embedded server did not start") from None
+                time.sleep(0.05)  # a benchmark harness waiting for a child process to listen
+        yield f"http://{HOST}:{port}", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -288,9 +288,14 @@ def _show_samples(
     for word, completion in zip(words, got, strict=True):
         score = demo_data.char_match(completion, pairs[word])
         scores.append(score)
-        shown = f"{completion!r:<16}"
+        shown = f"{_printable(completion)!r:<16}"
         out.say(f"  {word}{demo_data.SEPARATOR}{shown} want {pairs[word]!r}  {score:.0%}")
     return float(np.mean(scores))
+
+
+def _printable(text: str) -> str:
+    # An untrained model emits arbitrary bytes: show them as dots, not escapes or U+FFFD.
+    return "".join(c if c.isprintable() and c != "\ufffd" else "\u00b7" for c in text)
 
 
 def _now() -> str:
@@ -610,7 +615,7 @@ def run_rl_demo(
                 sequences = future.result(WAIT_S).sequences
                 texts = [demo_data.decode_completion(s.tokens, tokenizer) for s in sequences]
                 group = [demo_data.char_match(text, target) for text in texts]
-                example = example or f"{word}{demo_data.SEPARATOR}{texts[0]!r}"
+                example = example or f"{word}{demo_data.SEPARATOR}{_printable(texts[0])!r}"
                 step_rewards.extend(group)
                 mean, spread = float(np.mean(group)), float(np.std(group))
                 for sequence, reward in zip(sequences, group, strict=True):

@@ -6,8 +6,12 @@ import io
 import json
 import logging
 import os
+import queue
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -299,6 +303,47 @@ class TestServeArguments:
         )
         assert proc.returncode == 2
         assert "loopback" in proc.stderr
+
+
+class TestServe:
+    def test_serve_answers_the_cli_and_stops_on_ctrl_c(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`serve` in a real process: the CLI can list its runs; SIGINT stops it cleanly."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tinkex_actors.cli", "serve", "--port", str(port),
+             "--data-dir", str(tmp_path), "--log-level", "info"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            seen = []
+            while not any("startup complete" in line for line in seen):
+                line = lines.get(timeout=30)
+                assert line is not None, "".join(seen)
+                seen.append(line)
+            assert f"http://127.0.0.1:{port}" in seen[0]
+            doc = run_json(capsys, "--base-url", f"http://127.0.0.1:{port}", "run", "list")
+            assert doc == {"runs": []}
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            reader.join(10)
 
 
 @pytest.fixture

@@ -338,7 +338,13 @@ class TestServe:
             doc = run_json(capsys, "--base-url", f"http://127.0.0.1:{port}", "run", "list")
             assert doc == {"runs": []}
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=30) == 0
+            # uvicorn shuts down, then re-raises the signal: the Unix code for Ctrl-C.
+            assert proc.wait(timeout=30) == cli.EXIT_INTERRUPTED
+            reader.join(10)
+            rest = []
+            while (line := lines.get(timeout=10)) is not None:
+                rest.append(line)
+            assert any("shutdown complete" in line for line in rest), "".join(rest)
         finally:
             if proc.poll() is None:
                 proc.kill()

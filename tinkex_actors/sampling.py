@@ -223,7 +223,12 @@ class SamplingClientActor(Process):
         if job is None:
             return
         try:
-            promise = msgspec.json.decode(message.outcome.result(timeout=0).content)
+            response = message.outcome.result(timeout=0)
+            is_proto = "protobuf" in response.headers.get("content-type", "")
+            promise = {} if is_proto else msgspec.json.decode(response.content)
+            if is_proto or ("request_id" not in promise and "sequences" in promise):
+                self._settle_inline(job, response if is_proto else promise, message.dispatched_at)
+                return
             request_id = promise["request_id"]
         except RateLimitError as exc:
             retry_after = _retry_after_s(exc)
@@ -268,6 +273,20 @@ class SamplingClientActor(Process):
         )
         budget, key = self.state.budget, self._budget_key(job.key)
         relay(polled, job.future, on_settled=lambda: budget.release(key))
+
+    def _settle_inline(self, job: SampleJob, answer: Any, dispatched_at: float) -> None:
+        """A server that answers asample with the result itself, not a future."""
+        self.state.limiter.on_success(dispatched_at)
+        self._forget(job)
+        try:
+            if isinstance(answer, dict):
+                result = types.convert(answer, types.SampleResponse)
+            else:
+                result = proto.decode_sample_response(answer.content)
+        except BaseException as exc:
+            job.future.set_exception(exc)
+            return
+        job.future.set_result(result)
 
     def _stuck(self, job: SampleJob) -> bool:
         progress = self.state.progress

@@ -333,6 +333,8 @@ class ServiceClient:
             .result(CALL_TIMEOUT_S)
             .json()
         )
+        if "request_id" not in response:  # a server that answers create_model inline
+            return self._start_training(str(response["model_id"]), base_model)
         created = self.pollers.track(
             PollSpec(
                 request_id=response["request_id"],

@@ -31,6 +31,7 @@ from tinkex_actors import telemetry, types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors._version import __version__
 from tinkex_actors.config import PoolKind
+from tinkex_actors.errors import APIStatusError
 from tinkex_actors.transport import HttpRequest, Transport
 
 log = structlog.get_logger("tinkex_actors.telemetry")
@@ -104,6 +105,7 @@ class TelemetryReporter(Process):
         self.max_queue = max_queue
         self.queue: collections.deque[Any] = collections.deque()
         self.dropped = 0
+        self.disabled = False
         self.sent = 0
         self.in_flight = 0
         self.index = 0
@@ -172,12 +174,16 @@ class TelemetryReporter(Process):
                 "in_flight": self.in_flight,
                 "sent": self.sent,
                 "dropped": self.dropped,
+                "disabled": self.disabled,
             }
         else:
             raise TypeError(f"TelemetryReporter got an unknown message: {message!r}")
         return None
 
     def _queue(self, event: Any) -> None:
+        if self.disabled:
+            self.dropped += 1
+            return
         if len(self.queue) >= self.max_queue:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -217,6 +223,12 @@ class TelemetryReporter(Process):
         error = message.outcome.exception()
         if error is None:
             self.sent += message.count
+        elif isinstance(error, APIStatusError) and error.status_code in (404, 405, 501):
+            # A server without the endpoint: stop reporting rather than fail every 10 s.
+            log.info("telemetry_unsupported", status=error.status_code)
+            self.disabled = True
+            self.dropped += len(self.queue) + message.count
+            self.queue.clear()
         else:
             log.warning("telemetry_batch_dropped", events=message.count, error=str(error))
         if self.queue and (len(self.queue) >= MAX_BATCH_SIZE or self.drains):

@@ -19,6 +19,7 @@ reported through the actor's own debouncer.
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +35,7 @@ from supervisors import Process, SupervisedRef
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors.config import ClientFlags, PoolKind
-from tinkex_actors.errors import ConflictError
+from tinkex_actors.errors import APIStatusError, ConflictError
 from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs, relay
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
@@ -68,6 +69,8 @@ class Job:
     on_conflict: Callable[[], Any] | None = None
     """For saves: the result to give when the server answers 409 (the name exists, i.e. an
     earlier attempt of this very save landed)."""
+    json_fallback: Callable[[], HttpRequest] | None = None
+    """For protobuf requests: the same request as JSON, for a server that answers 415."""
 
 
 @dataclass
@@ -86,6 +89,8 @@ class TrainingState:
     lost: BaseException | None = None
     """Set when the session is gone: every queued job fails with it, new calls raise it."""
     lost_event: threading.Event = field(default_factory=threading.Event)
+    json_only: bool = False
+    """Set once the server refused a protobuf body (415): later requests go as JSON."""
 
     def reserve(self, count: int) -> int:
         """Reserve `count` consecutive seq_ids (call with `lock` held); returns the first."""
@@ -168,12 +173,32 @@ class TrainingClientActor(Process):
 
     def _submitted(self, message: _Submitted) -> None:
         self.in_flight = None
+        if self._refused_protobuf(message):
+            self._submit_next()
+            return
         with self.state.lock:
             job = self.state.jobs.pop(message.seq_id, None)
             self.state.next_to_submit = max(self.state.next_to_submit, message.seq_id + 1)
         if job is not None:
             self._track(job, message.outcome)
         self._submit_next()
+
+    def _refused_protobuf(self, message: _Submitted) -> bool:
+        """A server built before the binary wire answers 415: resend as JSON, same seq_id."""
+        error = message.outcome.exception()
+        if not (isinstance(error, APIStatusError) and error.status_code == 415):
+            return False
+        with self.state.lock:
+            job = self.state.jobs.get(message.seq_id)
+            if job is None or job.json_fallback is None:
+                return False
+            job.request = job.json_fallback()
+            job.json_fallback = None
+            job.decode_proto = None
+            job.submitted = False
+            self.state.json_only = True
+        log.info("protobuf_refused_using_json", model_id=self.state.model_id, seq_id=message.seq_id)
+        return True
 
     def _track(self, job: Job, outcome: Any) -> None:
         try:
@@ -352,6 +377,7 @@ class TrainingClient:
         decode_json: Callable[[Any], Any],
         decode_proto: Callable[[bytes], Any] | None = None,
         on_conflict: Callable[[], Any] | None = None,
+        json_builders: list[Callable[[int], tuple[str, bytes]]] | None = None,
     ) -> list[Future[Any]]:
         state = self._state
         futures: list[Future[Any]] = []
@@ -362,13 +388,21 @@ class TrainingClient:
             jobs = []
             for offset, build in enumerate(builders):
                 seq_id = first + offset
-                body, content_type = build(seq_id)  # raises before anything is reserved
-                headers = {"x-idempotency-key": f"tinkex-actors-{uuid.uuid4()}"}
-                if content_type == proto.PROTOBUF_CONTENT_TYPE:
-                    headers["accept"] = proto.PROTOBUF_CONTENT_TYPE
-                request = HttpRequest(
-                    "POST", path, body, content_type, headers=headers, pool=PoolKind.TRAIN
-                )
+                key = {"x-idempotency-key": f"tinkex-actors-{uuid.uuid4()}"}
+                json_build = json_builders[offset] if json_builders else None
+                fallback = None
+                if json_build is not None:
+                    fallback = functools.partial(_json_request, json_build, seq_id, key)
+                if json_build is not None and state.json_only:
+                    request, fallback = fallback(), None  # type: ignore[misc]
+                else:
+                    body, content_type = build(seq_id)  # raises before anything is reserved
+                    headers = dict(key)
+                    if content_type == proto.PROTOBUF_CONTENT_TYPE:
+                        headers["accept"] = proto.PROTOBUF_CONTENT_TYPE
+                    request = HttpRequest(
+                        "POST", path, body, content_type, headers=headers, pool=PoolKind.TRAIN
+                    )
                 future: Future[Any] = Future(request_type=request_type)
                 jobs.append(
                     Job(
@@ -379,6 +413,7 @@ class TrainingClient:
                         decode_proto,
                         future,
                         on_conflict=on_conflict,
+                        json_fallback=fallback,
                     )
                 )
                 futures.append(future)
@@ -403,6 +438,23 @@ class TrainingClient:
         flags = self._state.flags
         model_id = self.model_id
 
+        def json_builder(chunk: list[types.Datum]) -> Callable[[int], tuple[str, bytes]]:
+            def build(seq_id: int) -> tuple[str, bytes]:
+                fbi = types.ForwardBackwardInput(
+                    data=chunk,
+                    loss_fn=loss_fn,  # type: ignore[arg-type]
+                    loss_fn_config=config,
+                )
+                if forward_only:
+                    fwd = types.ForwardRequest(forward_input=fbi, model_id=model_id, seq_id=seq_id)
+                    return "forward", types.to_json(fwd)
+                req = types.ForwardBackwardRequest(
+                    forward_backward_input=fbi, model_id=model_id, seq_id=seq_id
+                )
+                return "forward_backward", types.to_json(req)
+
+            return build
+
         def builder(chunk: list[types.Datum]) -> Callable[[int], tuple[bytes, str]]:
             def build(seq_id: int) -> tuple[bytes, str]:
                 fbi = types.ForwardBackwardInput(
@@ -418,12 +470,14 @@ class TrainingClient:
             return build
 
         kind = "Forward" if forward_only else "ForwardBackward"
+        chunks = chunk_data(items, flags)
         parts = self._enqueue_many(
             "forward_backward",
             kind,
-            [builder(c) for c in chunk_data(items, flags)],
+            [builder(c) for c in chunks],
             _decode_fb_json,
             proto.decode_forward_backward_output,
+            json_builders=[json_builder(c) for c in chunks],
         )
         if len(parts) == 1:
             only: Future[types.ForwardBackwardOutput] = parts[0]
@@ -731,6 +785,15 @@ class TrainingClient:
     async def unload_model_async(self) -> Future[types.UnloadModelResponse]:
         """`await` gives the Future of `unload_model`."""
         return self.unload_model()
+
+
+def _json_request(
+    build: Callable[[int], tuple[str, bytes]], seq_id: int, headers: dict[str, str]
+) -> HttpRequest:
+    path, body = build(seq_id)
+    return HttpRequest(
+        "POST", path, body, "application/json", headers=dict(headers), pool=PoolKind.TRAIN
+    )
 
 
 def _check_name(name: object) -> None:

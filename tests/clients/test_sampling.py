@@ -239,3 +239,16 @@ class TestFleet:
         assert _eventually(lambda: service._budget.stats().in_flight == 0)
         stats = service._budget.stats()
         assert stats.granted == stats.released and stats.in_flight_bytes == 0
+
+
+class TestOtherServers:
+    def test_an_inline_sample_result_needs_no_poll(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """asample answered with the SampleResponse itself settles at once."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        body = {"sequences": [{"tokens": [1, 2], "logprobs": [-0.5, -0.25],
+                               "stop_reason": "length"}]}
+        server.faults.inject_status("/api/v1/asample", 200, body=body)
+        out = sampler.sample(PROMPT, 1, params()).result(WAIT_S)
+        assert out.sequences[0].tokens == [1, 2]

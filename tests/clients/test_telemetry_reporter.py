@@ -139,3 +139,21 @@ class TestServiceClient:
         ) as sc:
             assert sc.registry.whereis("telemetry") is None
         assert server.app.path_counts[PATH] == before
+
+
+class TestOtherServers:
+    def test_a_server_without_the_telemetry_endpoint_turns_reporting_off(
+        self, server: LocalServer, transport: Transport
+    ) -> None:
+        """A 404 on telemetry stops the reporter from trying again every 10 s."""
+        server.faults.inject_status(PATH, 404, times=50)
+        ref = TelemetryReporter.start(transport, "s-t5", timers=TimerService(FakeClock()),
+                                      bus=False)
+        try:
+            drain(ref)
+            ref.tell(Log("after", {}))
+            stats = ref.ask(Stats(), timeout=WAIT_S)
+            assert stats["disabled"] is True and stats["queued"] == 0
+        finally:
+            stop(ref, timeout_s=WAIT_S)
+            server.faults.clear()

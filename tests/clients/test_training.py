@@ -372,3 +372,27 @@ class TestEmbedding:
         assert new != old and service.session_id == new
         tc = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
         assert tc.model_id.startswith(new)
+
+
+class TestOtherServers:
+    def test_a_server_refusing_protobuf_gets_json_from_then_on(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """A 415 on a protobuf forward_backward resends it as JSON, same seq_id, and sticks."""
+        tc = service.create_lora_training_client("tiny-byte-lm", rank=4, seed=12).result(WAIT_S)
+        server.faults.inject_status("/api/v1/forward_backward", 415)
+        out = tc.forward_backward([datum()], "cross_entropy").result(WAIT_S)
+        assert out.metrics["loss:sum"] > 0
+        before = server.app.path_counts["/api/v1/forward"]
+        assert tc.forward([datum()], "cross_entropy").result(WAIT_S).metrics
+        assert server.app.path_counts["/api/v1/forward"] == before + 1
+        assert applied_seq_ids(server, tc.model_id) == [1, 2]
+
+    def test_a_model_created_inline_needs_no_poll(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """create_model answered with {model_id} directly is taken as it is."""
+        server.faults.inject_status("/api/v1/create_model", 200,
+                                    body={"model_id": "inline-model"})
+        tc = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+        assert tc.model_id == "inline-model"

@@ -288,6 +288,22 @@ class TestErrors:
         assert_one_error_line(proc.stderr, "TINKER_LOG", "'loud'")
 
 
+class TestCliLogging:
+    def test_a_piped_cli_logs_json_lines_without_the_key(self, served: Served) -> None:
+        """TINKER_LOG=info with stderr not a TTY: every log line is JSON; the key never shows."""
+        env = {**os.environ, "TINKER_LOG": "info", "TINKER_API_KEY": "tml-secretsecret12345"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "tinkex_actors.cli", "--json", "sample", "--base-model",
+             "tiny-byte-lm", "--prompt", "hi", "--max-tokens", "1", "--base-url", served.url],
+            capture_output=True, text=True, timeout=60, env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert len(json.loads(proc.stdout)["samples"]) == 1
+        events = [json.loads(line) for line in proc.stderr.splitlines()]
+        assert events and all({"event", "level", "timestamp"} <= set(e) for e in events)
+        assert "secretsecret" not in proc.stderr
+
+
 class TestServeArguments:
     def test_serve_defaults_to_loopback(self) -> None:
         """`serve` listens on 127.0.0.1 unless told otherwise."""

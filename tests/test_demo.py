@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import queue
 import re
@@ -233,6 +234,21 @@ class _Watcher(io.StringIO):
         return written
 
 
+class TestJsonReport:
+    def test_json_puts_one_document_on_stdout_and_the_commentary_on_stderr(
+        self, tmp_path: Path
+    ) -> None:
+        """`demo --json`: stdout parses as the run's figures; the progress goes to stderr."""
+        proc = run_cli("--json", "demo", "--steps", "3", "--output-dir", str(tmp_path), *FAST)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["mode"] == "supervised" and report["exit_code"] == 0
+        assert (report["first_step"], report["last_step"]) == (0, 3)
+        assert report["final_loss"] < report["first_loss"]
+        assert report["checkpoints"] == [CheckpointLog(tmp_path).entries()[-1]["path"]]
+        assert "step    3/3" in proc.stderr
+
+
 class TestResumeEdges:
     def test_resuming_a_finished_run_says_how_to_go_further(self, tmp_path: Path) -> None:
         """When the last checkpoint already reached --steps, nothing trains and the code is 0."""
@@ -287,11 +303,14 @@ class TestRlRun:
         monkeypatch.delenv("TINKER_BASE_URL", raising=False)
         stream = io.StringIO()
         options = DemoOptions(rl=True, steps=8, output_dir=tmp_path)
-        code = run_rl_demo(options, stdout=stream)
+        report: dict[str, object] = {}
+        code = run_rl_demo(options, stdout=stream, report=report)
         text = stream.getvalue()
         rewards = [float(r) for r in re.findall(r"mean reward ([0-9.]+)", text)]
         assert len(rewards) == 8, text
         assert "32 prompts x 8 samples" in text and "warm-up: 10 supervised steps" in text
         assert code == 0, text
         assert max(rewards[4:]) > rewards[0]
+        assert report["mode"] == "rl"
+        assert [round(r, 3) for r in report["mean_rewards"]] == rewards  # type: ignore[attr-defined]
 

@@ -170,7 +170,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
-    return run_demo(options)
+    if not args.json:
+        return run_demo(options)
+    # For scripts: the running commentary goes to stderr, one JSON document to stdout.
+    report: dict[str, Any] = {}
+    code = run_demo(options, stdout=sys.stderr, report=report)
+    print(json.dumps({**report, "exit_code": code}, indent=2, sort_keys=True))
+    return code
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -316,15 +316,21 @@ class _Step:
 
 
 def run_demo(
-    options: DemoOptions, stdout: TextIO | None = None, stop: threading.Event | None = None
+    options: DemoOptions,
+    stdout: TextIO | None = None,
+    stop: threading.Event | None = None,
+    report: dict[str, Any] | None = None,
 ) -> int:
     """Run the supervised demo (or the RL demo when `options.rl`); returns the exit code.
 
     `stop` ends training early as Ctrl-C does (a checkpoint is saved, the code is 130).
+    `report`, when given, is filled with the run's figures (what `demo --json` prints).
     """
     options = options.resolved()
     if options.rl:
-        return run_rl_demo(options, stdout, stop)
+        return run_rl_demo(options, stdout, stop, report)
+    facts: dict[str, Any] = report if report is not None else {}
+    facts.update(mode="supervised", base_model=options.base_model, checkpoints=[])
     out = ProgressLine(stdout if stdout is not None else sys.stdout)
     stop = stop if stop is not None else threading.Event()
     log = CheckpointLog(options.output_dir)
@@ -443,13 +449,23 @@ def run_demo(
         finally:
             queue.close()
             out.end()
+        facts.update(
+            first_step=first_step,
+            last_step=last_step,
+            first_loss=losses[0] if losses else None,
+            final_loss=losses[-1] if losses else None,
+            checkpoints=saved,
+            match_before=before,
+        )
         if stop.is_set() and last_step < options.steps:
+            facts.update(interrupted=True, seconds=time.monotonic() - started)
             out.say(f"interrupted at step {last_step}: saved {saved[-1] if saved else 'nothing'}")
             out.say(f"continue with: tinkex-actors demo --resume --output-dir {options.output_dir}")
             return EXIT_INTERRUPTED
         after_sampler = trainer.save_weights_and_get_sampling_client("demo-after").result(WAIT_S)
         got = _greedy(after_sampler, shown, tokenizer)
         after = _show_samples(out, "after training:", shown, got, lookup)
+    facts.update(interrupted=False, match_after=after, seconds=time.monotonic() - started)
     return _summary(out, options, first_step, last_step, losses, saved, before, after, started)
 
 
@@ -562,7 +578,10 @@ def _warm_up(
 
 
 def run_rl_demo(
-    options: DemoOptions, stdout: TextIO | None = None, stop: threading.Event | None = None
+    options: DemoOptions,
+    stdout: TextIO | None = None,
+    stop: threading.Event | None = None,
+    report: dict[str, Any] | None = None,
 ) -> int:
     """RL: per step, `batch_size` prompts x `samples_per_prompt` samples from a fresh sampler.
 
@@ -632,6 +651,15 @@ def run_rl_demo(
                 f"step {step + 1:3d}/{options.steps}  mean reward {rewards[-1]:.3f}  "
                 f"{len(data):3d} datums  {time.monotonic() - step_started:4.1f} s  e.g. {example}"
             )
+    if report is not None:
+        report.update(
+            mode="rl",
+            base_model=options.base_model,
+            steps=len(rewards),
+            mean_rewards=rewards,
+            interrupted=stop.is_set() and len(rewards) < options.steps,
+            seconds=time.monotonic() - started,
+        )
     out.say("")
     out.say("summary")
     out.say(f"  steps        {len(rewards)}")

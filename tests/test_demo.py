@@ -105,12 +105,14 @@ class TestCheckpointLog:
         assert log.last() == {"path": "tinker://r/weights/b", "step": 8}
 
     def test_a_torn_last_line_is_skipped(self, tmp_path: Path) -> None:
-        """A line cut short by a crash does not hide the entries before it."""
+        """A line cut short by a crash hides neither the entries before nor after it."""
         log = CheckpointLog(tmp_path)
         log.record({"path": "tinker://r/weights/a", "step": 4})
         with log.path.open("a") as f:
             f.write('{"path": "tinker://r/wei')
         assert log.last() == {"path": "tinker://r/weights/a", "step": 4}
+        log.record({"path": "tinker://r/weights/c", "step": 12})
+        assert [e["step"] for e in log.entries()] == [4, 12]
 
 
 class TestProgressLine:

@@ -67,8 +67,9 @@ EMBEDDED_RL_MODEL = "tiny-byte-lm"
 EMBEDDED_KEY = "tml-tinkex-demo-embedded"
 """The key given to the demo's own embedded server (which accepts any well-formed key)."""
 SERVICE_MODEL = "Qwen/Qwen3-8B"
-WARMUP_LEARNING_RATE = 2e-2
 """The base model on the real service when `--base-model` is not given."""
+WARMUP_LEARNING_RATE = 2e-2
+"""The learning rate of the RL demo's supervised warm-up."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +201,14 @@ class CheckpointLog:
     def record(self, entry: dict[str, Any]) -> None:
         """Append one entry and make it durable before returning."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, sort_keys=True) + "\n")
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
+        with self.path.open("ab+") as f:
+            # After a torn write (a crash mid-line), start on a fresh line so this one parses.
+            if f.seek(0, os.SEEK_END) > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = b"\n" + line
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
 

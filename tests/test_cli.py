@@ -269,6 +269,17 @@ class TestErrors:
         assert code == cli.EXIT_USAGE
         assert_one_error_line(err, "--base-url", "TINKER_BASE_URL")
 
+    def test_an_unreachable_service_exits_5_within_seconds(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A refused connection: a few retries, then exit 5 with a line naming --base-url."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening
+            code, _, err = run(capsys, "--base-url", url, "run", "list")
+        assert code == cli.EXIT_UNREACHABLE
+        assert_one_error_line(err, "cannot reach the service", "--base-url")
+
     def test_debug_adds_the_traceback(
         self, served: Served, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -39,6 +39,8 @@ EXIT_AUTH = 4
 EXIT_UNREACHABLE = 5
 EXIT_INTERRUPTED = 130
 WAIT_S = 120.0
+MAX_RETRIES = 2
+"""A person is waiting: give up on an unreachable service after a few seconds, not a minute."""
 _PATH_HINT = "pass a tinker path such as tinker://<run_id>/weights/<name>"
 
 
@@ -117,10 +119,12 @@ def _connection(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 @contextmanager
 def _rest(args: argparse.Namespace) -> Iterator[Any]:
+    from tinkex_actors.config import Config
     from tinkex_actors.rest import RestClient
 
     base_url, api_key = _connection(args)
-    client = RestClient(base_url=base_url, api_key=api_key)
+    config = Config.resolve(api_key=api_key, base_url=base_url, max_retries=MAX_RETRIES)
+    client = RestClient(config=config)
     try:
         yield client
     finally:
@@ -457,7 +461,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.model_path is not None:
         _check_path(args.model_path)
     base_url, api_key = _connection(args)
-    with tx.ServiceClient(api_key=api_key, base_url=base_url) as service:
+    with tx.ServiceClient(api_key=api_key, base_url=base_url, max_retries=MAX_RETRIES) as service:
         base_model = args.base_model
         if base_model is None:
             info = service.create_rest_client().get_weights_info_by_tinker_path(args.model_path)

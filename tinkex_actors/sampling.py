@@ -54,7 +54,7 @@ log = structlog.get_logger("tinkex_actors.sampling")
 CLONE_STRIDE = 1_000_000_000
 RESOLVE_TIMEOUT_S = 10.0
 
-__all__ = ["SamplerState", "SamplingClient", "SamplingClientActor"]
+__all__ = ["SamplerState", "SamplingClient", "SamplingClientActor", "sampler_handle"]
 
 
 @dataclass
@@ -305,6 +305,20 @@ class SamplingClientActor(Process):
             )
 
 
+def sampler_handle(
+    sampling_session_id: str, base_url: str, base_model: str | None, model_path: str | None
+) -> str:
+    """The handle of a sampler: base64 JSON of where it is, with no credentials."""
+    payload = {
+        "v": 1,
+        "sampling_session_id": sampling_session_id,
+        "base_url": base_url,
+        "base_model": base_model,
+        "model_path": model_path,
+    }
+    return base64.urlsafe_b64encode(msgspec.json.encode(payload)).decode()
+
+
 def _tell_granted(ref: ActorRef[Any], key: int, _token: object) -> None:
     tell_quietly(ref, _Granted(key))
 
@@ -364,14 +378,8 @@ class SamplingClient:
 
     def get_sampler_handle(self) -> str:
         """A string naming this sampler for any process: base64 JSON, no credentials."""
-        payload = {
-            "v": 1,
-            "sampling_session_id": self._state.sampling_session_id,
-            "base_url": self._state.base_url,
-            "base_model": self._state.base_model,
-            "model_path": self._state.model_path,
-        }
-        return base64.urlsafe_b64encode(msgspec.json.encode(payload)).decode()
+        s = self._state
+        return sampler_handle(s.sampling_session_id, s.base_url, s.base_model, s.model_path)
 
     @staticmethod
     def from_sampler_handle(handle: str, *, api_key: str | None = None) -> SamplingClient:

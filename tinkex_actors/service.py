@@ -51,7 +51,17 @@ from tinkex_actors.futures import Future
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker
-from tinkex_actors.sampling import SamplerState, SamplingClient, SamplingClientActor
+from tinkex_actors.sampling import (
+    SamplerState,
+    SamplingClient,
+    SamplingClientActor,
+    sampler_handle,
+)
+from tinkex_actors.sampling_process import (
+    HostState,
+    OutOfProcessSamplingClient,
+    SamplingProcessHost,
+)
 from tinkex_actors.session import (
     CreateSession,
     FinishSession,
@@ -153,6 +163,7 @@ class ServiceClient:
             )
         self._closed = False
         self._finish_with: tuple[str, str | None] = ("success", None)
+        self._host_state: HostState | None = None
         self._timers = timers
         self._lock = threading.Lock()
         self._model_seq = itertools.count()
@@ -425,6 +436,51 @@ class ServiceClient:
     def _sampling_now(
         self, model_path: str | None = None, base_model: str | None = None
     ) -> SamplingClient:
+        sid, base = self._open_sampling_session(model_path, base_model)
+        state = SamplerState(
+            sampling_session_id=sid,
+            base_model=base,
+            model_path=model_path,
+            budget=self._budget,
+            limiter=self._limiter,
+            progress=self.progress,
+            base_url=self.transport.config.base_url,
+        )
+        actor = self._start_client_actor(
+            "sampling_clients", ("sampling", sid), SamplingClientActor.start, state
+        )
+        return SamplingClient(state, actor)
+
+    def _sampling_out_of_process(
+        self, model_path: str | None, base_model: str | None
+    ) -> OutOfProcessSamplingClient:
+        sid, base = self._open_sampling_session(model_path, base_model)
+        with self._lock:
+            if self._host_state is None:
+                self._host_state = HostState(api_key=self.transport.config.api_key)
+                start_child(
+                    self.supervisor,
+                    ChildSpec(
+                        id="sampling_process",
+                        name="sampling_process",
+                        type="supervisor",  # no shutdown limit: it closes its child itself
+                        start=functools.partial(SamplingProcessHost.start, self._host_state),
+                    ),
+                    timeout_s=CALL_TIMEOUT_S * 2,
+                )
+        handle = sampler_handle(sid, self.transport.config.base_url, base, model_path)
+        return OutOfProcessSamplingClient(
+            handle,
+            self._host_state,
+            SupervisedRef("sampling_process", self.registry),
+            sid,
+            model_path,
+            base,
+        )
+
+    def _open_sampling_session(
+        self, model_path: str | None, base_model: str | None
+    ) -> tuple[str, str | None]:
         if (model_path is None) == (base_model is None):
             raise ValueError("give exactly one of model_path (tinker://...) or base_model")
         request = types.CreateSamplingSessionRequest(
@@ -445,28 +501,25 @@ class ServiceClient:
             .result(CALL_TIMEOUT_S)
             .json()
         )
-        sid = answer["sampling_session_id"]
-        state = SamplerState(
-            sampling_session_id=sid,
-            base_model=base_model or answer.get("base_model"),
-            model_path=model_path,
-            budget=self._budget,
-            limiter=self._limiter,
-            progress=self.progress,
-            base_url=self.transport.config.base_url,
-        )
-        actor = self._start_client_actor(
-            "sampling_clients", ("sampling", sid), SamplingClientActor.start, state
-        )
-        return SamplingClient(state, actor)
+        return str(answer["sampling_session_id"]), base_model or answer.get("base_model")
 
     def create_sampling_client(
-        self, model_path: str | None = None, base_model: str | None = None
-    ) -> ClientFuture[SamplingClient]:
-        """A sampler over saved weights (`model_path`) or a base model."""
+        self,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        *,
+        out_of_process: bool = False,
+    ) -> ClientFuture[Any]:
+        """A sampler over saved weights (`model_path`) or a base model.
+
+        With `out_of_process=True` it runs in this ServiceClient's sampling child process
+        (see `tinkex_actors.sampling_process`): for programs whose own work holds the GIL.
+        """
         self._check_open()
         if model_path is not None:
             self._check_path(model_path)
+        if out_of_process:
+            return self._background(lambda: self._sampling_out_of_process(model_path, base_model))
         return self._background(lambda: self._sampling_now(model_path, base_model))
 
     def create_rest_client(self) -> RestClient:
@@ -484,10 +537,16 @@ class ServiceClient:
         return await self.create_training_client_from_state_with_optimizer(path)
 
     async def create_sampling_client_async(
-        self, model_path: str | None = None, base_model: str | None = None
-    ) -> SamplingClient:
+        self,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        *,
+        out_of_process: bool = False,
+    ) -> Any:
         """The awaitable twin of `create_sampling_client`."""
-        return await self.create_sampling_client(model_path, base_model)
+        return await self.create_sampling_client(
+            model_path, base_model, out_of_process=out_of_process
+        )
 
     async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
         """The awaitable twin of `get_server_capabilities`."""
@@ -560,6 +619,8 @@ class ServiceClient:
             self._finish_session(status, detail)
         else:
             self._closed = True
+            if self._host_state is not None:
+                SamplingProcessHost.fail_pending(self._host_state, "the ServiceClient closed")
             self._close_resources()
 
     def _drain_telemetry(self) -> None:

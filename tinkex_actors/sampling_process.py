@@ -200,9 +200,11 @@ class SamplingProcessHost(Process):
         if isinstance(message, Submit):
             self._send(message.call_id)
         elif isinstance(message, _ChildDied):
-            if self.child is not None and self.child.is_alive():
+            if self.conn is None:
                 return None  # we closed it ourselves (terminate)
-            raise SamplingProcessError(message.reason)  # crash: the supervisor restarts us
+            # The pipe closing is the child's death (the process may not be reaped yet):
+            # crash, so that the supervisor starts a new child with the pending calls.
+            raise SamplingProcessError(message.reason)
         else:
             raise TypeError(f"SamplingProcessHost got an unknown message: {message!r}")
         return None

@@ -192,13 +192,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         long_poll_timeout_s=args.long_poll_timeout,
         session_timeout_s=args.session_timeout,
     )
-    print(
-        f"serving the embedded Tinker-compatible server on http://{args.host}:{args.port} "
-        f"(data in {data_dir}); Ctrl-C stops it",
-        flush=True,
-    )
+    def announce(url: str) -> None:
+        print(
+            f"serving the embedded Tinker-compatible server on {url} "
+            f"(data in {data_dir}); Ctrl-C stops it",
+            flush=True,
+        )
+
     try:
-        serve(args.host, args.port, data_dir, settings, log_level=args.log_level)
+        serve(args.host, args.port, data_dir, settings, log_level=args.log_level,
+              announce=announce)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     return EXIT_OK

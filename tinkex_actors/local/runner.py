@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -111,9 +112,19 @@ class ServerThread:
             raise TimeoutError(f"embedded server thread did not stop within {timeout_s} s")
 
 
-def serve_foreground(app: Any, host: str, port: int, log_level: str = "info") -> None:
+def serve_foreground(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    announce: Callable[[str], None] | None = None,
+) -> None:
     """Serve in the calling thread until interrupted (the `tinkex-actors serve` command)."""
     sock = bind_loopback(host, port)
+    if announce is not None:
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
+        announce(f"http://{shown}:{bound_port}")
     server = uvicorn.Server(_config(app, log_level))
     try:
         server.run(sockets=[sock])

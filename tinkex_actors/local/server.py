@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -144,10 +145,14 @@ def serve(
     data_dir: str | Path,
     settings: ServerSettings | None = None,
     log_level: str = "info",
+    announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the server in the foreground until interrupted (`tinkex-actors serve`)."""
+    """Run the server in the foreground until interrupted (`tinkex-actors serve`).
+
+    `announce(url)` is called once the socket is bound (so port 0 shows the real port).
+    """
     app, service = build_app(Path(data_dir), settings)
     try:
-        serve_foreground(app, host, port, log_level)
+        serve_foreground(app, host, port, log_level, announce)
     finally:
         service.stop()

@@ -303,12 +303,16 @@ class Poller(Process):
 
     def init(self) -> None:
         """Adopt what a predecessor left in the ledger and poll it again."""
-        adopted = self._ledger.snapshot()
+        with self._ledger.lock:
+            # Under the ledger's lock: an abandoned predecessor still finishing a handler
+            # checks `driver` under the same lock before it records a poll (see _poll).
+            adopted = list(self._ledger.entries.values())
+            for entry in adopted:
+                entry.inflight = None
+                entry.timer = None
+                entry.held_bytes = 0
+                entry.driver = self._incarnation
         for entry in adopted:
-            entry.inflight = None
-            entry.timer = None
-            entry.held_bytes = 0
-            entry.driver = self._incarnation
             self._poll(entry)
         if adopted:
             _log.info("poller_adopted", futures=len(adopted))
@@ -419,7 +423,15 @@ class Poller(Process):
         except Exception as exc:  # a closed transport refuses at once
             self._fail(entry, exc)
             return
-        entry.inflight = response
+        with self._ledger.lock:
+            adopted_meanwhile = entry.driver != self._incarnation
+            if not adopted_meanwhile:
+                entry.inflight = response
+        if adopted_meanwhile:
+            # This incarnation was abandoned (killed) mid-handler and a successor owns the
+            # entry now: never overwrite the successor's poll with ours.
+            response.cancel()
+            return
         self._inflight.add(response)
         response.add_done_callback(functools.partial(_deliver, self.actor_ref, entry.key))
 

@@ -590,3 +590,14 @@ class TestExternalWeights:
         """whoami answers user and org URNs."""
         me = http.get("/api/v1/whoami").json()
         assert me["user_urn"].startswith("urn:") and me["org_urn"].startswith("urn:")
+
+
+class TestHeartbeatRecord:
+    def test_heartbeat_arrivals_are_recorded_for_jitter_checks(self, http: httpx.Client) -> None:
+        """/_control/heartbeats lists one time per heartbeat, in order."""
+        sid = new_session(http)
+        for _ in range(3):
+            http.post("/api/v1/session_heartbeat", json={"session_id": sid})
+        times = http.get(f"/_control/heartbeats/{sid}").json()["times"]
+        assert len(times) == 3 and times == sorted(times)
+        assert http.get("/_control/heartbeats/s-nope").status_code == 404

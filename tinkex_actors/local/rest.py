@@ -57,6 +57,7 @@ class RestEndpoints:
             ("POST", "/_control/faults", self.control_faults),
             ("POST", "/_control/expire_session", self.control_expire_session),
             ("GET", "/_control/stats", self.control_stats),
+            ("GET", "/_control/heartbeats/{session_id}", self.control_heartbeats),
             ("POST", "/_control/make_futures", self.control_make_futures),
         ):
             router.add(method, path, handler)
@@ -282,9 +283,16 @@ class RestEndpoints:
                 "futures": len(store),
                 "sessions": len(self.service.sessions),
                 "models": len(self.service.models),
-            "requests": dict(self.service.request_counts),
+                "requests": dict(self.service.request_counts),
             }
         )
+
+    async def control_heartbeats(self, request: Request) -> Response:
+        """`GET /_control/heartbeats/{session_id}`: arrival times of its heartbeats (seconds)."""
+        s = self.service.sessions.get(request.params["session_id"])
+        if s is None:
+            raise HTTPError(404, f"session not found: {request.params['session_id']!r}")
+        return json_response({"times": list(s.heartbeats)})
 
     async def control_make_futures(self, request: Request) -> Response:
         """`POST /_control/make_futures {count, resolve_after_s, result?, spread_s?}`.

@@ -9,6 +9,7 @@ REST listings, telemetry and the fault-control endpoint live in `rest.py`.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 import uuid
@@ -69,6 +70,10 @@ class Session:
     """Set by `sessions/{id}/finish` (first wins): the session is terminal."""
     model_ids: list[str] = field(default_factory=list)
     sampler_ids: list[str] = field(default_factory=list)
+    heartbeats: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=1000)
+    )
+    """Arrival times (server monotonic clock) of the last heartbeats, for jitter checks."""
 
 
 def need(
@@ -268,7 +273,7 @@ class TinkerService:
 
     async def heartbeat(self, request: Request) -> Response:
         """`POST session_heartbeat`."""
-        self.session(body_of(request).get("session_id"))
+        self.session(body_of(request).get("session_id")).heartbeats.append(time.monotonic())
         return json_response({"type": "session_heartbeat"})
 
     async def finish_session(self, request: Request) -> Response:

@@ -157,3 +157,30 @@ class TestOtherServers:
         finally:
             stop(ref, timeout_s=WAIT_S)
             server.faults.clear()
+
+
+class TestNeverBlocks:
+    def test_a_slow_telemetry_endpoint_does_not_hold_a_training_step(
+        self, server: LocalServer
+    ) -> None:
+        """While a telemetry batch is held by the server, training steps still complete."""
+        import numpy as np
+
+        from tinkex_actors import types
+
+        with ServiceClient(base_url=server.url, api_key="tml-telemetry") as sc:
+            tc = sc.create_lora_training_client("tiny-byte-lm", rank=2).result(WAIT_S)
+            server.faults.delay(PATH, 3.0)
+            for i in range(120):  # over the 100-event threshold: a flush starts now
+                sc.report("load", {"i": i})
+            reporter = sc.registry.whereis("telemetry")
+            assert reporter is not None
+            datum = types.Datum(
+                model_input=types.ModelInput.from_ints([1, 2, 3]),
+                loss_fn_inputs={"target_tokens": types.TensorData.from_numpy(
+                    np.array([2, 3, 4], dtype=np.int64))},
+            )
+            out = tc.forward_backward([datum], "cross_entropy").result(WAIT_S)
+            assert out.metrics["loss:sum"] > 0
+            assert reporter.ask(Stats(), timeout=WAIT_S)["in_flight"] > 0
+        server.faults.clear()

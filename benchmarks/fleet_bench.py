@@ -3,10 +3,10 @@ sampling, against the embedded server in its own process.
 
 One ServiceClient with 64 training clients (each sending small forward_backward steps) and 64
 samplers keeping 500 samples in flight, while a thread of the user's holds the GIL half the time
-(50 ms of pure-Python work, 50 ms of rest). The server answers the first 20% of sampling
-requests with 429 and 50 polls with 408 carrying a paused queue state. Printed per mode: the
-session's heartbeat jitter as the server saw it (the largest gap between heartbeats beyond the
-10 s period), total backoff the samplers took, queue-state warnings logged, samples done, wall
+(50 ms of pure-Python work, 50 ms of rest). The server answers one sampling request in five
+with 429, and 50 polls with 408 carrying a paused queue state. Printed per mode: the session's
+heartbeat jitter as the server saw it (the largest gap between heartbeats beyond the 10 s
+period), total backoff the samplers took, queue-state warnings logged, samples done, wall
 time, client CPU, peak threads and peak RSS. The client runs in a fresh process per mode.
 
     python benchmarks/fleet_bench.py [--seconds 45]
@@ -40,6 +40,17 @@ def control(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
                                      headers={"content-type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as r:
         return json.loads(r.read())
+
+
+def inject_faults(url: str, expected_samples: int) -> None:
+    """One sampling request in five answered 429; one poll in twenty answered 408 (50 times)."""
+    control(url, "/_control/faults", {"action": "add", "fault": {
+        "path": "/api/v1/asample", "kind": "status", "status": 429, "every": 5,
+        "times": max(1, expected_samples), "headers": {"retry-after": "0.5"}}})
+    control(url, "/_control/faults", {"action": "add", "fault": {
+        "path": "/api/v1/retrieve_future", "kind": "status", "status": 408, "every": 20,
+        "times": 50, "body": {"type": "try_again", "queue_state": "paused_capacity",
+                              "queue_state_reason": "fleet bench"}}})
 
 
 def gil_hog(stop: threading.Event) -> None:
@@ -79,6 +90,7 @@ def run_client(url: str, seconds: float, out_of_process: bool) -> dict[str, Any]
                     for _ in range(SAMPLERS)]
         samplers = [s.result() for s in samplers]
         session_id = sc.session_id
+        inject_faults(url, int(IN_FLIGHT * seconds))  # after set-up: they hit the fleet's work
         hog.start()
         pending: list[Any] = []
         steps: list[Any] = []
@@ -124,14 +136,6 @@ def main() -> None:
     print("-" * 100)
     for mode, label in (("thread", "in-process"), ("oop", "out-of-process")):
         with embedded_server() as (url, _pid):
-            expected = int(IN_FLIGHT * args.seconds)  # rough count of sample requests
-            control(url, "/_control/faults", {"action": "add", "fault": {
-                "path": "/api/v1/asample", "kind": "status", "status": 429,
-                "times": max(1, expected // 50), "headers": {"retry-after": "0.5"}}})
-            control(url, "/_control/faults", {"action": "add", "fault": {
-                "path": "/api/v1/retrieve_future", "kind": "status", "status": 408,
-                "times": 50, "body": {"type": "try_again", "queue_state": "paused_capacity",
-                                      "queue_state_reason": "fleet bench"}}})
             proc = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "--client", mode,
                  "--url", url, "--seconds", str(args.seconds)],

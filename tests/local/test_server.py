@@ -601,3 +601,13 @@ class TestHeartbeatRecord:
         times = http.get(f"/_control/heartbeats/{sid}").json()["times"]
         assert len(times) == 3 and times == sorted(times)
         assert http.get("/_control/heartbeats/s-nope").status_code == 404
+
+
+class TestFaultRates:
+    def test_every_applies_a_fault_to_one_request_in_n(
+        self, server: LocalServer, http: httpx.Client
+    ) -> None:
+        """every=3 answers the 3rd and 6th requests with the fault, the others normally."""
+        server.faults.inject_status("/api/v1/healthz", 503, times=2, every=3)
+        codes = [http.get("/api/v1/healthz").status_code for _ in range(7)]
+        assert codes == [200, 200, 503, 200, 200, 503, 200]

@@ -35,6 +35,9 @@ class Fault:
     delay_s: float = 0.0
     error: str = "injected failure"
     category: Literal["user", "server", "unknown"] = "server"
+    every: int = 1
+    """Apply to every `every`-th matching request only (5: one in five), `times` times."""
+    _seen: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -45,6 +48,8 @@ class Fault:
             raise ValueError(f"fault status must be an HTTP status (100-599), got {self.status}")
         if self.delay_s < 0:
             raise ValueError(f"fault delay_s must be >= 0, got {self.delay_s}")
+        if self.every < 1:
+            raise ValueError(f"fault every must be >= 1, got {self.every}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class FaultPlan:
         status: int,
         *,
         times: int = 1,
+        every: int = 1,
         body: Any = None,
         retry_after_s: float | None = None,
         headers: dict[str, str] | None = None,
@@ -84,7 +90,15 @@ class FaultPlan:
         if retry_after_s is not None:
             hdrs["retry-after"] = f"{retry_after_s:g}"
         self.add(
-            Fault(path=path, kind="status", status=status, times=times, body=body, headers=hdrs)
+            Fault(
+                path=path,
+                kind="status",
+                status=status,
+                times=times,
+                body=body,
+                headers=hdrs,
+                every=every,
+            )
         )
 
     def drop(self, path: str, *, times: int = 1) -> None:
@@ -111,6 +125,9 @@ class FaultPlan:
         with self._lock:
             for fault in self._faults:
                 if fault.kind in kinds and fault.path in (path, "*"):
+                    fault._seen += 1
+                    if fault._seen % fault.every:
+                        continue  # not this one: a later request of the path gets it
                     fault.times -= 1
                     if fault.times == 0:
                         self._faults.remove(fault)

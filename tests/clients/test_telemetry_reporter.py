@@ -184,3 +184,25 @@ class TestNeverBlocks:
             assert out.metrics["loss:sum"] > 0
             assert reporter.ask(Stats(), timeout=WAIT_S)["in_flight"] > 0
         server.faults.clear()
+
+
+class TestRetries:
+    def test_a_failed_send_is_retried_and_the_batch_arrives(
+        self, server: LocalServer, transport: Transport
+    ) -> None:
+        """A 503 on telemetry is retried (with backoff) and the batch is delivered once."""
+        server.service.telemetry_events.clear()
+        server.faults.inject_status(PATH, 503, times=1)
+        before = server.app.path_counts[PATH]
+        ref = TelemetryReporter.start(transport, "s-t6", timers=TimerService(FakeClock()),
+                                      bus=False)
+        try:
+            ref.tell(Log("retried", {}))
+            assert drain(ref) == 0
+            assert ref.ask(Stats(), timeout=WAIT_S)["sent"] == 3  # start, event, end
+        finally:
+            stop(ref, timeout_s=WAIT_S)
+            server.faults.clear()
+        assert server.app.path_counts[PATH] - before == 2  # the 503, then the retry
+        names = [e.get("event_name") for e in server.service.telemetry_events]
+        assert names.count("retried") == 1

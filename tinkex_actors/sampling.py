@@ -54,7 +54,13 @@ log = structlog.get_logger("tinkex_actors.sampling")
 CLONE_STRIDE = 1_000_000_000
 RESOLVE_TIMEOUT_S = 10.0
 
-__all__ = ["SamplerState", "SamplingClient", "SamplingClientActor", "sampler_handle"]
+__all__ = [
+    "SamplerRuntime",
+    "SamplerState",
+    "SamplingClient",
+    "SamplingClientActor",
+    "sampler_handle",
+]
 
 
 @dataclass
@@ -335,17 +341,95 @@ def _retry_after_s(exc: APIStatusError) -> float | None:
     return None
 
 
-class _Runtime:
-    """What a SamplingClient made from a handle owns: transport, pollers, its supervisor."""
+def _parse_handle(handle: str) -> dict[str, Any]:
+    try:
+        fields: dict[str, Any] = msgspec.json.decode(base64.urlsafe_b64decode(handle.encode()))
+        if not isinstance(fields.get("sampling_session_id"), str) or not isinstance(
+            fields.get("base_url"), str
+        ):
+            raise KeyError("sampling_session_id and base_url")
+    except Exception as exc:
+        raise ValueError(
+            "handle is not a sampler handle; pass what get_sampler_handle() returned"
+        ) from exc
+    return fields
 
-    def __init__(
-        self, transport: Transport, pollers: PollerPool, supervisor: ActorRef[Any]
-    ) -> None:
-        self.transport = transport
-        self.pollers = pollers
-        self.supervisor = supervisor
+
+class SamplerRuntime:
+    """Connections, pollers and a supervisor for sampler clones made from handles.
+
+    `SamplingClient.from_sampler_handle` makes one per clone; the out-of-process sampling child
+    shares one between all the samplers it hosts (one transport, one poller pool, one budget).
+    """
+
+    def __init__(self, base_url: str, api_key: str | None) -> None:
+        from supervisors import DynamicSupervisor, Registry
+        from tinkex_actors.backpressure import rate_limiter_for
+        from tinkex_actors.config import ClientFlags, Config
+
+        config = Config.resolve(api_key=api_key, base_url=base_url)
+        self.transport = Transport(config)
+        try:
+            answer = self.transport.submit(
+                HttpRequest.json("POST", "client/config", {"sdk_version": "tinkex-actors"})
+            ).result(RESOLVE_TIMEOUT_S)
+            self.flags = ClientFlags.from_mapping(answer.json())
+        except Exception:
+            self.flags = ClientFlags()
+        self.limiter = rate_limiter_for(config.base_url, config.api_key)
+        self.budget = DispatchBudget.from_flags(self.flags, rate_limiter=self.limiter)
+        self.progress = ProgressTracker()
+        self.pollers = PollerPool(self.transport).start()
+        self.registry = Registry()
+        self.supervisor = DynamicSupervisor.start(registry=self.registry)
+        self.base_url = config.base_url
+
+    def clone(self, handle: str) -> SamplingClient:
+        """A clone of the sampler behind `handle` on this runtime (its own clone id)."""
+        from supervisors import ChildSpec, start_child
+
+        fields = _parse_handle(handle)
+        sid = fields["sampling_session_id"]
+        clone_id = uuid.uuid4().int % CLONE_STRIDE + 1
+        if self.flags.sample_join_sampling_session:
+            joined = (
+                self.transport.submit(
+                    HttpRequest.json(
+                        "POST",
+                        "join_sampling_session",
+                        {"sampling_session_id": sid},
+                        pool=PoolKind.SESSION,
+                    )
+                )
+                .result(RESOLVE_TIMEOUT_S)
+                .json()
+            )
+            clone_id = int(joined["client_counter"])
+        state = SamplerState(
+            sampling_session_id=sid,
+            base_model=fields.get("base_model"),
+            model_path=fields.get("model_path"),
+            budget=self.budget,
+            limiter=self.limiter,
+            clone_id=clone_id,
+            progress=self.progress,
+            base_url=self.base_url,
+        )
+        name = ("sampling", sid, clone_id)
+        start_child(
+            self.supervisor,
+            ChildSpec(
+                id=name,
+                name=name,
+                start=functools.partial(
+                    SamplingClientActor.start, state, self.transport, self.pollers
+                ),
+            ),
+        )
+        return SamplingClient(state, SupervisedRef(name, self.registry))
 
     def close(self) -> None:
+        """Stop the clones' actors, the pollers and the transport."""
         from supervisors import stop
 
         stop(self.supervisor, timeout_s=RESOLVE_TIMEOUT_S)
@@ -368,7 +452,7 @@ class SamplingClient:
         state: SamplerState,
         actor: SupervisedRef | ActorRef[Any],
         *,
-        runtime: _Runtime | None = None,
+        runtime: SamplerRuntime | None = None,
     ) -> None:
         self._state = state
         self._actor = actor
@@ -384,72 +468,15 @@ class SamplingClient:
     @staticmethod
     def from_sampler_handle(handle: str, *, api_key: str | None = None) -> SamplingClient:
         """A new clone of the sampler behind `handle`, with its own connections."""
+        base_url = _parse_handle(handle)["base_url"]
+        runtime = SamplerRuntime(base_url, api_key)
         try:
-            fields = msgspec.json.decode(base64.urlsafe_b64decode(handle.encode()))
-            sid, base_url = fields["sampling_session_id"], fields["base_url"]
-        except Exception as exc:
-            raise ValueError(
-                "handle is not a sampler handle; pass what get_sampler_handle() returned"
-            ) from exc
-        from supervisors import DynamicSupervisor, Registry, start_child
-        from tinkex_actors.backpressure import rate_limiter_for
-        from tinkex_actors.config import ClientFlags, Config
-
-        config = Config.resolve(api_key=api_key, base_url=base_url)
-        transport = Transport(config)
-        try:
-            flags = ClientFlags.from_mapping(
-                transport.submit(
-                    HttpRequest.json("POST", "client/config", {"sdk_version": "tinkex-actors"})
-                )
-                .result(RESOLVE_TIMEOUT_S)
-                .json()
-            )
-        except Exception:
-            flags = ClientFlags()
-        clone_id = uuid.uuid4().int % CLONE_STRIDE + 1
-        if flags.sample_join_sampling_session:
-            joined = (
-                transport.submit(
-                    HttpRequest.json(
-                        "POST",
-                        "join_sampling_session",
-                        {"sampling_session_id": sid},
-                        pool=PoolKind.SESSION,
-                    )
-                )
-                .result(RESOLVE_TIMEOUT_S)
-                .json()
-            )
-            clone_id = int(joined["client_counter"])
-        limiter = rate_limiter_for(config.base_url, config.api_key)
-        state = SamplerState(
-            sampling_session_id=sid,
-            base_model=fields.get("base_model"),
-            model_path=fields.get("model_path"),
-            budget=DispatchBudget.from_flags(flags, rate_limiter=limiter),
-            limiter=limiter,
-            clone_id=clone_id,
-            progress=ProgressTracker(),
-            base_url=config.base_url,
-        )
-        pollers = PollerPool(transport).start()
-        registry = Registry()
-        supervisor = DynamicSupervisor.start(registry=registry)
-        name = ("sampling", sid, clone_id)
-        from supervisors import ChildSpec
-
-        start_child(
-            supervisor,
-            ChildSpec(
-                id=name,
-                name=name,
-                start=functools.partial(SamplingClientActor.start, state, transport, pollers),
-            ),
-        )
-        return SamplingClient(
-            state, SupervisedRef(name, registry), runtime=_Runtime(transport, pollers, supervisor)
-        )
+            client = runtime.clone(handle)
+        except BaseException:
+            runtime.close()
+            raise
+        client._runtime = runtime
+        return client
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickled as its handle: the copy is a clone with its own connections."""

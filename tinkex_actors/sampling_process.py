@@ -82,10 +82,11 @@ class _ChildDied:
 
 def _child_main(conn: Connection, api_key: str | None) -> None:
     """The child: one SamplingClient per sampler handle, answers sent back as they settle."""
-    from tinkex_actors.sampling import SamplingClient
+    from tinkex_actors.sampling import SamplerRuntime, SamplingClient
 
     send_lock = threading.Lock()
     clients: dict[str, SamplingClient] = {}
+    runtimes: dict[str, SamplerRuntime] = {}  # one per base URL, shared by every sampler
 
     def send(message: tuple[Any, ...]) -> None:
         # If the parent is gone, the loop below ends on the closed pipe.
@@ -117,9 +118,11 @@ def _child_main(conn: Connection, api_key: str | None) -> None:
             try:
                 client = clients.get(handle)
                 if client is None:
-                    client = clients[handle] = SamplingClient.from_sampler_handle(
-                        handle, api_key=api_key
-                    )
+                    base_url = _handle_base_url(handle)
+                    runtime = runtimes.get(base_url)
+                    if runtime is None:
+                        runtime = runtimes[base_url] = SamplerRuntime(base_url, api_key)
+                    client = clients[handle] = runtime.clone(handle)
                 future: Future[Any] = (
                     client.sample(*message[3:])
                     if kind == "sample"
@@ -130,9 +133,15 @@ def _child_main(conn: Connection, api_key: str | None) -> None:
                 continue
             future.add_done_callback(functools.partial(answer, call_id))
     finally:
-        for client in clients.values():
-            client.close()
+        for runtime in runtimes.values():
+            runtime.close()
         conn.close()
+
+
+def _handle_base_url(handle: str) -> str:
+    from tinkex_actors.sampling import _parse_handle
+
+    return str(_parse_handle(handle)["base_url"])
 
 
 # -- the supervised host in the parent ----------------------------------------------------------

@@ -63,6 +63,65 @@ def gil_hog(stop: threading.Event) -> None:
         stop.wait(0.05)
 
 
+def run_official(url: str, seconds: float) -> dict[str, Any]:
+    """The same fleet on the official SDK (its warnings counted from the logging module)."""
+    import logging
+
+    import numpy as np
+    import tinker
+    from tinker import types
+
+    class Count(logging.Handler):
+        count = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if "paused" in record.getMessage():
+                Count.count += 1
+
+    logging.getLogger("tinker").addHandler(Count())
+    prompt = types.ModelInput.from_ints(list(range(65, 97)))
+    params = types.SamplingParams(max_tokens=8, seed=1)
+    datum = types.Datum(model_input=types.ModelInput.from_ints(list(range(65, 80))),
+                        loss_fn_inputs={"target_tokens": np.arange(66, 81, dtype=np.int64)})
+    stop = threading.Event()
+    hog = threading.Thread(target=gil_hog, args=(stop,), daemon=True)
+    peak_threads = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    with tinker.ServiceClient(base_url=url, api_key="tml-bench-fleet-official") as sc:
+        trainers = [sc.create_lora_training_client(base_model="tiny-byte-lm", rank=2)
+                    for _ in range(TRAINERS)]
+        trainers = [t.result() for t in trainers]
+        samplers = [sc.create_sampling_client(base_model="tiny-byte-lm")
+                    for _ in range(SAMPLERS)]
+        samplers = [s.result() for s in samplers]
+        session_id = sc.holder.get_session_id()
+        inject_faults(url, int(IN_FLIGHT * seconds))
+        hog.start()
+        pending: list[Any] = []
+        steps: list[Any] = []
+        end = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < end:
+            pending = [f for f in pending if not f.future().done()]
+            while len(pending) < IN_FLIGHT:
+                pending.append(samplers[i % SAMPLERS].sample(prompt, 1, params))
+                i += 1
+            if not steps or all(s.future().done() for s in steps):
+                steps = [t.forward_backward([datum], "cross_entropy") for t in trainers]
+            peak_threads = max(peak_threads, len(os.listdir("/proc/self/task")))
+            time.sleep(0.05)
+        for f in pending:
+            f.result()
+        stop.set()
+        hog.join(5)
+    return {
+        "session_id": session_id, "samples": i, "wall_s": time.perf_counter() - t0,
+        "cpu_s": time.process_time() - cpu0, "threads": peak_threads,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "backoff_s": float("nan"), "warnings": Count.count,
+    }
+
+
 def run_client(url: str, seconds: float, out_of_process: bool) -> dict[str, Any]:
     import structlog
 
@@ -126,6 +185,9 @@ def main() -> None:
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client == "official":
+        print(json.dumps(run_official(args.url, args.seconds)))
+        return
     if args.client:
         print(json.dumps(run_client(args.url, args.seconds, args.client == "oop")))
         return
@@ -134,7 +196,8 @@ def main() -> None:
     print(f"{'mode':<16}| {'hb jitter s':>11} | {'backoff s':>9} | {'warnings':>8} | "
           f"{'samples':>7} | {'wall s':>6} | {'CPU s':>6} | {'threads':>7} | {'RSS MB':>6}")
     print("-" * 100)
-    for mode, label in (("thread", "in-process"), ("oop", "out-of-process")):
+    for mode, label in (("official", "official 0.38"), ("thread", "in-process"),
+                        ("oop", "out-of-process")):
         with embedded_server() as (url, _pid):
             proc = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "--client", mode,

@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _embedded import embedded_server
 
 HOST = "127.0.0.1"
 
@@ -159,30 +157,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 and 100 clients only")
     args = parser.parse_args()
     levels = [1, 100] if args.quick else [1, 100, 10_000]
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="server-bench-")
-    env = dict(os.environ, TINKER_LOG="warning")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tinkex_actors.cli", "serve", "--port", str(port),
-         "--data-dir", data_dir, "--log-level", "warning", "--long-poll-timeout", "120",
-         "--session-timeout", "3600"],
-        env=env, stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.05)
-        print(f"embedded server pid {proc.pid} on port {port}; client: raw HTTP/1.1 keep-alive")
-        asyncio.run(main_async(port, proc.pid, levels, total=3000))
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    with embedded_server("--long-poll-timeout", "120", log="warning") as (url, pid):
+        port = int(url.rsplit(":", 1)[1])
+        print(f"embedded server pid {pid} on port {port}; client: raw HTTP/1.1 keep-alive")
+        asyncio.run(main_async(port, pid, levels, total=3000))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ __all__ = [
     "SamplerState",
     "SamplingClient",
     "SamplingClientActor",
+    "check_sample_args",
     "sampler_handle",
 ]
 
@@ -311,6 +312,19 @@ class SamplingClientActor(Process):
             )
 
 
+def check_sample_args(prompt: object, num_samples: object, sampling_params: object) -> None:
+    """Refuse bad `sample` arguments in the caller's thread, before anything is sent."""
+    if not isinstance(prompt, types.ModelInput):
+        raise TypeError(
+            f"prompt is a {type(prompt).__name__}; pass a types.ModelInput "
+            "(e.g. ModelInput.from_ints(tokens))"
+        )
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples={num_samples!r} must be an int >= 1")
+    if not isinstance(sampling_params, types.SamplingParams):
+        raise TypeError("sampling_params must be a types.SamplingParams")
+
+
 def sampler_handle(
     sampling_session_id: str, base_url: str, base_model: str | None, model_path: str | None
 ) -> str:
@@ -524,15 +538,7 @@ class SamplingClient:
         topk_prompt_logprobs: int = 0,
     ) -> Future[types.SampleResponse]:
         """Generate `num_samples` continuations of `prompt`."""
-        if not isinstance(prompt, types.ModelInput):
-            raise TypeError(
-                f"prompt is a {type(prompt).__name__}; pass a types.ModelInput "
-                "(e.g. ModelInput.from_ints(tokens))"
-            )
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples={num_samples!r} must be an int >= 1")
-        if not isinstance(sampling_params, types.SamplingParams):
-            raise TypeError("sampling_params must be a types.SamplingParams")
+        check_sample_args(prompt, num_samples, sampling_params)
         state = self._state
         future: Future[types.SampleResponse] = Future(request_type="Sample")
         with state.lock:

@@ -298,10 +298,9 @@ class OutOfProcessSamplingClient:
         topk_prompt_logprobs: int = 0,
     ) -> Future[types.SampleResponse]:
         """Generate `num_samples` continuations of `prompt` in the sampling process."""
-        if not isinstance(prompt, types.ModelInput):
-            raise TypeError(f"prompt is a {type(prompt).__name__}; pass a types.ModelInput")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples={num_samples!r} must be an int >= 1")
+        from tinkex_actors.sampling import check_sample_args
+
+        check_sample_args(prompt, num_samples, sampling_params)
         return self._call(
             "sample",
             prompt,

@@ -45,4 +45,8 @@ def embedded_server(*extra: str, log: str = "error") -> Iterator[tuple[str, int]
         yield f"http://{HOST}:{port}", proc.pid
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:  # long-polls still open keep a graceful stop waiting
+            proc.kill()
+            proc.wait(15)

@@ -4,9 +4,9 @@ The embedded server runs in its own process (`tinkex-actors serve`), so only cli
 measured. For each level (1,000 and 10,000 futures in flight) the server makes synthetic
 futures (`/_control/make_futures`) that complete over 10 s; a fresh child process of this script
 then waits on all of them, with the official `tinker` SDK (its `_APIFuture`, one coroutine per
-future on its own loop), with ours (a PollerPool of 4 Poller actors on one Transport, httpx's
-default transport), and with ours on pyqwest (the official SDK's HTTP backend, as an httpx
-transport under our Transport). Each child reports:
+future on its own loop), with ours (a PollerPool of 4 Poller actors on one Transport, its
+default httpx-over-aiohttp layer), and with ours on pyqwest (the official SDK's HTTP backend,
+as an httpx transport under our Transport). Each child reports:
 
 - threads: the most OS threads alive at once while waiting (from /proc, so the official SDK's
   native transport threads count too), the sampler thread excluded;

@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
-from tinkex_actors import errors, types
+from tinkex_actors import errors, telemetry, types
 from tinkex_actors._version import __version__
 from tinkex_actors.config import Config
-from tinkex_actors.futures import Future, FutureTimeoutError
+from tinkex_actors.futures import CancelledError, Future, FutureTimeoutError
 from tinkex_actors.queue_state import QueueState, QueueStateObserver
+from tinkex_actors.rest import RestClient
+from tinkex_actors.retry import RetryPolicy
 from tinkex_actors.sampling import SamplingClient
 from tinkex_actors.service import ClientFuture, ServiceClient
 from tinkex_actors.training import TrainingClient
@@ -34,6 +36,7 @@ from tinkex_actors.types import (
 
 __all__ = [
     "AdamParams",
+    "CancelledError",
     "ClientFuture",
     "Config",
     "Datum",
@@ -46,6 +49,8 @@ __all__ = [
     "ModelInput",
     "QueueState",
     "QueueStateObserver",
+    "RestClient",
+    "RetryPolicy",
     "SampleResponse",
     "SampledSequence",
     "SamplingClient",
@@ -55,5 +60,6 @@ __all__ = [
     "TrainingClient",
     "__version__",
     "errors",
+    "telemetry",
     "types",
 ]

@@ -95,41 +95,31 @@ def run_client(which: str, url: str, steps: int, large: tuple[int, int]) -> dict
     if which == "ours":
         import tinkex_actors as tx
 
-        with tx.ServiceClient(base_url=url, api_key="tml-bench-ours") as sc:
-            tc = sc.create_lora_training_client("tiny-byte-lm", rank=8, seed=0).result()
-            adam = tx.AdamParams(learning_rate=1e-3)
-            pending = None
-            for _ in range(steps):
-                fb = tc.forward_backward(build_ours(small_in, small_tg), "cross_entropy")
-                opt = tc.optim_step(adam)
-                if pending is not None:
-                    pending[0].result()
-                    pending[1].result()
-                pending = (fb, opt)
-            assert pending is not None
-            last = pending[0].result().metrics["loss:sum"]
-            pending[1].result()
-            tc.forward_backward(build_ours(big_in, big_tg), "cross_entropy").result()
+        sc: Any = tx.ServiceClient(base_url=url, api_key="tml-bench-ours")
+        adam: Any = tx.AdamParams(learning_rate=1e-3)
+        build, create = build_ours, {}
     else:
         import tinker
         from tinker import types
 
-        with tinker.ServiceClient(base_url=url, api_key="tml-bench-official") as sc:
-            tc = sc.create_lora_training_client(base_model="tiny-byte-lm", rank=8,
-                                                seed=0).result()
-            adam = types.AdamParams(learning_rate=1e-3)
-            pending = None
-            for _ in range(steps):
-                fb = tc.forward_backward(build_official(small_in, small_tg), "cross_entropy")
-                opt = tc.optim_step(adam)
-                if pending is not None:
-                    pending[0].result()
-                    pending[1].result()
-                pending = (fb, opt)
-            assert pending is not None
-            last = pending[0].result().metrics["loss:sum"]
-            pending[1].result()
-            tc.forward_backward(build_official(big_in, big_tg), "cross_entropy").result()
+        sc = tinker.ServiceClient(base_url=url, api_key="tml-bench-official")
+        adam = types.AdamParams(learning_rate=1e-3)
+        build, create = build_official, {"base_model": "tiny-byte-lm"}
+    with sc:
+        args = () if create else ("tiny-byte-lm",)
+        tc = sc.create_lora_training_client(*args, rank=8, seed=0, **create).result()
+        pending = None
+        for _ in range(steps):  # pipelined: submit step n+1 before reading step n
+            fb = tc.forward_backward(build(small_in, small_tg), "cross_entropy")
+            opt = tc.optim_step(adam)
+            if pending is not None:
+                pending[0].result()
+                pending[1].result()
+            pending = (fb, opt)
+        assert pending is not None
+        last = pending[0].result().metrics["loss:sum"]
+        pending[1].result()
+        tc.forward_backward(build(big_in, big_tg), "cross_entropy").result()
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     enc = min(encode_seconds(which, small_in, small_tg) for _ in range(5))

@@ -305,6 +305,11 @@ def chunk_data(data: list[types.Datum], flags: ClientFlags) -> list[list[types.D
     return chunks
 
 
+def _json_body(make: Callable[[int], Any]) -> Callable[[int], tuple[bytes, str]]:
+    """A request builder: the body `make(seq_id)` returns, as JSON."""
+    return lambda seq_id: (types.to_json(make(seq_id)), "application/json")
+
+
 def _decode_fb_json(value: Any) -> types.ForwardBackwardOutput:
     return types.convert(value, types.ForwardBackwardOutput)
 
@@ -600,10 +605,11 @@ class TrainingClient:
             )
         model_id = self.model_id
 
-        def build(seq_id: int) -> tuple[bytes, str]:
-            body = types.OptimStepRequest(model_id=model_id, adam_params=adam_params, seq_id=seq_id)
-            return types.to_json(body), "application/json"
-
+        build = _json_body(
+            lambda seq_id: types.OptimStepRequest(
+                model_id=model_id, adam_params=adam_params, seq_id=seq_id
+            )
+        )
         return self._enqueue("optim_step", "OptimStep", build, _decoder(types.OptimStepResponse))
 
     # -- weights -----------------------------------------------------------------------------
@@ -615,11 +621,11 @@ class TrainingClient:
         _check_name(name)
         model_id = self.model_id
 
-        def build(seq_id: int) -> tuple[bytes, str]:
-            body = types.SaveWeightsRequest(
+        build = _json_body(
+            lambda seq_id: types.SaveWeightsRequest(
                 model_id=model_id, path=name, seq_id=seq_id, ttl_seconds=ttl_seconds
             )
-            return types.to_json(body), "application/json"
+        )
 
         landed = types.SaveWeightsResponse(
             path=f"tinker://{model_id}/weights/{name}", type="save_weights"
@@ -639,11 +645,11 @@ class TrainingClient:
             )
         model_id = self.model_id
 
-        def build(seq_id: int) -> tuple[bytes, str]:
-            body = types.LoadWeightsRequest(
+        build = _json_body(
+            lambda seq_id: types.LoadWeightsRequest(
                 path=path, optimizer=optimizer, model_id=model_id, seq_id=seq_id
             )
-            return types.to_json(body), "application/json"
+        )
 
         return self._enqueue(
             "load_weights", "LoadWeights", build, _decoder(types.LoadWeightsResponse)
@@ -664,11 +670,11 @@ class TrainingClient:
         _check_name(name)
         model_id = self.model_id
 
-        def build(seq_id: int) -> tuple[bytes, str]:
-            body = types.SaveWeightsForSamplerRequest(
+        build = _json_body(
+            lambda seq_id: types.SaveWeightsForSamplerRequest(
                 model_id=model_id, path=name, seq_id=seq_id, ttl_seconds=ttl_seconds
             )
-            return types.to_json(body), "application/json"
+        )
 
         landed = types.SaveWeightsForSamplerResponse(
             path=f"tinker://{model_id}/sampler_weights/{name}", type="save_weights_for_sampler"
@@ -717,10 +723,9 @@ class TrainingClient:
         """Free the model on the server once its queued work is done."""
         model_id = self.model_id
 
-        def build(seq_id: int) -> tuple[bytes, str]:
-            return msgspec.json.encode(
-                {"model_id": model_id, "seq_id": seq_id, "type": "unload_model"}
-            ), "application/json"
+        build = _json_body(
+            lambda seq_id: {"model_id": model_id, "seq_id": seq_id, "type": "unload_model"}
+        )
 
         return self._enqueue(
             "unload_model", "UnloadModel", build, _decoder(types.UnloadModelResponse)

@@ -57,6 +57,7 @@ from supervisors.supervisor import (
     terminate_child,
     which_children,
 )
+from supervisors.scheduler import Scheduler, default_scheduler
 from supervisors.tasks import TaskSupervisor, map_unordered, run
 from supervisors.timers import (
     Clock,
@@ -89,6 +90,7 @@ __all__ = [
     "Process",
     "Registry",
     "Restart",
+    "Scheduler",
     "Shutdown",
     "StartError",
     "StopRequest",
@@ -102,6 +104,7 @@ __all__ = [
     "cancel",
     "count_children",
     "default_registry",
+    "default_scheduler",
     "default_timer_service",
     "delete_child",
     "demonitor",

@@ -40,6 +40,7 @@ import contextlib
 import queue
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -58,6 +59,7 @@ from supervisors._reasons import (
     Shutdown,
     StartError,
 )
+from supervisors.scheduler import Scheduler, default_scheduler
 
 if TYPE_CHECKING:
     from supervisors.monitor import Exit
@@ -87,6 +89,13 @@ class _Wake:
 _WAKE = Envelope(_Wake())
 
 
+class _Continue:
+    """The envelope was handled and the process goes on."""
+
+
+_CONTINUE = _Continue()
+
+
 def _dead_error(ref: ActorRef[Any]) -> pykka.ActorDeadError:
     return ActorDeadError(f"{ref} stopped before handling the message")
 
@@ -112,6 +121,17 @@ class Mailbox(queue.Queue[Envelope[Any]]):
         super().__init__()
         self._closed = False
         self.owner: ActorRef[Any] | None = None
+        self._wake: Callable[[], None] | None = None
+        """Pooled mode: schedules the owner when an envelope arrives in an idle mailbox."""
+        self._scheduled = False
+        """Pooled mode: the owner is queued on, or running on, a worker (set under ``mutex``)."""
+
+    def make_pooled(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` whenever an envelope arrives while the owner is not scheduled; the
+        owner starts scheduled (booting) and idles with ``take()`` returning None."""
+        with self.mutex:
+            self._wake = wake
+            self._scheduled = True
 
     def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
         """Enqueue ``item``, or answer it with ``ActorDeadError`` if the mailbox is closed."""
@@ -120,7 +140,15 @@ class Mailbox(queue.Queue[Envelope[Any]]):
                 self.queue.append(item)
                 self.unfinished_tasks += 1
                 self.not_empty.notify()
-                return
+                if self._wake is None or self._scheduled:
+                    return
+                self._scheduled = True
+                wake = self._wake
+            else:
+                wake = None
+        if wake is not None:
+            wake()
+            return
         if item.reply_to is None and self.owner is not None:
             raise ActorDeadError(f"{self.owner} not found")
         if self.owner is not None:
@@ -134,7 +162,21 @@ class Mailbox(queue.Queue[Envelope[Any]]):
             self.queue.appendleft(item)
             self.unfinished_tasks += 1
             self.not_empty.notify()
-            return True
+            wake = None
+            if self._wake is not None and not self._scheduled:
+                self._scheduled = True
+                wake = self._wake
+        if wake is not None:
+            wake()
+        return True
+
+    def take(self) -> Envelope[Any] | None:
+        """Pooled mode: the next envelope, or None after marking the mailbox idle (unscheduled)."""
+        with self.mutex:
+            if self.queue:
+                return self.queue.popleft()
+            self._scheduled = False
+            return None
 
     def close(self) -> list[Envelope[Any]]:
         """Refuse further envelopes and return those still queued."""
@@ -168,6 +210,16 @@ class Process(pykka.ThreadingActor):
     trap_exits: bool = False
     """Receive exit signals from links as ``Exit`` messages instead of dying with them."""
 
+    pooled: ClassVar[bool] = False
+    """Run on a shared ``Scheduler``'s workers instead of a thread of its own (handlers must
+    not block; see ``supervisors.scheduler``)."""
+
+    scheduler: ClassVar[Scheduler | None] = None
+    """The scheduler of a pooled class; None means ``default_scheduler()``."""
+
+    slice_messages: ClassVar[int] = 64
+    """Pooled: messages handled in a row before the worker serves other processes."""
+
     def __init__(self, *_args: Any, **_kwargs: Any) -> None:
         super().__init__()
         self._process_ref = ProcessRef(self)
@@ -183,6 +235,10 @@ class Process(pykka.ThreadingActor):
         self._exit_request: ExitReason | None = None
         self.exit_reason: ExitReason | None = None
         self._owned_watches: dict[int, _watch.Watch] = {}
+        self._scheduler: Scheduler | None = None
+        if self.pooled:
+            self._scheduler = type(self).scheduler or default_scheduler()
+            self.actor_inbox.make_pooled(self._schedule_slice)
 
     @staticmethod
     def _create_actor_inbox() -> Mailbox:
@@ -233,7 +289,16 @@ class Process(pykka.ThreadingActor):
 
     # -- the actor loop ------------------------------------------------------------------
 
-    def _actor_loop(self) -> None:
+    def _start_actor_loop(self) -> None:
+        scheduler = self._scheduler
+        if scheduler is None:
+            super()._start_actor_loop()
+            return
+        scheduler.join()
+        scheduler.submit(self._boot, self)
+
+    def _init_and_start(self) -> bool:
+        """Run ``init``; on failure record it, end the process and return False."""
         try:
             self.init()
             self.on_start()
@@ -241,60 +306,95 @@ class Process(pykka.ThreadingActor):
             self._start_error = exc
             self._started.set()
             self._finish(Crashed(exc), call_terminate=False)  # as OTP: no terminate after init
-            return
+            return False
         self._started.set()
-        reason = self._run()
-        if reason is not None:
-            self._finish(reason)
+        return True
 
-    def _run(self) -> ExitReason | None:
+    def _actor_loop(self) -> None:
+        if not self._init_and_start():
+            return
         inbox = self.actor_inbox
         while True:
-            envelope = inbox.get()
+            outcome = self._step(inbox.get())
+            if not isinstance(outcome, _Continue):
+                break
+        if outcome is not None:
+            self._finish(outcome)
+
+    def _boot(self) -> None:
+        """Pooled: ``init`` on a worker, then the messages that arrived meanwhile."""
+        assert self._scheduler is not None
+        if self._abandoned or not self._init_and_start():
+            self._scheduler.leave()
+            return
+        self._slice()
+
+    def _schedule_slice(self) -> None:
+        assert self._scheduler is not None
+        self._scheduler.submit(self._slice, self)
+
+    def _slice(self) -> None:
+        """Pooled: handle up to ``slice_messages`` messages, then yield the worker."""
+        assert self._scheduler is not None
+        inbox = self.actor_inbox
+        for _ in range(self.slice_messages):
+            envelope = inbox.take()
+            if envelope is None:
+                return
+            outcome = self._step(envelope)
+            if isinstance(outcome, _Continue):
+                continue
+            if outcome is not None:
+                self._finish(outcome)
+            self._scheduler.leave()
+            return
+        self._scheduler.submit(self._slice, self)
+
+    def _step(self, envelope: Envelope[Any]) -> ExitReason | _Continue | None:
+        """Handle one envelope: ``_CONTINUE``, an exit reason, or None once abandoned."""
+        if self._abandoned:
+            return None
+        message = envelope.message
+        reply_to = envelope.reply_to
+        if isinstance(message, ExitSignal):
+            reason = self._on_exit_signal(message)
+            return _CONTINUE if reason is None else reason
+        if isinstance(message, StopRequest | _ActorStop):
+            self._pending_stop_reply = reply_to
+            return message.reason if isinstance(message, StopRequest) else Normal()
+        self._current = envelope
+        try:
+            result = self._handle_receive(message)
+        except Exception as exc:
+            self._current = None
             if self._abandoned:
                 return None
-            message = envelope.message
-            reply_to = envelope.reply_to
-            if isinstance(message, ExitSignal):
-                reason = self._on_exit_signal(message)
-                if reason is not None:
-                    return reason
-                continue
-            if isinstance(message, StopRequest | _ActorStop):
-                self._pending_stop_reply = reply_to
-                return message.reason if isinstance(message, StopRequest) else Normal()
-            self._current = envelope
-            try:
-                result = self._handle_receive(message)
-            except Exception as exc:
-                self._current = None
-                if self._abandoned:
-                    return None
-                if reply_to is None:
-                    _log.error("process_crashed", process=str(self), error=repr(exc), exc_info=exc)
-                    return Crashed(exc)
+            if reply_to is None:
+                _log.error("process_crashed", process=str(self), error=repr(exc), exc_info=exc)
+                return Crashed(exc)
+            try:  # noqa: SIM105 - hot path: try is cheaper than contextlib.suppress
+                reply_to.set_exception()
+            except queue.Full:
+                pass
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit
+            self._current = None
+            _watch.mark_system_stopping()
+            if reply_to is not None:
+                _reject(envelope, self.actor_ref)
+            self._stop_everything_async()
+            return Crashed(exc)
+        else:
+            self._current = None
+            if self._abandoned:
+                return None
+            if reply_to is not None:
                 try:  # noqa: SIM105 - hot path: try is cheaper than contextlib.suppress
-                    reply_to.set_exception()
+                    reply_to.set(result)
                 except queue.Full:
                     pass
-            except BaseException as exc:  # KeyboardInterrupt, SystemExit
-                self._current = None
-                _watch.mark_system_stopping()
-                if reply_to is not None:
-                    _reject(envelope, self.actor_ref)
-                self._stop_everything_async()
-                return Crashed(exc)
-            else:
-                self._current = None
-                if self._abandoned:
-                    return None
-                if reply_to is not None:
-                    try:  # noqa: SIM105 - hot path: try is cheaper than contextlib.suppress
-                        reply_to.set(result)
-                    except queue.Full:
-                        pass
-            if self._exit_request is not None:
-                return self._exit_request
+        if self._exit_request is not None:
+            return self._exit_request
+        return _CONTINUE
 
     def _on_exit_signal(self, signal: ExitSignal) -> ExitReason | None:
         if self.trap_exits:
@@ -360,6 +460,8 @@ class Process(pykka.ThreadingActor):
         if current is not None:
             _reject(current, self.actor_ref)
         self._release(Killed())
+        if self._scheduler is not None:
+            self._scheduler.lend_worker_for(self)
         self.actor_inbox.put_first(_WAKE, force=True)  # after close(), which empties the queue
         return True
 

@@ -44,6 +44,7 @@ from supervisors._reasons import (
 from supervisors.dynamic import DynamicSupervisor, MaxChildrenError
 from supervisors.monitor import Down, Exit, MonitorRef, demonitor, link, monitor, trap_exits, unlink
 from supervisors.registry import AlreadyRegisteredError, Registry, SupervisedRef, default_registry
+from supervisors.scheduler import Scheduler, default_scheduler
 from supervisors.spec import BRUTAL_KILL, ChildSpec, ChildType, Restart
 from supervisors.supervisor import (
     ChildInfo,
@@ -57,7 +58,6 @@ from supervisors.supervisor import (
     terminate_child,
     which_children,
 )
-from supervisors.scheduler import Scheduler, default_scheduler
 from supervisors.tasks import TaskSupervisor, map_unordered, run
 from supervisors.timers import (
     Clock,

@@ -120,6 +120,8 @@ class _Sent:
 class SamplingClientActor(Process):
     """Dispatches one sampler's requests under backpressure (see the module docstring)."""
 
+    pooled = True  # thousands of these may live: they share the scheduler's workers
+
     def __init__(
         self,
         state: SamplerState,

@@ -116,6 +116,8 @@ class _Submitted:
 class TrainingClientActor(Process):
     """Submits one model's requests in seq_id order and hands their futures to the pollers."""
 
+    pooled = True  # thousands of these may live: they share the scheduler's workers
+
     def __init__(self, state: TrainingState, transport: Transport, pollers: PollerPool) -> None:
         super().__init__()
         self.state = state

@@ -214,7 +214,7 @@ class Process(pykka.ThreadingActor):
     """Run on a shared ``Scheduler``'s workers instead of a thread of its own (handlers must
     not block; see ``supervisors.scheduler``)."""
 
-    scheduler: ClassVar[Scheduler | None] = None
+    pool_scheduler: ClassVar[Scheduler | None] = None
     """The scheduler of a pooled class; None means ``default_scheduler()``."""
 
     slice_messages: ClassVar[int] = 64
@@ -235,9 +235,9 @@ class Process(pykka.ThreadingActor):
         self._exit_request: ExitReason | None = None
         self.exit_reason: ExitReason | None = None
         self._owned_watches: dict[int, _watch.Watch] = {}
-        self._scheduler: Scheduler | None = None
+        self._pool_scheduler: Scheduler | None = None
         if self.pooled:
-            self._scheduler = type(self).scheduler or default_scheduler()
+            self._pool_scheduler = type(self).pool_scheduler or default_scheduler()
             self.actor_inbox.make_pooled(self._schedule_slice)
 
     @staticmethod
@@ -290,7 +290,7 @@ class Process(pykka.ThreadingActor):
     # -- the actor loop ------------------------------------------------------------------
 
     def _start_actor_loop(self) -> None:
-        scheduler = self._scheduler
+        scheduler = self._pool_scheduler
         if scheduler is None:
             super()._start_actor_loop()
             return
@@ -323,19 +323,19 @@ class Process(pykka.ThreadingActor):
 
     def _boot(self) -> None:
         """Pooled: ``init`` on a worker, then the messages that arrived meanwhile."""
-        assert self._scheduler is not None
+        assert self._pool_scheduler is not None
         if self._abandoned or not self._init_and_start():
-            self._scheduler.leave()
+            self._pool_scheduler.leave()
             return
         self._slice()
 
     def _schedule_slice(self) -> None:
-        assert self._scheduler is not None
-        self._scheduler.submit(self._slice, self)
+        assert self._pool_scheduler is not None
+        self._pool_scheduler.submit(self._slice, self)
 
     def _slice(self) -> None:
         """Pooled: handle up to ``slice_messages`` messages, then yield the worker."""
-        assert self._scheduler is not None
+        assert self._pool_scheduler is not None
         inbox = self.actor_inbox
         for _ in range(self.slice_messages):
             envelope = inbox.take()
@@ -346,9 +346,9 @@ class Process(pykka.ThreadingActor):
                 continue
             if outcome is not None:
                 self._finish(outcome)
-            self._scheduler.leave()
+            self._pool_scheduler.leave()
             return
-        self._scheduler.submit(self._slice, self)
+        self._pool_scheduler.submit(self._slice, self)
 
     def _step(self, envelope: Envelope[Any]) -> ExitReason | _Continue | None:
         """Handle one envelope: ``_CONTINUE``, an exit reason, or None once abandoned."""
@@ -460,8 +460,8 @@ class Process(pykka.ThreadingActor):
         if current is not None:
             _reject(current, self.actor_ref)
         self._release(Killed())
-        if self._scheduler is not None:
-            self._scheduler.lend_worker_for(self)
+        if self._pool_scheduler is not None:
+            self._pool_scheduler.lend_worker_for(self)
         self.actor_inbox.put_first(_WAKE, force=True)  # after close(), which empties the queue
         return True
 

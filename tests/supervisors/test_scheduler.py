@@ -70,7 +70,7 @@ def pooled_class(scheduler: Scheduler, slice_messages: int = 64) -> type[Process
             finally:
                 self.inside -= 1
 
-    Pooled.scheduler = scheduler
+    Pooled.pool_scheduler = scheduler
     Pooled.slice_messages = slice_messages
     return Pooled
 
@@ -162,7 +162,7 @@ class TestLifeCycle:
             def init(self) -> None:
                 raise BoomError("no")
 
-        Refuses.scheduler = scheduler
+        Refuses.pool_scheduler = scheduler
         with pytest.raises(StartError) as info:
             Refuses.start()
         assert isinstance(info.value.cause, BoomError)

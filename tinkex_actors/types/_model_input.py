@@ -4,18 +4,26 @@ Reading tokens fast (for codecs): `EncodedTextChunk.tokens` is exactly what the
 caller gave, a `list[int]` or a 1-D integer numpy array, never copied. Use
 `chunk.tokens_array(np.int32)` to get an array of the wanted dtype (no copy when
 it already is one) and `.tobytes()` for the little-endian payload.
+
+Token ids also go into an int32 array once, at construction: a list is packed
+with `struct` (one pass that also proves every id is an int in int32's range,
+faster than `min()` over the list), an array of another integer dtype is
+converted, an int32 array is used as is. The binary encoder sends that array. So,
+as with any frozen value, change tokens by building a new chunk, not by editing
+the list or array you passed in.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from ._base import TypeTagged, WireStruct
+from ._tensor import pack_flat_list
 
 __all__ = [
     "DmelChunk",
@@ -33,15 +41,28 @@ else:
 
 ImageFormat: TypeAlias = Literal["png", "jpeg"]
 _IMAGE_FORMATS = ("png", "jpeg")
+_INT32: Final = np.dtype(np.int32)
+_INT32_MAX: Final = (1 << 31) - 1
+_PACKED = "_int32_tokens"  # where a chunk keeps its list packed as int32 (in __dict__)
 
 
-class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text"):
+class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text", dict=True):
     """Token ids of encoded text: `{"type": "encoded_text", "tokens": [...]}`."""
 
     tokens: Tokens
 
     def __post_init__(self) -> None:
         tokens: Any = self.tokens
+        if type(tokens) is list:
+            packed = pack_flat_list(tokens, _INT32)
+            if packed is not None:
+                if packed.size and int(packed.min()) < 0:
+                    raise ValueError(_negative_token_error(int(packed.min())))
+                packed.flags.writeable = False
+                self.__dict__[_PACKED] = packed
+                return
+            # Not all ints in int32's range: the checks below name the problem (ids past
+            # int32 are fine here; the binary encoder refuses them, the JSON wire does not).
         if isinstance(tokens, np.ndarray):
             if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
                 raise ValueError(
@@ -49,6 +70,8 @@ class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text"):
                     f"{tokens.shape} of {tokens.dtype}; pass tokens.ravel().astype(np.int64)"
                 )
             lowest = int(tokens.min()) if tokens.size else 0
+            if lowest >= 0:
+                self._pack_array(tokens)
         elif isinstance(tokens, list | tuple):
             if isinstance(tokens, tuple):
                 tokens = list(tokens)
@@ -66,10 +89,18 @@ class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text"):
                 f"array, got {type(tokens).__name__}"
             )
         if lowest < 0:
-            raise ValueError(
-                f"EncodedTextChunk.tokens holds a negative token id ({lowest}); token ids "
-                "are >= 0: check the tokenizer output"
-            )
+            raise ValueError(_negative_token_error(lowest))
+
+    def _pack_array(self, tokens: npt.NDArray[Any]) -> None:
+        """Keep an int32 copy of an array of other ints (the array itself if already int32)."""
+        if tokens.dtype == _INT32:
+            packed = np.ascontiguousarray(tokens)
+        elif not tokens.size or int(tokens.max()) <= _INT32_MAX:
+            packed = tokens.astype(_INT32)
+            packed.flags.writeable = False
+        else:
+            return  # ids past int32: JSON carries them, the binary encoder names the problem
+        self.__dict__[_PACKED] = packed
 
     @property
     def length(self) -> int:
@@ -80,12 +111,27 @@ class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text"):
         """The tokens as a numpy array of `dtype` (no copy when they already are)."""
         return np.asarray(self.tokens, dtype=dtype)
 
+    def packed_int32(self) -> npt.NDArray[np.int32] | None:
+        """The tokens as int32, packed once at construction (for codecs; do not write to it).
+
+        None when they hold ids past int32's range (the binary wire cannot carry them).
+        """
+        packed: npt.NDArray[np.int32] | None = self.__dict__.get(_PACKED)
+        return packed
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EncodedTextChunk):
             return NotImplemented
         return bool(np.array_equal(self.tokens, other.tokens))
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _negative_token_error(lowest: int) -> str:
+    return (
+        f"EncodedTextChunk.tokens holds a negative token id ({lowest}); token ids "
+        "are >= 0: check the tokenizer output"
+    )
 
 
 def _decode_b64(value: bytes | str, field: str) -> bytes:

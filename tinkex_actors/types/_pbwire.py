@@ -270,7 +270,8 @@ class ArrayViews:
     def __init__(self, buf: bytes, copy: bool = False) -> None:
         self.buf = buf
         self.copy = copy
-        self._bases: dict[tuple[str, int], npt.NDArray[Any]] = {}
+        # Keyed by dtype number * 8 + byte shift: an int key hashes faster than a tuple.
+        self._bases: dict[int, npt.NDArray[Any]] = {}
 
     def get(self, start: int, stop: int, dtype: np.dtype[Any], what: str) -> npt.NDArray[Any]:
         """The 1-D array of ``dtype`` in ``buf[start:stop]``; ``what`` names it in errors."""
@@ -282,7 +283,7 @@ class ArrayViews:
                 f"{dtype.name}): the array is truncated or its dtype is wrong"
             )
         shift = start % itemsize
-        base_key = (dtype.char, shift)
+        base_key = dtype.num * 8 + shift
         base = self._bases.get(base_key)
         if base is None:
             count = (len(self.buf) - shift) // itemsize

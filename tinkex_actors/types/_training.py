@@ -9,7 +9,14 @@ import numpy as np
 
 from ._base import Metrics, TypeTagged, WireStruct, coerce_floats, float_dict, sent
 from ._model_input import ModelInput
-from ._tensor import TensorData, as_array, is_torch_tensor, numpy_dtype, tensor_dtype_of
+from ._tensor import (
+    TensorData,
+    as_array,
+    is_torch_tensor,
+    numpy_dtype,
+    pack_flat_list,
+    tensor_dtype_of,
+)
 
 __all__ = [
     "AdamParams",
@@ -61,6 +68,12 @@ def loss_fn_input(key: str, value: Any) -> TensorData:
     """
     if isinstance(value, TensorData):
         return value
+    if type(value) is list and key in KEY_DTYPES:
+        # The common case, a flat list of numbers: struct packs it in one checked pass.
+        dtype = KEY_DTYPES[key]
+        packed = pack_flat_list(value, numpy_dtype(dtype))
+        if packed is not None:
+            return TensorData(data=packed, dtype=dtype, shape=[len(value)])  # type: ignore[arg-type]
     field = f"Datum.loss_fn_inputs[{key!r}]"
     if is_torch_tensor(value):
         return TensorData.from_torch(value)

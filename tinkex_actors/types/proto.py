@@ -188,6 +188,88 @@ def encode_forward_backward_request(
 
 
 def _put_datum(out: list[Any], datum: Datum, index: int) -> None:
+    """Append one ``Datum`` field: the common layout from cached heads, any other in full."""
+    if not _put_plain_datum(out, datum, index):
+        _put_any_datum(out, datum, index)
+
+
+# The heads (keys, lengths, names, dtype and shape fields) around the arrays of a plain datum,
+# by layout: a batch's datums mostly share one layout, so each is encoded once.
+_PLAIN_HEADS: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
+_PLAIN_WIRE: Final[dict[Any, np.dtype[Any]]] = {"float32": _F4, "int64": _I8}
+
+
+def _put_plain_datum(out: list[Any], datum: Datum, index: int) -> bool:
+    """Append a datum of one text chunk and dense tensors, no spans; False for any other.
+
+    The bytes are those of ``_put_any_datum`` by construction: the heads come from running
+    it once per layout and keeping the bytes between the arrays.
+    """
+    chunks = datum.model_input.chunks
+    if len(chunks) != 1 or datum.model_input_spans is not None:
+        return False
+    chunk = chunks[0]
+    if type(chunk) is not EncodedTextChunk:
+        return False
+    tokens = chunk.packed_int32()
+    if tokens is None:
+        tokens = _tokens_int32(chunk.tokens, index, 0)
+        if type(tokens) is not np.ndarray:
+            return False
+    if not tokens.nbytes:
+        return False
+    layout: list[Any] = [tokens.nbytes]
+    arrays = [tokens]
+    for name, tensor in datum.loss_fn_inputs.items():
+        data = tensor.data
+        if (
+            tensor.sparse_crow_indices is not None
+            or type(data) is not np.ndarray
+            or data.dtype is not _PLAIN_WIRE.get(tensor.dtype)
+        ):
+            return False
+        shape = tensor.shape
+        layout += (name, tensor.dtype, data.nbytes, None if shape is None else tuple(shape))
+        arrays.append(data)
+    layout_key = tuple(layout)
+    heads = _PLAIN_HEADS.get(layout_key)
+    if heads is None:
+        found = _heads_between_arrays(datum, index, len(arrays))
+        if found is None:
+            return False
+        heads = found
+        if len(_PLAIN_HEADS) < _CACHE_LIMIT:
+            _PLAIN_HEADS[layout_key] = heads
+    out.append(heads[0])
+    for array, head in zip(arrays, heads[1:], strict=True):
+        out.append(array)
+        out.append(head)
+    return True
+
+
+def _heads_between_arrays(datum: Datum, index: int, count: int) -> tuple[bytes, ...] | None:
+    """The bytes ``_put_any_datum`` writes before, between and after the datum's arrays."""
+    parts: list[Any] = []
+    _put_any_datum(parts, datum, index)
+    heads = _heads_between(parts)
+    return heads if len(heads) == count + 1 else None
+
+
+def _heads_between(parts: list[Any]) -> tuple[bytes, ...]:
+    """Encoded parts as the bytes runs around their arrays: one more run than arrays."""
+    heads: list[bytes] = []
+    pending: list[bytes] = []
+    for part in parts:
+        if isinstance(part, bytes):
+            pending.append(part)
+        else:
+            heads.append(b"".join(pending))
+            pending = []
+    heads.append(b"".join(pending))
+    return tuple(heads)
+
+
+def _put_any_datum(out: list[Any], datum: Datum, index: int) -> None:
     slot = len(out)
     out.append(b"")
     size = 0
@@ -207,7 +289,9 @@ def _put_datum(out: list[Any], datum: Datum, index: int) -> None:
 def _put_chunk(out: list[Any], chunk: ModelInputChunk, index: int, position: int) -> int:
     """Append one ``Chunk`` field of a Datum; return the bytes appended."""
     if isinstance(chunk, EncodedTextChunk):
-        tokens = _tokens_int32(chunk.tokens, index, position)
+        tokens = chunk.packed_int32()
+        if tokens is None:
+            tokens = _tokens_int32(chunk.tokens, index, position)
         nbytes = len(tokens) if isinstance(tokens, bytes) else tokens.nbytes
         if nbytes:
             # Datum.model_input -> Chunk.encoded_text -> EncodedTextChunk.tokens, sizes first.
@@ -802,10 +886,50 @@ def encode_sample_response(response: SampleResponse) -> bytes:
         parts = _tensor_message(alt.tokens, _L1, "prompt_alt_tokens.tokens")
         parts += _tensor_message(alt.logprobs, _L2, "prompt_alt_tokens.logprobs")
         out.append(w.len_field(_L6, b"".join(parts)))
-    return b"".join(out)
+    try:
+        return b"".join(out)
+    except TypeError:
+        # join refuses a strided array (a view such as ``a[::2]``), which the fast path of
+        # _put_sequence passes as is; contiguous copies of the arrays make the same bytes.
+        contiguous: list[Any] = [
+            np.ascontiguousarray(p) if type(p) is np.ndarray else p for p in out
+        ]
+        return b"".join(contiguous)
+
+
+# Per (stop_reason, tokens bytes, logprobs bytes): the bytes before the tokens and between
+# tokens and logprobs. A result's sequences mostly share one layout (every "length" stop).
+_SEQUENCE_HEADS: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
 
 
 def _put_sequence(out: list[Any], seq: SampledSequence, index: int) -> None:
+    """Append one ``SampledSequence`` field: plain ones from cached heads, others in full."""
+    tokens: Any = seq.tokens_np
+    logprobs: Any = seq.logprobs_np
+    if (
+        seq.topk_logprobs_np is None
+        and type(tokens) is np.ndarray
+        and tokens.dtype is _I4
+        and (logprobs is None or (type(logprobs) is np.ndarray and logprobs.dtype is _F4))
+    ):
+        layout = (seq.stop_reason, tokens.nbytes, None if logprobs is None else logprobs.nbytes)
+        heads = _SEQUENCE_HEADS.get(layout)
+        if heads is None:
+            parts: list[Any] = []
+            _put_any_sequence(parts, seq, index)
+            heads = _heads_between(parts)
+            if len(_SEQUENCE_HEADS) < _CACHE_LIMIT:
+                _SEQUENCE_HEADS[layout] = heads
+        # heads: before tokens, then after tokens (and after logprobs when they are sent).
+        if logprobs is None:
+            out += (heads[0], tokens, heads[1])
+        else:
+            out += (heads[0], tokens, heads[1], logprobs, heads[2])
+        return
+    _put_any_sequence(out, seq, index)
+
+
+def _put_any_sequence(out: list[Any], seq: SampledSequence, index: int) -> None:
     stop_reason = _STOP_REASON_ENUM.get(seq.stop_reason)
     if stop_reason is None:
         raise ValueError(
@@ -861,6 +985,7 @@ def decode_sample_response(
     cache_hits = 0
     target: TensorData | None = None
     alt: PromptAltTokens | None = None
+    layout: _SequenceLayout | None = None
     while pos < end:
         k, pos = w.read_key(buf, pos, end)
         if k == 0x0A:
@@ -869,10 +994,14 @@ def decode_sample_response(
             sequence_id = (
                 sequence_ids[index] if sequence_ids and index < len(sequence_ids) else None
             )
+            if layout is not None and layout.matches(buf, start, pos):
+                sequences.append(layout.read(views, start, sequence_id))
+                continue
             try:
                 sequences.append(_read_sequence(buf, start, pos, views, sequence_id))
             except ValueError as exc:
                 raise ValueError(f"SampleResponse.sequences[{len(sequences)}]: {exc}") from None
+            layout = _SequenceLayout.learn(buf, start, pos, sequences[-1])
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
             prompt_logprobs = None
@@ -908,11 +1037,71 @@ def decode_sample_response(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _SequenceLayout:
+    """The byte layout of a plain sampled sequence: stop reason, tokens, logprobs, no top-k.
+
+    The sequences of one result mostly share it (all "length" stops have one size), so a
+    sequence whose bytes around its arrays equal the last one's is read by comparing those
+    bytes instead of parsing its fields. Equal bytes before the tokens (stop reason, tokens
+    key and length), equal bytes between the arrays (logprobs key and length) and an equal
+    total size leave no room for any other field, so the result is what parsing gives.
+    """
+
+    size: int
+    head: bytes
+    mid: bytes
+    tokens_bytes: int
+    logprobs_bytes: int
+    stop_reason: str
+
+    @classmethod
+    def learn(
+        cls, buf: bytes, start: int, stop: int, seq: SampledSequence
+    ) -> _SequenceLayout | None:
+        """The layout of the sequence just parsed from ``buf[start:stop]``, if it is plain."""
+        logprobs = seq.logprobs_np
+        if seq.topk_logprobs_np is not None or logprobs is None:
+            return None
+        tokens_bytes = seq.tokens_np.nbytes  # type: ignore[union-attr]  # arrays once decoded
+        logprobs_bytes = logprobs.nbytes  # type: ignore[union-attr]
+        if not tokens_bytes or not logprobs_bytes:
+            return None
+        code = _STOP_REASON_ENUM[seq.stop_reason]
+        head = (_V1 + w.varint(code) if code else b"") + _L2 + w.varint(tokens_bytes)
+        mid = _L3 + w.varint(logprobs_bytes)
+        layout = cls(
+            stop - start, head, mid, tokens_bytes, logprobs_bytes, seq.stop_reason
+        )
+        return layout if layout.matches(buf, start, stop) else None
+
+    def matches(self, buf: bytes, start: int, stop: int) -> bool:
+        """Whether ``buf[start:stop]`` is a sequence of exactly this layout."""
+        return (
+            stop - start == self.size
+            and buf.startswith(self.head, start)
+            and buf.startswith(self.mid, start + len(self.head) + self.tokens_bytes)
+        )
+
+    def read(self, views: w.ArrayViews, start: int, sequence_id: str | None) -> SampledSequence:
+        """The sequence at ``start`` (``matches`` said yes)."""
+        tokens_at = start + len(self.head)
+        logprobs_at = tokens_at + self.tokens_bytes + len(self.mid)
+        return SampledSequence(
+            stop_reason=self.stop_reason,  # type: ignore[arg-type]
+            sequence_id=sequence_id,
+            tokens_np=views.get(tokens_at, tokens_at + self.tokens_bytes, _I4, "tokens"),
+            logprobs_np=views.get(
+                logprobs_at, logprobs_at + self.logprobs_bytes, _F4, "logprobs"
+            ),
+        )
+
+
 def _read_sequence(
     buf: bytes, pos: int, end: int, views: w.ArrayViews, sequence_id: str | None
 ) -> SampledSequence:
-    # The hot loop of a sample result: one-byte keys are read inline, labels are constant
-    # (the caller adds the sequence index to any error).
+    # The hot loop of a sample result: one-byte keys and lengths of up to two bytes are read
+    # inline, labels are constant (the caller adds the sequence index to any error).
     stop_reason = 0
     tokens: npt.NDArray[Any] = _NO_TOKENS
     logprobs: npt.NDArray[Any] | None = None
@@ -923,14 +1112,19 @@ def _read_sequence(
             pos += 1
         else:
             k, pos = w.read_varint(buf, pos, end)
-        if k == 0x12:
-            start, pos = w.read_len(buf, pos, end)
-            tokens = views.get(start, pos, _I4, "SampledSequence.tokens")
-        elif k == 0x1A:
-            start, pos = w.read_len(buf, pos, end)
-            logprobs = (
-                views.get(start, pos, _F4, "SampledSequence.logprobs") if pos > start else None
-            )
+        if k == 0x12 or k == 0x1A:
+            size = buf[pos] if pos < end else 0x80
+            if size < 0x80 and pos + 1 + size <= end:
+                start = pos + 1
+                pos = start + size
+            else:
+                start, pos = w.read_len(buf, pos, end)
+            if k == 0x12:
+                tokens = views.get(start, pos, _I4, "SampledSequence.tokens")
+            elif pos > start:
+                logprobs = views.get(start, pos, _F4, "SampledSequence.logprobs")
+            else:
+                logprobs = None
         elif k == 0x08:
             stop_reason, pos = w.read_varint(buf, pos, end)
         elif k == 0x22:

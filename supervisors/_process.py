@@ -139,8 +139,10 @@ class Mailbox(queue.Queue[Envelope[Any]]):
             if not self._closed:
                 self.queue.append(item)
                 self.unfinished_tasks += 1
-                self.not_empty.notify()
-                if self._wake is None or self._scheduled:
+                if self._wake is None:
+                    self.not_empty.notify()  # a thread of its own may be waiting in get()
+                    return
+                if self._scheduled:
                     return
                 self._scheduled = True
                 wake = self._wake

@@ -34,6 +34,7 @@ from pykka import ActorDeadError, ActorRef
 from supervisors import Process, SupervisedRef
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
+from tinkex_actors._http_messages import unique_key
 from tinkex_actors.config import ClientFlags, PoolKind
 from tinkex_actors.errors import APIStatusError, ConflictError
 from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs, relay
@@ -395,7 +396,7 @@ class TrainingClient:
             jobs = []
             for offset, build in enumerate(builders):
                 seq_id = first + offset
-                key = {"x-idempotency-key": f"tinkex-actors-{uuid.uuid4()}"}
+                key = {"x-idempotency-key": unique_key("tinkex-actors")}
                 json_build = json_builders[offset] if json_builders else None
                 fallback = None
                 if json_build is not None:

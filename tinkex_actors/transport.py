@@ -37,14 +37,15 @@ import random as random_module
 import ssl
 import time
 import urllib.parse
-import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final
 
+import aiohttp
 import httpx
 import structlog
 
+from tinkex_actors._aiohttp_wire import AiohttpWire
 from tinkex_actors._http_messages import (
     API_PREFIX,
     JSON_CONTENT_TYPE,
@@ -52,6 +53,7 @@ from tinkex_actors._http_messages import (
     Headers,
     HttpRequest,
     HttpResponse,
+    unique_key,
 )
 from tinkex_actors._http_retry import platform_headers, retry_delay_s
 from tinkex_actors._loop_thread import LoopThread
@@ -127,6 +129,8 @@ def _error_name(error: BaseException | None) -> str | None:
         return None
     if _not_really_a_timeout(error) and error.__cause__ is not None:
         return type(error.__cause__).__name__
+    if isinstance(error, httpx.ConnectError) and isinstance(error.__cause__, aiohttp.ClientError):
+        return type(error.__cause__).__name__  # the aiohttp layer's own name for what happened
     return type(error).__name__
 
 
@@ -188,9 +192,13 @@ class Transport:
         self._sleep: SleepFn = sleep if sleep is not None else asyncio.sleep
         self._random = random
         self._now = now
-        self._transport_factory = (
-            transport_factory if transport_factory is not None else default_transport_factory()
-        )
+        chosen = transport_factory if transport_factory is not None else default_transport_factory()
+        # The default aiohttp layer is driven directly; a given factory goes under httpx.
+        self._wire: AiohttpWire | None = None
+        if chosen is aiohttp_transport:
+            self._wire = AiohttpWire(self._config.limits_for, self._ssl_context)
+            chosen = None
+        self._transport_factory = chosen
         self._clients: dict[PoolKind, httpx.AsyncClient] = {}
         # Clients replaced after a bare 400; closed at shutdown, once their requests ended.
         self._retired: list[httpx.AsyncClient] = []
@@ -272,6 +280,8 @@ class Transport:
         clients += self._retired
         self._retired = []
         await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
+        if self._wire is not None:
+            await self._wire.close()
 
     def _ssl_context(self) -> ssl.SSLContext:
         # Building a context loads the CA bundle (tens of ms); all pools share one.
@@ -324,7 +334,7 @@ class Transport:
         headers.update(request.headers)
         given = {name.lower() for name in request.headers}
         if not request.is_idempotent and IDEMPOTENCY_HEADER.lower() not in given:
-            headers[IDEMPOTENCY_HEADER] = f"tinkex-actors-retry-{uuid.uuid4()}"
+            headers[IDEMPOTENCY_HEADER] = unique_key("tinkex-actors-retry")
         if _READ_TIMEOUT not in given:
             headers[_READ_TIMEOUT] = _format_seconds(timeout_s)
         return headers
@@ -353,22 +363,43 @@ class Transport:
         )
         headers = self._headers_for(request, timeout_s)
         count_given = any(name.lower() == _RETRY_COUNT for name in request.headers)
-        client = self._client_for(request.pool)
+        wire = self._wire
+        client: httpx.AsyncClient | aiohttp.ClientSession = (
+            wire.session_for(request.pool) if wire is not None else self._client_for(request.pool)
+        )
         retries_taken = 0
         while True:
             if not count_given:
                 headers[_RETRY_COUNT] = str(retries_taken)
             remaining = max_retries - retries_taken
             try:
-                response = await client.request(
-                    request.method,
-                    url,
-                    content=request.body or None,
-                    headers=headers,
-                    params=request.params,
-                    timeout=timeout,
-                    follow_redirects=follow,
-                )
+                if wire is not None:
+                    assert isinstance(client, aiohttp.ClientSession)
+                    status, pairs, content = await wire.send(
+                        client,
+                        request.method,
+                        url,
+                        headers=headers,
+                        body=request.body or None,
+                        params=request.params,
+                        timeout_s=timeout_s,
+                        connect_timeout_s=min(config.connect_timeout_s, timeout_s),
+                        follow_redirects=follow,
+                    )
+                else:
+                    assert isinstance(client, httpx.AsyncClient)
+                    response = await client.request(
+                        request.method,
+                        url,
+                        content=request.body or None,
+                        headers=headers,
+                        params=request.params,
+                        timeout=timeout,
+                        follow_redirects=follow,
+                    )
+                    status = response.status_code
+                    pairs = list(response.headers.multi_items())
+                    content = response.content
             except httpx.TimeoutException as exc:
                 if _not_really_a_timeout(exc):
                     if remaining > 0:
@@ -392,7 +423,7 @@ class Transport:
                     method=request.method,
                     url=url,
                 ) from exc
-            except (httpx.TransportError, OSError) as exc:
+            except (httpx.RequestError, OSError) as exc:  # also undecodable bodies, as officially
                 if remaining > 0:
                     await self._pause(request, retries_taken, max_retries, None, exc)
                     retries_taken += 1
@@ -403,11 +434,10 @@ class Transport:
                     method=request.method,
                     url=url,
                 ) from exc
-            status = response.status_code
             answer = HttpResponse(
                 status=status,
-                headers=Headers(list(response.headers.multi_items())),
-                content=response.content,
+                headers=Headers(pairs),
+                content=content,
                 url=url,
                 retries_taken=retries_taken,
             )
@@ -438,13 +468,16 @@ class Transport:
         log("server_deprecation_note", note=note, path=request.path)
 
     def _bare_400(
-        self, request: HttpRequest, url: str, client: httpx.AsyncClient
+        self, request: HttpRequest, url: str, client: httpx.AsyncClient | aiohttp.ClientSession
     ) -> APIConnectionError:
         """A 400 without a body comes from a proxy in front of the service (as the
         official SDK assumes), not from the service: drop the pool's connections and
         report a connection error, which callers retry."""
         self._bare_400_budget[request.pool] -= 1
-        if self._clients.get(request.pool) is client:
+        if isinstance(client, aiohttp.ClientSession):
+            if self._wire is not None:
+                self._wire.retire(request.pool, client)
+        elif self._clients.get(request.pool) is client:
             self._retired.append(self._clients.pop(request.pool))
         _log.info(
             "http_bare_400", method=request.method, path=request.path, pool=request.pool.value

@@ -13,6 +13,7 @@ import zstandard
 
 from tests.transport._server import Reply, ScriptedServer
 from tinkex_actors._aiohttp_wire import ACCEPT_ENCODING, decode_body
+from tinkex_actors.config import Config
 from tinkex_actors.errors import APIConnectionError
 from tinkex_actors.transport import HttpRequest, Transport
 
@@ -88,6 +89,23 @@ class TestOverTheWire:
             answer = make_transport().submit(HttpRequest("GET", "sessions")).result(WAIT_S)
             answers.append((answer.status, answer.headers["x-extra"], answer.content))
         assert answers[0] == answers[1] == (201, "one", PAYLOAD)
+
+    def test_the_environment_proxy_carries_requests_for_hosts_it_covers(
+        self,
+        server: ScriptedServer,
+        make_transport: Callable[..., Transport],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """HTTP_PROXY is honoured (as httpx does): the request reaches the proxy in
+        absolute form, for a host that NO_PROXY does not exempt."""
+        monkeypatch.setenv("HTTP_PROXY", server.url)
+        monkeypatch.setenv("NO_PROXY", "")
+        monkeypatch.delenv("no_proxy", raising=False)
+        server.script(Reply(200, PAYLOAD))
+        config = Config(api_key="tml-proxy-test", base_url="http://tinker.invalid:9")
+        answer = make_transport(config).submit(HttpRequest("GET", "sessions")).result(WAIT_S)
+        assert answer.content == PAYLOAD
+        assert server.wait_for(1)[0].path == "http://tinker.invalid:9/api/v1/sessions"
 
 
 class TestUniqueKeys:

@@ -203,25 +203,24 @@ def sample_payload(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def ours_sample_response(p: dict[str, Any], numpy_inputs: bool) -> tx.SampleResponse:
+    """Our result from the values (the payload lookups are hoisted, as on the official side)."""
     suffix = "_np" if numpy_inputs else ""
+    tokens, logprobs = p["tokens" + suffix], p["logprobs" + suffix]
     return tx.SampleResponse(
         sequences=[
-            tx.SampledSequence(
-                stop_reason="length",
-                tokens_np=p["tokens" + suffix][i],
-                logprobs_np=p["logprobs" + suffix][i],
-            )
-            for i in range(N_SEQS)
+            tx.SampledSequence(stop_reason="length", tokens_np=t, logprobs_np=lp)
+            for t, lp in zip(tokens, logprobs, strict=True)
         ]
     )
 
 
 def official_encode_sample(p: dict[str, Any], numpy_inputs: bool) -> bytes:
     """What a server holding the values builds with the official classes."""
+    suffix = "_np" if numpy_inputs else ""
     message = pb.SampleResponse()
-    for i in range(N_SEQS):
-        tokens = p["tokens_np"][i] if numpy_inputs else np.asarray(p["tokens"][i], np.int32)
-        logprobs = p["logprobs_np"][i] if numpy_inputs else np.asarray(p["logprobs"][i], np.float32)
+    for tokens, logprobs in zip(p["tokens" + suffix], p["logprobs" + suffix], strict=True):
+        if not numpy_inputs:
+            tokens, logprobs = np.asarray(tokens, np.int32), np.asarray(logprobs, np.float32)
         seq = message.sequences.add(stop_reason=pb.STOP_REASON_LENGTH)
         seq.tokens = tokens.astype("<i4", copy=False).tobytes()
         seq.logprobs = logprobs.astype("<f4", copy=False).tobytes()

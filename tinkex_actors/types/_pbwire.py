@@ -293,6 +293,16 @@ class ArrayViews:
         values = base[first : first + size // itemsize]
         return values.copy() if self.copy else values
 
+    def at(self, start: int, count: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        """The ``count`` values of ``dtype`` from ``start`` (the caller checked the bounds)."""
+        itemsize = dtype.itemsize
+        base = self._bases.get(dtype.num * 8 + start % itemsize)
+        if base is None:
+            return self.get(start, start + count * itemsize, dtype, "array")
+        first = start // itemsize
+        values = base[first : first + count]
+        return values.copy() if self.copy else values
+
 
 def read_message(
     buf: bytes, pos: int, end: int, schema: dict[int, int], message: str

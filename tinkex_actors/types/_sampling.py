@@ -159,8 +159,21 @@ class SampledSequence(WireStruct, frozen=True, dict=True):
     topk_logprobs_np: TopkField | None = msgspec.field(default=None, name="topk_logprobs")
 
     def __post_init__(self) -> None:
-        # Decoders build one per sampled sequence: values already of the right types (the
-        # common case) are only checked, with `type(...) is` tests that cost nanoseconds.
+        # Decoders build one per sampled sequence, so the common case (arrays of the right
+        # dtypes, no top-k) is recognised by one expression of `is` tests and returns.
+        tokens: Any = self.tokens_np
+        logprobs: Any = self.logprobs_np
+        if (
+            type(tokens) is np.ndarray
+            and tokens.dtype is _I4
+            and (logprobs is None or (type(logprobs) is np.ndarray and logprobs.dtype is _F4))
+            and self.topk_logprobs_np is None
+            and self.stop_reason in _STOP_REASONS
+        ):
+            return
+        self._normalise()
+
+    def _normalise(self) -> None:
         if self.stop_reason not in _STOP_REASONS:
             _check_stop_reason(self.stop_reason, "SampledSequence")
         set_ = msgspec.structs.force_setattr

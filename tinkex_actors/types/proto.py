@@ -870,7 +870,22 @@ def encode_sample_response(response: SampleResponse) -> bytes:
     ``(length, k)`` matrices. ``sequence_id`` is not on this wire (the promise carries it).
     """
     out: list[Any] = []
+    heads_by_layout = _SEQUENCE_HEADS
     for i, seq in enumerate(response.sequences):
+        # _put_sequence's cache hit, inline: most sequences take it.
+        tokens: Any = seq.tokens_np
+        logprobs: Any = seq.logprobs_np
+        if (
+            type(logprobs) is np.ndarray
+            and type(tokens) is np.ndarray
+            and tokens.dtype is _I4
+            and logprobs.dtype is _F4
+            and seq.topk_logprobs_np is None
+        ):
+            heads = heads_by_layout.get((seq.stop_reason, tokens.nbytes, logprobs.nbytes))
+            if heads is not None:
+                out += (heads[0], tokens, heads[1], logprobs)
+                continue
         _put_sequence(out, seq, i)
     if response.prompt_logprobs_np is not None:
         values = w.array_buffer(response.prompt_logprobs_np, _F4)
@@ -920,11 +935,12 @@ def _put_sequence(out: list[Any], seq: SampledSequence, index: int) -> None:
             heads = _heads_between(parts)
             if len(_SEQUENCE_HEADS) < _CACHE_LIMIT:
                 _SEQUENCE_HEADS[layout] = heads
-        # heads: before tokens, then after tokens (and after logprobs when they are sent).
+        # heads: before the tokens, between tokens and logprobs, and after the last array,
+        # which is always empty here (no top-k) and so left out.
         if logprobs is None:
-            out += (heads[0], tokens, heads[1])
+            out += (heads[0], tokens)
         else:
-            out += (heads[0], tokens, heads[1], logprobs, heads[2])
+            out += (heads[0], tokens, heads[1], logprobs)
         return
     _put_any_sequence(out, seq, index)
 
@@ -994,8 +1010,9 @@ def decode_sample_response(
             sequence_id = (
                 sequence_ids[index] if sequence_ids and index < len(sequence_ids) else None
             )
-            if layout is not None and layout.matches(buf, start, pos):
-                sequences.append(layout.read(views, start, sequence_id))
+            seq = layout.read(buf, start, pos, views, sequence_id) if layout else None
+            if seq is not None:
+                sequences.append(seq)
                 continue
             try:
                 sequences.append(_read_sequence(buf, start, pos, views, sequence_id))
@@ -1051,8 +1068,10 @@ class _SequenceLayout:
     size: int
     head: bytes
     mid: bytes
-    tokens_bytes: int
-    logprobs_bytes: int
+    mid_at: int  # offsets from the sequence's first byte
+    logprobs_at: int
+    token_count: int
+    logprob_count: int
     stop_reason: str
 
     @classmethod
@@ -1060,40 +1079,52 @@ class _SequenceLayout:
         cls, buf: bytes, start: int, stop: int, seq: SampledSequence
     ) -> _SequenceLayout | None:
         """The layout of the sequence just parsed from ``buf[start:stop]``, if it is plain."""
-        logprobs = seq.logprobs_np
+        tokens: Any = seq.tokens_np
+        logprobs: Any = seq.logprobs_np
         if seq.topk_logprobs_np is not None or logprobs is None:
             return None
-        tokens_bytes = seq.tokens_np.nbytes  # type: ignore[union-attr]  # arrays once decoded
-        logprobs_bytes = logprobs.nbytes  # type: ignore[union-attr]
-        if not tokens_bytes or not logprobs_bytes:
+        if not tokens.size or not logprobs.size:
             return None
         code = _STOP_REASON_ENUM[seq.stop_reason]
-        head = (_V1 + w.varint(code) if code else b"") + _L2 + w.varint(tokens_bytes)
-        mid = _L3 + w.varint(logprobs_bytes)
+        head = (_V1 + w.varint(code) if code else b"") + _L2 + w.varint(tokens.nbytes)
+        mid = _L3 + w.varint(logprobs.nbytes)
+        mid_at = len(head) + tokens.nbytes
         layout = cls(
-            stop - start, head, mid, tokens_bytes, logprobs_bytes, seq.stop_reason
+            size=stop - start,
+            head=head,
+            mid=mid,
+            mid_at=mid_at,
+            logprobs_at=mid_at + len(mid),
+            token_count=tokens.size,
+            logprob_count=logprobs.size,
+            stop_reason=seq.stop_reason,
         )
-        return layout if layout.matches(buf, start, stop) else None
+        return layout if layout.fits(buf, start, stop) else None
 
-    def matches(self, buf: bytes, start: int, stop: int) -> bool:
+    def fits(self, buf: bytes, start: int, stop: int) -> bool:
         """Whether ``buf[start:stop]`` is a sequence of exactly this layout."""
         return (
             stop - start == self.size
             and buf.startswith(self.head, start)
-            and buf.startswith(self.mid, start + len(self.head) + self.tokens_bytes)
+            and buf.startswith(self.mid, start + self.mid_at)
         )
 
-    def read(self, views: w.ArrayViews, start: int, sequence_id: str | None) -> SampledSequence:
-        """The sequence at ``start`` (``matches`` said yes)."""
-        tokens_at = start + len(self.head)
-        logprobs_at = tokens_at + self.tokens_bytes + len(self.mid)
+    def read(
+        self, buf: bytes, start: int, stop: int, views: w.ArrayViews, sequence_id: str | None
+    ) -> SampledSequence | None:
+        """The sequence in ``buf[start:stop]`` if it has exactly this layout, else None."""
+        # The checks of `fits`, inline: this runs once per sequence of a result.
+        if not (
+            stop - start == self.size
+            and buf.startswith(self.head, start)
+            and buf.startswith(self.mid, start + self.mid_at)
+        ):
+            return None
         return SampledSequence(
             stop_reason=self.stop_reason,  # type: ignore[arg-type]
             sequence_id=sequence_id,
-            tokens_np=views.get(tokens_at, tokens_at + self.tokens_bytes, _I4, "tokens"),
-            logprobs_np=views.get(
-                logprobs_at, logprobs_at + self.logprobs_bytes, _F4, "logprobs"
-            ),
+            tokens_np=views.at(start + len(self.head), self.token_count, _I4),
+            logprobs_np=views.at(start + self.logprobs_at, self.logprob_count, _F4),
         )
 
 

@@ -346,6 +346,22 @@ class TestSampledSequences:
             assert mine.tokens_np.tobytes() == np.asarray(other.tokens_np).tobytes()
             assert mine.logprobs_np.tobytes() == np.asarray(other.logprobs_np).tobytes()
 
+    def test_copy_gives_each_layout_read_sequence_writable_arrays_of_its_own(self):
+        """copy=True holds for sequences read by layout, not only for parsed ones."""
+        response = build_response([("stop", 6, "same", False)] * 3, np.random.default_rng(6))
+        decoded = proto.decode_sample_response(proto.encode_sample_response(response), copy=True)
+        for seq in decoded.sequences:
+            assert seq.tokens_np.flags.writeable and seq.tokens_np.base is None
+            assert seq.logprobs_np.flags.writeable and seq.logprobs_np.base is None
+        assert decoded == response
+
+    def test_layout_read_sequences_are_read_only_views_by_default(self):
+        """Without copy, every sequence's arrays are views over the body."""
+        response = build_response([("stop", 6, "same", False)] * 3, np.random.default_rng(7))
+        decoded = proto.decode_sample_response(proto.encode_sample_response(response))
+        assert all(not s.tokens_np.flags.writeable for s in decoded.sequences)
+        assert all(not s.logprobs_np.flags.writeable for s in decoded.sequences)
+
     def test_a_sequence_of_a_known_layout_with_an_extra_field_is_parsed_in_full(self):
         """Same head and middle but more bytes: the unknown field is skipped, not misread."""
         response = build_response([("length", 8, "same", False)] * 2, np.random.default_rng(1))

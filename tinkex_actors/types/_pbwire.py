@@ -293,15 +293,22 @@ class ArrayViews:
         values = base[first : first + size // itemsize]
         return values.copy() if self.copy else values
 
-    def at(self, start: int, count: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
-        """The ``count`` values of ``dtype`` from ``start`` (the caller checked the bounds)."""
+    def by_shift(self, dtype: np.dtype[Any]) -> list[npt.NDArray[Any]]:
+        """One array of ``dtype`` over the body per byte shift (index ``start % itemsize``).
+
+        The value at byte ``start`` is element ``start // itemsize`` of entry
+        ``start % itemsize``, for loops that slice many arrays out of one body.
+        """
         itemsize = dtype.itemsize
-        base = self._bases.get(dtype.num * 8 + start % itemsize)
-        if base is None:
-            return self.get(start, start + count * itemsize, dtype, "array")
-        first = start // itemsize
-        values = base[first : first + count]
-        return values.copy() if self.copy else values
+        bases = []
+        for shift in range(itemsize):
+            base = self._bases.get(dtype.num * 8 + shift)
+            if base is None:
+                count = max(0, (len(self.buf) - shift) // itemsize)
+                base = np.frombuffer(self.buf, dtype=dtype, count=count, offset=shift)
+                self._bases[dtype.num * 8 + shift] = base
+            bases.append(base)
+        return bases
 
 
 def read_message(

@@ -1003,6 +1003,11 @@ def decode_sample_response(
     alt: PromptAltTokens | None = None
     layout: _SequenceLayout | None = None
     while pos < end:
+        if layout is not None:
+            pos = layout.read_run(buf, pos, end, views, sequences, sequence_ids)
+            if pos >= end:
+                break
+        field_at = pos
         k, pos = w.read_key(buf, pos, end)
         if k == 0x0A:
             start, pos = w.read_len(buf, pos, end)
@@ -1010,15 +1015,11 @@ def decode_sample_response(
             sequence_id = (
                 sequence_ids[index] if sequence_ids and index < len(sequence_ids) else None
             )
-            seq = layout.read(buf, start, pos, views, sequence_id) if layout else None
-            if seq is not None:
-                sequences.append(seq)
-                continue
             try:
                 sequences.append(_read_sequence(buf, start, pos, views, sequence_id))
             except ValueError as exc:
                 raise ValueError(f"SampleResponse.sequences[{len(sequences)}]: {exc}") from None
-            layout = _SequenceLayout.learn(buf, start, pos, sequences[-1])
+            layout = _SequenceLayout.learn(buf, field_at, start, pos, sequences[-1])
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
             prompt_logprobs = None
@@ -1056,29 +1057,29 @@ def decode_sample_response(
 
 @dataclass(frozen=True, slots=True)
 class _SequenceLayout:
-    """The byte layout of a plain sampled sequence: stop reason, tokens, logprobs, no top-k.
+    """The bytes of a plain ``sequences`` field: stop reason, tokens, logprobs, no top-k.
 
-    The sequences of one result mostly share it (all "length" stops have one size), so a
-    sequence whose bytes around its arrays equal the last one's is read by comparing those
-    bytes instead of parsing its fields. Equal bytes before the tokens (stop reason, tokens
-    key and length), equal bytes between the arrays (logprobs key and length) and an equal
-    total size leave no room for any other field, so the result is what parsing gives.
+    The sequences of one result mostly share one layout (all "length" stops have one size),
+    so once a sequence has been parsed, the fields that follow it are read by comparing bytes
+    instead of parsing them. Equal bytes before the tokens (the field's key and length, the
+    stop reason, the tokens' key and length) and between the arrays (the logprobs' key and
+    length) leave no room for any other field, so the result is what parsing gives.
     """
 
-    size: int
-    head: bytes
+    prefix: bytes
     mid: bytes
-    mid_at: int  # offsets from the sequence's first byte
+    mid_at: int  # offsets from the field's first byte
     logprobs_at: int
+    size: int
     token_count: int
     logprob_count: int
     stop_reason: str
 
     @classmethod
     def learn(
-        cls, buf: bytes, start: int, stop: int, seq: SampledSequence
+        cls, buf: bytes, field_at: int, start: int, stop: int, seq: SampledSequence
     ) -> _SequenceLayout | None:
-        """The layout of the sequence just parsed from ``buf[start:stop]``, if it is plain."""
+        """The layout of the field at ``field_at`` (payload ``buf[start:stop]``), if plain."""
         tokens: Any = seq.tokens_np
         logprobs: Any = seq.logprobs_np
         if seq.topk_logprobs_np is not None or logprobs is None:
@@ -1087,45 +1088,68 @@ class _SequenceLayout:
             return None
         code = _STOP_REASON_ENUM[seq.stop_reason]
         head = (_V1 + w.varint(code) if code else b"") + _L2 + w.varint(tokens.nbytes)
+        prefix = buf[field_at:start] + head
         mid = _L3 + w.varint(logprobs.nbytes)
-        mid_at = len(head) + tokens.nbytes
+        mid_at = len(prefix) + tokens.nbytes
         layout = cls(
-            size=stop - start,
-            head=head,
+            prefix=prefix,
             mid=mid,
             mid_at=mid_at,
             logprobs_at=mid_at + len(mid),
+            size=stop - field_at,
             token_count=tokens.size,
             logprob_count=logprobs.size,
             stop_reason=seq.stop_reason,
         )
-        return layout if layout.fits(buf, start, stop) else None
-
-    def fits(self, buf: bytes, start: int, stop: int) -> bool:
-        """Whether ``buf[start:stop]`` is a sequence of exactly this layout."""
-        return (
-            stop - start == self.size
-            and buf.startswith(self.head, start)
-            and buf.startswith(self.mid, start + self.mid_at)
+        fits = (
+            layout.logprobs_at + logprobs.nbytes == layout.size
+            and buf.startswith(prefix, field_at)
+            and buf.startswith(mid, field_at + mid_at)
         )
+        return layout if fits else None
 
-    def read(
-        self, buf: bytes, start: int, stop: int, views: w.ArrayViews, sequence_id: str | None
-    ) -> SampledSequence | None:
-        """The sequence in ``buf[start:stop]`` if it has exactly this layout, else None."""
-        # The checks of `fits`, inline: this runs once per sequence of a result.
-        if not (
-            stop - start == self.size
-            and buf.startswith(self.head, start)
-            and buf.startswith(self.mid, start + self.mid_at)
+    def read_run(
+        self,
+        buf: bytes,
+        pos: int,
+        end: int,
+        views: w.ArrayViews,
+        sequences: list[SampledSequence],
+        sequence_ids: Sequence[str] | None,
+    ) -> int:
+        """Append the sequences of this layout from ``pos`` on; return where they stop."""
+        # One loop with everything in locals: this runs once per sequence of a result.
+        prefix, mid, mid_at, size = self.prefix, self.mid, self.mid_at, self.size
+        tokens_at, logprobs_at = len(prefix), self.logprobs_at
+        token_count, logprob_count = self.token_count, self.logprob_count
+        stop_reason: Any = self.stop_reason
+        id_count = len(sequence_ids) if sequence_ids else 0
+        if not (pos + size <= end and buf.startswith(prefix, pos)):
+            return pos
+        int32s, float32s = views.by_shift(_I4), views.by_shift(_F4)
+        copy = views.copy
+        while (
+            pos + size <= end
+            and buf.startswith(prefix, pos)
+            and buf.startswith(mid, pos + mid_at)
         ):
-            return None
-        return SampledSequence(
-            stop_reason=self.stop_reason,  # type: ignore[arg-type]
-            sequence_id=sequence_id,
-            tokens_np=views.at(start + len(self.head), self.token_count, _I4),
-            logprobs_np=views.at(start + self.logprobs_at, self.logprob_count, _F4),
-        )
+            index = len(sequences)
+            at = pos + tokens_at
+            tokens = int32s[at & 3][at >> 2 : (at >> 2) + token_count]
+            at = pos + logprobs_at
+            logprobs = float32s[at & 3][at >> 2 : (at >> 2) + logprob_count]
+            if copy:
+                tokens, logprobs = tokens.copy(), logprobs.copy()
+            sequences.append(
+                SampledSequence(
+                    stop_reason=stop_reason,
+                    sequence_id=sequence_ids[index] if index < id_count else None,  # type: ignore[index]
+                    tokens_np=tokens,
+                    logprobs_np=logprobs,
+                )
+            )
+            pos += size
+        return pos
 
 
 def _read_sequence(

@@ -346,6 +346,20 @@ class TestSampledSequences:
             assert mine.tokens_np.tobytes() == np.asarray(other.tokens_np).tobytes()
             assert mine.logprobs_np.tobytes() == np.asarray(other.logprobs_np).tobytes()
 
+    def test_the_layout_kept_from_the_last_result_never_misreads_the_next(self):
+        """Results of one layout, another, then the first again all decode exactly."""
+        rng = np.random.default_rng(8)
+        results = [
+            build_response([("length", 16, "same", False)] * 3, rng),
+            build_response([("length", 16, "none", False)] * 2, rng),
+            build_response([("stop", 16, "same", False), ("length", 16, "same", False)], rng),
+            build_response([("length", 16, "same", False)] * 3, rng),
+            build_response([("length", 15, "same", False)] * 2, rng),
+        ]
+        for response in results:
+            body = proto.encode_sample_response(response)
+            assert proto.decode_sample_response(body) == response
+
     def test_copy_gives_each_layout_read_sequence_writable_arrays_of_its_own(self):
         """copy=True holds for sequences read by layout, not only for parsed ones."""
         response = build_response([("stop", 6, "same", False)] * 3, np.random.default_rng(6))

@@ -1001,7 +1001,8 @@ def decode_sample_response(
     cache_hits = 0
     target: TensorData | None = None
     alt: PromptAltTokens | None = None
-    layout: _SequenceLayout | None = None
+    global _LAST_LAYOUT
+    layout = _LAST_LAYOUT
     while pos < end:
         if layout is not None:
             pos = layout.read_run(buf, pos, end, views, sequences, sequence_ids)
@@ -1020,6 +1021,8 @@ def decode_sample_response(
             except ValueError as exc:
                 raise ValueError(f"SampleResponse.sequences[{len(sequences)}]: {exc}") from None
             layout = _SequenceLayout.learn(buf, field_at, start, pos, sequences[-1])
+            if layout is not None:
+                _LAST_LAYOUT = layout
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
             prompt_logprobs = None
@@ -1150,6 +1153,12 @@ class _SequenceLayout:
             )
             pos += size
         return pos
+
+
+# The layout of the last result's sequences: polls of one sampling setup repeat it, so the
+# next result's first sequence is read by comparison too. An immutable value swapped whole,
+# so threads racing on it at worst miss and parse.
+_LAST_LAYOUT: _SequenceLayout | None = None
 
 
 def _read_sequence(

@@ -1,9 +1,13 @@
-"""The HTTP transport: one event loop thread, one httpx client per pool kind, official retries.
+"""The HTTP transport: one event loop thread, one HTTP session per pool kind, official retries.
+
+The session is aiohttp's, driven directly (`_aiohttp_wire.py`), when aiohttp is installed
+(the default); otherwise, or with `TINKER_HTTP_TRANSPORT=httpx` or a `transport_factory`, an
+httpx client per pool kind.
 
 Actors never wait on I/O: `Transport.submit` hands a request to the loop thread
 and returns a `concurrent.futures.Future` at once; the actor gets the answer as
 a message when the future completes. Coroutines already on the loop use
-`await transport.request(...)`. Nothing outside this module sees an `httpx`
+`await transport.request(...)`. Nothing outside this module sees an `httpx` or `aiohttp`
 type: requests go in as `HttpRequest` (bytes plus metadata), answers come out as
 `HttpResponse`, and failures as the exceptions of `tinkex_actors.errors`.
 

@@ -55,16 +55,17 @@ def paired_medians(
     """Median wall times in ms per call of two functions, run alternately after a warm-up.
 
     Alternating keeps a load change on a shared machine from favouring either side. Each
-    timed sample is a batch of calls lasting at least MIN_SAMPLE_S (one call for the
-    multi-millisecond rows, dozens for the sample result), both sides the same number of
-    calls. Why batches: a lone sub-millisecond call right after gc.collect() mostly measures
-    refilling the CPU caches the collector's walk over every live object flushed (about
-    0.15 ms on this machine, on either side), a cost neither codec pays in a running client.
+    timed sample is a batch of calls, both sides the same number, so that the slower side's
+    batch lasts at least MIN_SAMPLE_S (one call for the multi-millisecond rows, hundreds for
+    the sample result; one for a reference figure paired with a no-op). Why batches: a lone
+    sub-millisecond call right after gc.collect() mostly measures refilling the CPU caches
+    the collector's walk over every live object flushed (about 0.15 ms on this machine, on
+    either side), a cost neither codec pays in a running client.
     """
     official_fn()
     ours_fn()
-    fastest = min(_one_call_s(official_fn), _one_call_s(ours_fn))
-    number = max(1, math.ceil(MIN_SAMPLE_S / max(fastest, 1e-9)))
+    slowest = max(_one_call_s(official_fn), _one_call_s(ours_fn))
+    number = max(1, math.ceil(MIN_SAMPLE_S / max(slowest, 1e-9)))
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
         for fn, bucket in ((official_fn, times[0]), (ours_fn, times[1])):

@@ -249,6 +249,8 @@ class SampleResponse(WireStruct, frozen=True, dict=True):
     prompt_alt_tokens: PromptAltTokens | None = None
 
     def __post_init__(self) -> None:
+        if self.prompt_logprobs_np is None and self.topk_prompt_logprobs_np is None:
+            return  # a sample result without prompt logprobs, the common case
         set_ = msgspec.structs.force_setattr
         # None entries (positions without a logprob) become NaN in the float array.
         set_(

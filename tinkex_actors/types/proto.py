@@ -10,6 +10,13 @@ Which values mean what, as in the official SDK: tokens travel as int32, tensors 
 declared dtype (float32 or int64), missing prompt logprobs as NaN, per-datum outputs as one
 ``BatchedTensor`` per field with int64 *byte* offsets, one per datum plus the end.
 
+Speed paths (each gives exactly the bytes or values of the general code it shortcuts; the
+tests compare them): a datum of one text chunk and dense tensors, and a sampled sequence with
+plain arrays, are written from heads cached per layout (sizes, names, dtypes, shapes), so the
+encoder touches no varint for them; token ids come packed as int32 from their chunk. A sample
+result's sequences of one layout are read by comparing the bytes around their arrays with the
+last parsed sequence's (or the last result's) instead of parsing each field.
+
 What this wire cannot say (the official SDK has the same limits): an empty ``loss_fn_config``
 reads back as None, a tensor without a shape and one of shape ``[]`` look alike, a 0-d
 per-datum output comes back with shape ``[1]``, a top-k block with no rows or k = 0 reads as

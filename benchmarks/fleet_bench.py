@@ -6,13 +6,14 @@ samplers keeping 500 samples in flight, while a thread of the user's holds the G
 (50 ms of pure-Python work, 50 ms of rest). The server answers one sampling request in five
 with 429, and 50 polls with 408 carrying a paused queue state. Printed per mode: the session's
 heartbeat jitter as the server saw it (the largest gap between heartbeats beyond the 10 s
-period), total backoff the samplers took, queue-state warnings logged, samples done, wall
+period), total backoff the samplers took, queue-state warnings logged, API requests the
+server received, wall
 time (set-up, the run, and waiting for the last samples), client CPU (the process's CPU less
 the GIL-holding thread's own, which is the user's work), peak threads and peak RSS. The
 client runs in a fresh process per mode; in the out-of-process mode the sampling child's CPU
 is added to the parent's.
 
-    python benchmarks/fleet_bench.py [--seconds 45]
+    python benchmarks/fleet_bench.py [--samples 1000] [--rounds 10]
 """
 
 from __future__ import annotations
@@ -76,7 +77,32 @@ def gil_hog(stop: threading.Event, spent: list[float]) -> None:
     spent.append(time.thread_time() - start)
 
 
-def run_official(url: str, seconds: float) -> dict[str, Any]:
+def run_fleet(
+    sample: Any, train_round: Any, done: Any, samples: int, rounds: int
+) -> int:
+    """The same work for every client: `samples` samples kept IN_FLIGHT at a time, and
+    `rounds` rounds of one forward_backward per trainer (a round starts when the last one
+    ended), checked every 50 ms as a user's loop would; returns the peak thread count."""
+    pending: list[Any] = []
+    steps: list[Any] = []
+    issued = rounds_issued = peak = 0
+    while True:
+        pending = [f for f in pending if not done(f)]
+        while len(pending) < IN_FLIGHT and issued < samples:
+            pending.append(sample(issued))
+            issued += 1
+        steps_done = all(done(f) for f in steps)
+        if steps_done and rounds_issued < rounds:
+            steps = train_round()
+            rounds_issued += 1
+            steps_done = False
+        peak = max(peak, len(os.listdir("/proc/self/task")))
+        if issued == samples and not pending and rounds_issued == rounds and steps_done:
+            return peak
+        time.sleep(0.05)
+
+
+def run_official(url: str, samples: int, rounds: int) -> dict[str, Any]:
     """The same fleet on the official SDK (its warnings counted from the logging module)."""
     import logging
 
@@ -99,7 +125,6 @@ def run_official(url: str, seconds: float) -> dict[str, Any]:
     stop = threading.Event()
     hog_cpu: list[float] = []
     hog = threading.Thread(target=gil_hog, args=(stop, hog_cpu), daemon=True)
-    peak_threads = 0
     cpu0, t0, child0 = time.process_time(), time.perf_counter(), children_cpu()
     with tinker.ServiceClient(base_url=url, api_key="tml-bench-fleet-official") as sc:
         trainers = [sc.create_lora_training_client(base_model="tiny-byte-lm", rank=2)
@@ -110,27 +135,19 @@ def run_official(url: str, seconds: float) -> dict[str, Any]:
         samplers = [s.result() for s in samplers]
         session_id = sc.holder.get_session_id()
         setup_wall, setup_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        inject_faults(url, int(IN_FLIGHT * seconds))
+        inject_faults(url, samples)
         hog.start()
-        pending: list[Any] = []
-        steps: list[Any] = []
-        end = time.monotonic() + seconds
-        i = 0
-        while time.monotonic() < end:
-            pending = [f for f in pending if not f.future().done()]
-            while len(pending) < IN_FLIGHT:
-                pending.append(samplers[i % SAMPLERS].sample(prompt, 1, params))
-                i += 1
-            if not steps or all(s.future().done() for s in steps):
-                steps = [t.forward_backward([datum], "cross_entropy") for t in trainers]
-            peak_threads = max(peak_threads, len(os.listdir("/proc/self/task")))
-            time.sleep(0.05)
-        for f in pending:
-            f.result()
+        peak_threads = run_fleet(
+            lambda n: samplers[n % SAMPLERS].sample(prompt, 1, params),
+            lambda: [t.forward_backward([datum], "cross_entropy") for t in trainers],
+            lambda f: f.future().done(),
+            samples,
+            rounds,
+        )
         stop.set()
         hog.join(5)
     return {
-        "session_id": session_id, "samples": i, "wall_s": time.perf_counter() - t0,
+        "session_id": session_id, "samples": samples, "wall_s": time.perf_counter() - t0,
         "cpu_s": time.process_time() - cpu0 - sum(hog_cpu) + children_cpu() - child0,
         "threads": peak_threads,
         "setup_wall_s": setup_wall, "setup_cpu_s": setup_cpu,
@@ -139,7 +156,7 @@ def run_official(url: str, seconds: float) -> dict[str, Any]:
     }
 
 
-def run_client(url: str, seconds: float, out_of_process: bool) -> dict[str, Any]:
+def run_client(url: str, samples: int, rounds: int, out_of_process: bool) -> dict[str, Any]:
     import structlog
 
     import tinkex_actors as tx
@@ -155,7 +172,6 @@ def run_client(url: str, seconds: float, out_of_process: bool) -> dict[str, Any]
     stop = threading.Event()
     hog_cpu: list[float] = []
     hog = threading.Thread(target=gil_hog, args=(stop, hog_cpu), daemon=True)
-    peak_threads = 0
     cpu0, t0, child0 = time.process_time(), time.perf_counter(), children_cpu()
     with tx.ServiceClient(base_url=url, api_key="tml-bench-fleet") as sc:
         trainers = [sc.create_lora_training_client("tiny-byte-lm", rank=2)
@@ -167,61 +183,58 @@ def run_client(url: str, seconds: float, out_of_process: bool) -> dict[str, Any]
         samplers = [s.result() for s in samplers]
         session_id = sc.session_id
         setup_wall, setup_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        inject_faults(url, int(IN_FLIGHT * seconds))  # after set-up: they hit the fleet's work
+        inject_faults(url, samples)  # after set-up: they hit the fleet's work
         hog.start()
-        pending: list[Any] = []
-        steps: list[Any] = []
-        end = time.monotonic() + seconds
-        i = 0
-        while time.monotonic() < end:
-            pending = [f for f in pending if not f.done()]
-            while len(pending) < IN_FLIGHT:
-                pending.append(samplers[i % SAMPLERS].sample(prompt, 1, params))
-                i += 1
-            if not steps or all(s.done() for s in steps):
-                steps = [t.forward_backward([datum], "cross_entropy") for t in trainers]
-            peak_threads = max(peak_threads, len(os.listdir("/proc/self/task")))
-            time.sleep(0.05)  # the driver's own pacing, as a user's loop would have
-        for f in pending:
-            f.result()
+        peak_threads = run_fleet(
+            lambda n: samplers[n % SAMPLERS].sample(prompt, 1, params),
+            lambda: [t.forward_backward([datum], "cross_entropy") for t in trainers],
+            lambda f: f.done(),
+            samples,
+            rounds,
+        )
         stop.set()
         hog.join(5)
         backoffs = sc._limiter.stats()
     wall = time.perf_counter() - t0
     return {
-        "session_id": session_id, "samples": i, "wall_s": wall,
+        "session_id": session_id, "samples": samples, "wall_s": wall,
         "cpu_s": time.process_time() - cpu0 - sum(hog_cpu) + children_cpu() - child0,
         "threads": peak_threads,
         "setup_wall_s": setup_wall, "setup_cpu_s": setup_cpu,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "backoff_s": backoffs.total_backoff_s,
+        # Out of process, the samplers' limiter lives in the child: not visible from here.
+        "backoff_s": float("nan") if out_of_process else backoffs.total_backoff_s,
         "warnings": sum(1 for w in warnings if w.get("event") == "queue_paused"),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=45.0)
+    parser.add_argument("--samples", type=int, default=1000, help="samples per client")
+    parser.add_argument("--rounds", type=int, default=10, help="training rounds per client")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client == "official":
-        print(json.dumps(run_official(args.url, args.seconds)))
+        print(json.dumps(run_official(args.url, args.samples, args.rounds)))
         return
     if args.client:
-        print(json.dumps(run_client(args.url, args.seconds, args.client == "oop")))
+        print(json.dumps(run_client(args.url, args.samples, args.rounds, args.client == "oop")))
         return
     print(f"{TRAINERS} training + {SAMPLERS} sampling clients, {IN_FLIGHT} samples in flight, "
-          f"a thread holding the GIL half the time, {args.seconds:g} s")
+          f"a thread holding the GIL half the time; each client does the same work: "
+          f"{args.samples} samples and {args.rounds} training rounds")
     print(f"{'mode':<16}| {'hb jitter s':>11} | {'backoff s':>9} | {'warnings':>8} | "
-          f"{'samples':>7} | {'wall s':>6} | {'CPU s':>6} | {'threads':>7} | {'RSS MB':>6}")
+          f"{'requests':>8} | {'wall s':>6} | {'CPU s':>6} | {'threads':>7} | {'RSS MB':>6}")
     print("-" * 100)
+    baseline: dict[str, Any] = {}
     for mode, label in (("official", "official 0.38"), ("thread", "in-process"),
                         ("oop", "out-of-process")):
         with embedded_server() as (url, _pid):
             proc = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "--client", mode,
-                 "--url", url, "--seconds", str(args.seconds)],
+                 "--url", url, "--samples", str(args.samples),
+                 "--rounds", str(args.rounds)],
                 capture_output=True, text=True, timeout=1800,
                 env=dict(os.environ, TINKER_LOG="error"))
             if proc.returncode != 0:
@@ -230,9 +243,18 @@ def main() -> None:
             times = control(url, f"/_control/heartbeats/{row['session_id']}")["times"]
             gaps = [b - a for a, b in itertools.pairwise(times)]
             jitter = max((g - 10.0 for g in gaps), default=float("nan"))
+            counts = control(url, "/_control/stats")["requests"]
+            row["requests"] = sum(n for path, n in counts.items() if path.startswith("/api/"))
         print(f"{label:<16}| {jitter:>11.2f} | {row['backoff_s']:>9.1f} | "
-              f"{row['warnings']:>8} | {row['samples']:>7} | {row['wall_s']:>6.1f} | "
+              f"{row['warnings']:>8} | {row['requests']:>8} | {row['wall_s']:>6.1f} | "
               f"{row['cpu_s']:>6.1f} | {row['threads']:>7} | {row['rss_mb']:>6.1f}")
+        if not baseline:
+            baseline = row
+        else:
+            print(f"{'  ratio':<16}| {'':>11} | {'':>9} | {'':>8} | {'':>8} | "
+                  f"{row['wall_s'] / baseline['wall_s']:>6.2f} | "
+                  f"{row['cpu_s'] / baseline['cpu_s']:>6.2f} | {'':>7} | "
+                  f"{row['rss_mb'] / baseline['rss_mb']:>6.2f}")
 
 
 if __name__ == "__main__":

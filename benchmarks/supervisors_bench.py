@@ -7,12 +7,13 @@ It prints:
   replacement answering an ``ask``, median and p99, under a one_for_one ``Supervisor``;
   baseline: a hand-written pykka loop that waits for the actor's stop event, starts a new
   actor and asks it (what you would write without supervisors);
-- time and resident memory to start and then stop 1,000 children under a ``Supervisor`` (via
-  ``start_child``) and under a ``DynamicSupervisor``; baseline: 1,000 plain pykka actors
+- time, resident memory and threads to start and then stop 1,000 children under a
+  ``Supervisor`` (via ``start_child``), under a ``DynamicSupervisor``, and as pooled processes
+  (``pooled = True``) under a ``DynamicSupervisor``; baseline: 1,000 plain pykka actors
   started with ``start()`` and stopped with ``ActorRegistry.stop_all()``;
 - ask round trip (median of all asks, and median of the best round) to a plain pykka
-  actor, to a ``Process`` by raw ref, and to the same ``Process`` through a ``SupervisedRef``
-  (one registry lookup per call).
+  actor, to a ``Process`` by raw ref, to the same ``Process`` through a ``SupervisedRef``
+  (one registry lookup per call), and to a pooled ``Process``.
 
 Logging is silenced (structlog and the ``pykka`` logger) so that formatting tracebacks does not
 dominate the figures. Targets from issue 3: supervision adds under 10% to ask latency;
@@ -84,6 +85,12 @@ class Echo(Process):
         return message
 
 
+class PooledEcho(Echo):
+    """The same actor as a pooled process: it shares the scheduler's workers."""
+
+    pooled = True
+
+
 def rss_mb() -> float:
     """Current resident set size of this process in MB (Linux /proc; 0 elsewhere)."""
     try:
@@ -129,10 +136,10 @@ def restart_latency(n: int) -> tuple[list[float], list[float]]:
     return supervised, baseline
 
 
-def start_stop(n: int, kind: str) -> tuple[float, float, float]:
-    """(start seconds, stop seconds, RSS MB added while running) for n children."""
+def start_stop(n: int, kind: str) -> tuple[float, float, float, int]:
+    """(start seconds, stop seconds, RSS MB added, threads added) for n children."""
     gc.collect()
-    before = rss_mb()
+    before, threads_before = rss_mb(), threading.active_count()
     begin = time.perf_counter()
     if kind == "pykka":
         refs = [PlainEcho.start() for _ in range(n)]
@@ -142,18 +149,19 @@ def start_stop(n: int, kind: str) -> tuple[float, float, float]:
         for i in range(n):
             start_child(sup, ChildSpec(id=i, start=Echo.start), timeout_s=TIMEOUT_S)
     else:
+        actor = PooledEcho if kind == "pooled" else Echo
         sup = DynamicSupervisor.start()
         for i in range(n):
-            start_child(sup, ChildSpec(id=i, start=Echo.start), timeout_s=TIMEOUT_S)
+            start_child(sup, ChildSpec(id=i, start=actor.start), timeout_s=TIMEOUT_S)
     started = time.perf_counter() - begin
-    grown = rss_mb() - before
+    grown, threads = rss_mb() - before, threading.active_count() - threads_before
     begin = time.perf_counter()
     if kind == "pykka":
         pykka.ActorRegistry.stop_all(block=True, timeout=TIMEOUT_S)
     else:
         stop(sup, timeout_s=TIMEOUT_S)
     stopped = time.perf_counter() - begin
-    return started, stopped, grown
+    return started, stopped, grown, threads
 
 
 def ask_round_trip(n: int) -> dict[str, list[list[float]]]:
@@ -164,10 +172,12 @@ def ask_round_trip(n: int) -> dict[str, list[list[float]]]:
     raw = registry.whereis("echo")
     assert raw is not None
     handle = SupervisedRef("echo", registry)
+    pooled = PooledEcho.start()
     targets: dict[str, Any] = {
         "pykka actor (raw ref)": plain,
         "Process (raw ref)": raw,
         "Process (SupervisedRef)": handle,
+        "pooled Process (raw ref)": pooled,
     }
     results: dict[str, list[list[float]]] = {name: [] for name in targets}
     for target in targets.values():  # warm up
@@ -182,6 +192,7 @@ def ask_round_trip(n: int) -> dict[str, list[list[float]]]:
                 timings.append(time.perf_counter() - begin)
             results[name].append(timings)
     plain.stop(timeout=TIMEOUT_S)
+    stop(pooled, timeout_s=TIMEOUT_S)
     stop(sup, timeout_s=TIMEOUT_S)
     return results
 
@@ -212,14 +223,15 @@ def main() -> None:
     )
 
     print(f"\nstart then stop {args.children} children")
-    print(f"  {'':34} {'start s':>10} {'stop s':>10} {'RSS +MB':>10}")
+    print(f"  {'':34} {'start s':>10} {'stop s':>10} {'RSS +MB':>10} {'threads +':>10}")
     for label, kind in [
         ("baseline: plain pykka actors", "pykka"),
         ("Supervisor + start_child", "supervisor"),
         ("DynamicSupervisor + start_child", "dynamic"),
+        ("DynamicSupervisor, pooled children", "pooled"),
     ]:
-        started, stopped, grown = start_stop(args.children, kind)
-        print(f"  {label:34} {started:10.3f} {stopped:10.3f} {grown:10.1f}")
+        started, stopped, grown, threads = start_stop(args.children, kind)
+        print(f"  {label:34} {started:10.3f} {stopped:10.3f} {grown:10.1f} {threads:10d}")
 
     results = ask_round_trip(args.asks)
     print(f"\nask round trip ({args.asks} asks each, {ROUNDS} interleaved rounds)")

@@ -205,6 +205,31 @@ class TestFleet:
         stats = service._budget.stats()
         assert stats.in_flight == 0 and stats.in_flight_bytes == 0
 
+    def test_a_fleet_of_128_clients_runs_on_a_bounded_number_of_threads(
+        self, service: ServiceClient
+    ) -> None:
+        """64 training and 64 sampling clients, all busy at once: under 64 threads in all
+        (client actors share the scheduler's workers instead of a thread each)."""
+        before = threading.active_count()
+        trainers = [service.create_lora_training_client("tiny-byte-lm", rank=2)
+                    for _ in range(64)]
+        samplers = [service.create_sampling_client(base_model="tiny-byte-lm")
+                    for _ in range(64)]
+        trainers = [t.result(WAIT_S) for t in trainers]  # type: ignore[attr-defined]
+        samplers = [s.result(WAIT_S) for s in samplers]  # type: ignore[attr-defined]
+        datum = types.Datum(
+            model_input=types.ModelInput.from_ints(list(b"abcd")),
+            loss_fn_inputs={"target_tokens": list(b"bcde")},
+        )
+        steps = [t.forward_backward([datum], "cross_entropy") for t in trainers]
+        samples = [s.sample(PROMPT, 1, params(i, 2)) for i, s in enumerate(samplers)]
+        peak = threading.active_count()
+        for future in [*steps, *samples]:
+            future.result(WAIT_S)
+            peak = max(peak, threading.active_count())
+        server_threads = sum(t.name.startswith("tinkex-local") for t in threading.enumerate())
+        assert peak - before - server_threads < 64, f"{peak - before} threads for 128 clients"
+
     def test_user_errors_fail_at_once_with_no_retry(
         self, server: LocalServer, service: ServiceClient
     ) -> None:

@@ -13,11 +13,11 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
-import structlog
 from pykka import ActorDeadError, ActorRef
 from pykka._envelope import Envelope
 
 from supervisors import _watch
+from supervisors._logging import get_logger
 from supervisors._process import Process, StopRequest, kill
 from supervisors._reasons import (
     REACHED_MAX_RESTART_INTENSITY,
@@ -29,7 +29,7 @@ from supervisors.registry import Registry, default_registry
 from supervisors.spec import BRUTAL_KILL, ChildSpec, ChildType, Restart
 from supervisors.timers import Clock, MonotonicClock
 
-log = structlog.get_logger("supervisors")
+log = get_logger("supervisors")
 
 
 class ChildInfo(NamedTuple):

@@ -45,12 +45,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import pykka
-import structlog
 from pykka import ActorDeadError, ActorRef, ActorRegistry
 from pykka._envelope import Envelope
 from pykka.messages import _ActorStop
 
 from supervisors import _watch
+from supervisors._logging import get_logger
 from supervisors._reasons import (
     Crashed,
     ExitReason,
@@ -64,7 +64,7 @@ from supervisors.scheduler import Scheduler, default_scheduler
 if TYPE_CHECKING:
     from supervisors.monitor import Exit
 
-_log = structlog.get_logger("supervisors")
+_log = get_logger("supervisors")
 
 
 @dataclass(frozen=True, slots=True)

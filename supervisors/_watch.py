@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pykka
-import structlog
 
+from supervisors._logging import get_logger
 from supervisors._reasons import ExitReason, Unknown
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 Callback = Callable[["ExitReason"], None]
 
 _ids = itertools.count(1)
-_log = structlog.get_logger("supervisors")
+_log = get_logger("supervisors")
 
 
 def new_key() -> int:

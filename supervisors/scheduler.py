@@ -29,11 +29,11 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-import structlog
+from supervisors._logging import get_logger
 
 __all__ = ["Scheduler", "default_scheduler"]
 
-_log = structlog.get_logger("supervisors")
+_log = get_logger("supervisors")
 
 _IDLE_CHECK_S = 1.0
 """A worker waiting for work looks again at least this often (it is normally woken at once)."""

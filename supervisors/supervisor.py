@@ -47,7 +47,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any, Literal
 
-import structlog
 from pykka import ActorRef
 
 from supervisors._base import (
@@ -59,6 +58,7 @@ from supervisors._base import (
     _Retry,
     add_restart,
 )
+from supervisors._logging import get_logger
 from supervisors._process import stop as stop_process
 from supervisors._reasons import ExitReason, Shutdown, StartError
 from supervisors.registry import Registry
@@ -81,7 +81,7 @@ __all__ = [
     "which_children",
 ]
 
-log = structlog.get_logger("supervisors")
+log = get_logger("supervisors")
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 _STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")

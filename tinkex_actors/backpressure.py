@@ -38,8 +38,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import Final
 
-import structlog
-
+from supervisors._logging import get_logger
 from tinkex_actors.config import ClientFlags
 from tinkex_actors.types import (
     DmelChunk,
@@ -84,7 +83,7 @@ SAMPLING_BACKPRESSURE_HEADER: Final = "X-Tinker-Sampling-Backpressure"
 comes back to the sampler, which reports it to the limiter instead of retrying blindly."""
 _TOKEN_BYTES: Final = 10  # official estimate per text token
 
-_log = structlog.get_logger("tinkex_actors.backpressure")
+_log = get_logger("tinkex_actors.backpressure")
 
 
 def estimate_prompt_bytes(prompt: ModelInput) -> int:

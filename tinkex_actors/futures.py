@@ -26,8 +26,7 @@ import threading
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final, Generic, TypeVar
 
-import structlog
-
+from supervisors._logging import get_logger
 from tinkex_actors.errors import TinkerError
 from tinkex_actors.types import ForwardBackwardOutput
 
@@ -48,7 +47,7 @@ U = TypeVar("U")
 CancelledError = concurrent.futures.CancelledError
 """Raised by `result()` of a cancelled future."""
 
-_log = structlog.get_logger("tinkex_actors.futures")
+_log = get_logger("tinkex_actors.futures")
 
 
 class FutureTimeoutError(TinkerError, TimeoutError):

@@ -58,11 +58,11 @@ from collections.abc import Callable, Hashable
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 import msgspec
-import structlog
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import ChildSpec, ExitReason, Process, Registry, Supervisor
 from supervisors import stop as stop_process
+from supervisors._logging import get_logger
 from tinkex_actors import telemetry
 from tinkex_actors._http_messages import PROTOBUF_CONTENT_TYPE, HttpRequest, HttpResponse
 from tinkex_actors.config import PoolKind
@@ -108,7 +108,7 @@ DEFAULT_POLLERS: Final = 4
 DEFAULT_INFLIGHT_RESPONSE_BYTES: Final = 50 * 1024 * 1024
 """Result payload bytes being fetched at once, per pool (official client-config default)."""
 
-_log = structlog.get_logger("tinkex_actors.poller")
+_log = get_logger("tinkex_actors.poller")
 
 
 class PollerStoppedError(TinkerError):

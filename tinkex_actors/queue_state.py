@@ -28,8 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Final, Literal, Protocol, runtime_checkable
 
-import structlog
-
+from supervisors._logging import get_logger
 from tinkex_actors import telemetry
 from tinkex_actors.types import QueueState
 
@@ -51,7 +50,7 @@ DEFAULT_LOG_INTERVAL_S: Final = 60.0
 OwnerKind = Literal["training", "sampling", "model_creation"]
 _KINDS: Final = ("training", "sampling", "model_creation")
 
-_log = structlog.get_logger("tinkex_actors.queue_state")
+_log = get_logger("tinkex_actors.queue_state")
 
 
 def parse_queue_state(value: object) -> QueueState:

@@ -39,8 +39,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import quote, urljoin
 
-import structlog
-
+from supervisors._logging import get_logger
 from tinkex_actors.config import Config, PoolKind
 from tinkex_actors.errors import APIResponseValidationError, APIStatusError
 from tinkex_actors.futures import Future
@@ -79,7 +78,7 @@ ARCHIVE_RETRY_MAX_S: Final = 10.0
 _DOWNLOAD_CHUNK: Final = 1 << 20
 _ACCESS_SCOPES: Final = ("owned", "accessible")
 
-_log = structlog.get_logger("tinkex_actors.rest")
+_log = get_logger("tinkex_actors.rest")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import structlog
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import Process, SupervisedRef
+from supervisors._logging import get_logger
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
@@ -49,7 +49,7 @@ from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.transport import HttpRequest, Transport
 from tinkex_actors.types import proto
 
-log = structlog.get_logger("tinkex_actors.sampling")
+log = get_logger("tinkex_actors.sampling")
 
 CLONE_STRIDE = 1_000_000_000
 RESOLVE_TIMEOUT_S = 10.0

@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-import structlog
 from pykka import ActorRef
 
 from supervisors import Process, SupervisedRef
+from supervisors._logging import get_logger
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors.errors import TinkerError
 from tinkex_actors.futures import Future
 
-log = structlog.get_logger("tinkex_actors.sampling_process")
+log = get_logger("tinkex_actors.sampling_process")
 
 CHILD_START_TIMEOUT_S = 60.0
 CHILD_STOP_TIMEOUT_S = 10.0

@@ -28,7 +28,6 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar, cast
 
-import structlog
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import (
@@ -43,6 +42,7 @@ from supervisors import (
     start_child,
 )
 from supervisors import stop as stop_process
+from supervisors._logging import get_logger
 from supervisors.timers import TimerService
 from tinkex_actors import types
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
@@ -80,7 +80,7 @@ from tinkex_actors.telemetry_reporter import (
 from tinkex_actors.training import TrainingClient, TrainingClientActor, TrainingState
 from tinkex_actors.transport import HttpRequest, Transport
 
-log = structlog.get_logger("tinkex_actors.service")
+log = get_logger("tinkex_actors.service")
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 60.0

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import structlog
 from pykka import ActorRef
 
 from supervisors import Process
+from supervisors._logging import get_logger
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors._version import __version__
@@ -32,7 +32,7 @@ from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIStatusError, SessionExpiredError, TinkerError
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 
-log = structlog.get_logger("tinkex_actors.session")
+log = get_logger("tinkex_actors.session")
 
 HEARTBEAT_INTERVAL_S = 10.0
 HEARTBEAT_TIMEOUT_S = 10.0
@@ -379,7 +379,7 @@ def _notify(listener: Listener, event: Any) -> None:
     try:
         listener(event)
     except Exception:
-        log.exception("session_listener_failed", event=type(event).__name__)
+        log.exception("session_listener_failed", message=type(event).__name__)
 
 
 def start_session_manager(

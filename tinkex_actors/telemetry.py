@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import structlog
+from supervisors._logging import get_logger
 
 __all__ = [
     "ALL_EVENTS",
@@ -59,7 +59,7 @@ EVENT_REQUEST_ERROR: Final = "request.error"
 MAX_QUEUED_EVENTS: Final = 10_000
 """Events waiting for the dispatcher beyond this are dropped (and counted)."""
 
-_log = structlog.get_logger("tinkex_actors.telemetry")
+_log = get_logger("tinkex_actors.telemetry")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import structlog
-
 from supervisors import Process
+from supervisors._logging import get_logger
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import telemetry, types
 from tinkex_actors._actors import tell_quietly
@@ -34,7 +33,7 @@ from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIStatusError
 from tinkex_actors.transport import HttpRequest, Transport
 
-log = structlog.get_logger("tinkex_actors.telemetry")
+log = get_logger("tinkex_actors.telemetry")
 
 MAX_BATCH_SIZE: Final = 100
 FLUSH_INTERVAL_S: Final = 10.0

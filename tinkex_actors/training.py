@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
-import structlog
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import Process, SupervisedRef
+from supervisors._logging import get_logger
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors._http_messages import unique_key
@@ -45,7 +45,7 @@ from tinkex_actors.session import SessionLost
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 from tinkex_actors.types import proto
 
-log = structlog.get_logger("tinkex_actors.training")
+log = get_logger("tinkex_actors.training")
 
 PROTO_BYTES_PER_TOKEN = 4
 SPARSE_INDEX_BYTES = 8

@@ -47,8 +47,8 @@ from typing import Final
 
 import aiohttp
 import httpx
-import structlog
 
+from supervisors._logging import get_logger
 from tinkex_actors._aiohttp_wire import AiohttpWire
 from tinkex_actors._http_messages import (
     API_PREFIX,
@@ -99,7 +99,7 @@ SleepFn = Callable[[float], Awaitable[None]]
 TransportFactory = Callable[[PoolKind, PoolLimits], httpx.AsyncBaseTransport]
 """Builds the httpx transport under one pool kind's client (e.g. an aiohttp one)."""
 
-_log = structlog.get_logger("tinkex_actors.transport")
+_log = get_logger("tinkex_actors.transport")
 
 HTTP_TRANSPORT_ENV: Final = "TINKER_HTTP_TRANSPORT"
 """`aiohttp` (the default when `httpx-aiohttp` is installed) or `httpx` (httpx's own)."""

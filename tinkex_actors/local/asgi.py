@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import structlog
 
+from supervisors._logging import get_logger
 from tinkex_actors.local.faults import FaultPlan
 
-log = structlog.get_logger("tinkex_actors.local")
+log = get_logger("tinkex_actors.local")
 
 JSON = "application/json"
 PROTOBUF = "application/x-protobuf"

@@ -18,13 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
+from supervisors._logging import get_logger
 from tinkex_actors.local.faults import FaultPlan
 from tinkex_actors.local.futures import FutureStore
 from tinkex_actors.local.model import LoraModel
 
-log = structlog.get_logger("tinkex_actors.local")
+log = get_logger("tinkex_actors.local")
 
 Job = Callable[[], tuple[Any, bytes | None]]
 """Work that returns (JSON result, protobuf result or None); raises to fail its future."""

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-import structlog
-
+from supervisors._logging import get_logger
 from tinkex_actors.local.asgi import App, Router
 from tinkex_actors.local.faults import FaultPlan
 from tinkex_actors.local.futures import FutureStore
@@ -28,7 +27,7 @@ from tinkex_actors.local.runner import ServerThread, serve_foreground
 from tinkex_actors.local.service import ServerSettings, TinkerService
 from tinkex_actors.local.storage import CheckpointStore
 
-log = structlog.get_logger("tinkex_actors.local")
+log = get_logger("tinkex_actors.local")
 
 HOUSEKEEPING_INTERVAL_S = 1.0
 

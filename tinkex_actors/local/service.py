@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
+from supervisors._logging import get_logger
 from tinkex_actors import types
 from tinkex_actors.local import wire
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
@@ -34,7 +33,7 @@ from tinkex_actors.local.futures import FutureStore
 from tinkex_actors.local.model import BASE_MODELS, LoraModel, get_base_model
 from tinkex_actors.local.storage import CheckpointStore, StorageError, parse_tinker_path
 
-log = structlog.get_logger("tinkex_actors.local")
+log = get_logger("tinkex_actors.local")
 
 API = "/api/v1"
 

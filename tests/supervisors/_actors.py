@@ -101,6 +101,12 @@ class Worker(Process):
             self.stops.put((self.key, reason))
 
 
+class PooledWorker(Worker):
+    """The same worker as a pooled process (on the default scheduler's shared threads)."""
+
+    pooled = True
+
+
 class Collector(pykka.ThreadingActor):
     """A plain pykka actor that puts every message it gets on a queue."""
 
@@ -119,7 +125,8 @@ def worker_spec(key: Any, starts: Starts, **options: Any):
 
     fields = ("restart", "shutdown", "type", "name")
     spec_fields = {k: options.pop(k) for k in fields if k in options}
-    return ChildSpec(id=key, start=lambda: Worker.start(key, starts, **options), **spec_fields)
+    actor = PooledWorker if options.pop("pooled", False) else Worker
+    return ChildSpec(id=key, start=lambda: actor.start(key, starts, **options), **spec_fields)
 
 
 def crashed_with_boom(reason: Any) -> bool:

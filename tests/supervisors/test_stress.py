@@ -25,7 +25,7 @@ PER_POOL = 250
 RESTARTS = ("permanent", "transient", "temporary")
 
 
-def _tree(starts: Starts, rng: random.Random):
+def _tree(starts: Starts, rng: random.Random, pooled: bool = False):
     pools = [
         ChildSpec(
             id=f"pool-{p}",
@@ -42,7 +42,8 @@ def _tree(starts: Starts, rng: random.Random):
         for i in range(PER_POOL):
             kind = rng.choice(RESTARTS)
             kinds[(p, i)] = kind
-            refs[(p, i)] = start_child(pool, worker_spec((p, i), starts, restart=kind))
+            spec = worker_spec((p, i), starts, restart=kind, pooled=pooled)
+            refs[(p, i)] = start_child(pool, spec)
     for _ in range(POOLS * PER_POOL):
         starts.next()
     return top, pool_refs, kinds, refs
@@ -85,20 +86,23 @@ def _round(starts, rng, pool_refs, kinds, refs, fraction: float) -> None:
 class TestStress:
     """A thousand supervised children under random crashes."""
 
-    def test_a_thousand_children_crash_at_random_and_the_tree_is_right(self):
-        """After random exits of 30% of 1,000 children, exactly the right ones came back."""
+    @pytest.mark.parametrize("pooled", [False, True], ids=["threads", "pooled"])
+    def test_a_thousand_children_crash_at_random_and_the_tree_is_right(self, pooled: bool):
+        """After random exits of 30% of 1,000 children, exactly the right ones came back
+        (children with a thread each, and pooled children on shared workers)."""
         rng, starts = random.Random(2024), Starts()
-        top, pool_refs, kinds, refs = _tree(starts, rng)
+        top, pool_refs, kinds, refs = _tree(starts, rng, pooled)
         _round(starts, rng, pool_refs, kinds, refs, 0.3)
         assert stop(top, timeout_s=30.0)
         assert not any(ref.is_alive() for ref in refs.values())
         assert _watch.live_watch_count() == 0  # every death watch fired and was dropped
 
     @pytest.mark.slow
-    def test_soak_twenty_rounds_of_random_exits(self):
+    @pytest.mark.parametrize("pooled", [False, True], ids=["threads", "pooled"])
+    def test_soak_twenty_rounds_of_random_exits(self, pooled: bool):
         """Twenty rounds of random exits keep the tree consistent (long profile)."""
         rng, starts = random.Random(99), Starts()
-        top, pool_refs, kinds, refs = _tree(starts, rng)
+        top, pool_refs, kinds, refs = _tree(starts, rng, pooled)
         fresh = PER_POOL
         for _ in range(20):
             _round(starts, rng, pool_refs, kinds, refs, 0.5)
@@ -107,6 +111,6 @@ class TestStress:
                     fresh += 1
                     key = (p, fresh)
                     kinds[key] = "permanent"
-                    refs[key] = start_child(pool, worker_spec(key, starts))
+                    refs[key] = start_child(pool, worker_spec(key, starts, pooled=pooled))
                     starts.next()
         assert stop(top, timeout_s=60.0)

@@ -10,9 +10,7 @@ same for processes that opt in:
   then puts it back at the end of the queue if more are waiting. A process is never on two
   workers at once, so its handlers still run one at a time, in mailbox order.
 - Workers start on demand, up to ``workers``, and all of them end once no pooled process of
-  this scheduler is alive: a test that stopped its actors leaves no thread behind. A queued
-  item wakes a sleeping worker only when the busy ones already have as much queued work as
-  there are of them (they take it when their handler returns).
+  this scheduler is alive: a test that stopped its actors leaves no thread behind.
 - A handler that blocks holds its worker. Killing a process whose handler is stuck lends the
   pool one extra worker until that handler returns, so the other processes go on.
 - Rule for pooled code: handlers must not block (no waits on other actors, no I/O); ``init``
@@ -77,11 +75,8 @@ class Scheduler:
         """Queue ``work`` (a slice of ``owner``'s mailbox); a worker runs it soon, in order."""
         with self._cond:
             self._ready.append(_Item(work, owner))
-            # A busy worker takes the next item when it finishes (handlers are short), so a
-            # sleeping one is woken, or a new one started, only for work beyond theirs: each
-            # wake is a thread switch, the largest cost of a message between actors.
-            if len(self._ready) <= len(self._running) - len(self._lent):
-                return
+            # Always wake a sleeping worker: a busy one may be waiting on this very item (a
+            # pooled handler asking a supervisor to start a pooled child).
             if self._idle > 0:
                 self._cond.notify()
             elif len(self._threads) < self.workers + len(self._lent):

@@ -230,6 +230,33 @@ class TestLifeCycle:
         assert scheduler.stats()["members"] == 0
 
 
+class TestBlockingCallers:
+    def test_a_pooled_handler_can_ask_a_supervisor_to_start_a_pooled_child(self) -> None:
+        """start_child from inside a pooled handler returns: the child's init runs on
+        another worker while the caller's worker waits (OTP's common start_child pattern)."""
+        from supervisors import DynamicSupervisor, start_child
+
+        scheduler = Scheduler(2, name="pool-nested")
+        child_cls = pooled_class(scheduler)
+        sup = DynamicSupervisor.start()
+
+        class Starter(Process):
+            pooled = True
+
+            def on_receive(self, message: Any) -> Any:
+                spec = ChildSpec(id=message, start=lambda: child_cls.start(message))
+                child = start_child(sup, spec, timeout_s=WAIT_S)
+                return child.ask(("hello", message), timeout=WAIT_S)
+
+        Starter.pool_scheduler = scheduler
+        starter = Starter.start()
+        assert starter.ask("kid-1", timeout=WAIT_S) == ("hello", "kid-1")
+        assert starter.ask("kid-2", timeout=WAIT_S) == ("hello", "kid-2")
+        stop(starter)
+        stop(sup, timeout_s=WAIT_S)
+        wait_until_no_workers(scheduler)
+
+
 class TestConfiguration:
     @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
     def test_a_bad_worker_count_is_refused_with_the_fix(self, workers: Any) -> None:

@@ -11,10 +11,14 @@ same for processes that opt in:
   workers at once, so its handlers still run one at a time, in mailbox order.
 - Workers start on demand, up to ``workers``, and all of them end once no pooled process of
   this scheduler is alive: a test that stopped its actors leaves no thread behind.
-- A handler that blocks holds its worker. Killing a process whose handler is stuck lends the
-  pool one extra worker until that handler returns, so the other processes go on.
-- Rule for pooled code: handlers must not block (no waits on other actors, no I/O); ``init``
-  runs on a worker too. Supervisors stay thread-based because stopping children waits.
+- A handler that blocks holds its worker. When work waits, no worker is idle and a handler
+  has run for ``stall_s`` (0.5 s), a watchdog lends the pool one more worker until that
+  handler returns; killing a process whose handler is stuck does the same at once. So a
+  handler waiting on a child's start, or stuck for good, cannot starve the other processes.
+- Rule for pooled code: handlers should not block (no I/O, no long waits on other actors):
+  a blocked handler costs a thread after all, and whatever queued behind it waits up to
+  ``stall_s``. ``init`` runs on a worker too. Supervisors stay thread-based because stopping
+  children waits.
 
 ``default_scheduler()`` is the process-wide scheduler used when a class names none.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -40,11 +45,19 @@ _IDLE_CHECK_S = 1.0
 class Scheduler:
     """Runs pooled processes' work items on at most ``workers`` threads (see the module doc)."""
 
-    def __init__(self, workers: int, *, name: str = "supervisors-pool") -> None:
+    def __init__(
+        self, workers: int, *, name: str = "supervisors-pool", stall_s: float = 0.5
+    ) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"Scheduler(workers={workers!r}): pass a whole number >= 1")
+        if not isinstance(stall_s, int | float) or isinstance(stall_s, bool) or stall_s <= 0:
+            raise ValueError(f"Scheduler(stall_s={stall_s!r}): pass seconds > 0")
         self.workers = workers
         self.name = name
+        self.stall_s = float(stall_s)
+        self._since: dict[threading.Thread, float] = {}
+        self._watchdog_stop = threading.Event()
+        self._watchdog_stop.set()  # no watchdog yet
         self._cond = threading.Condition(threading.Lock())
         self._ready: deque[_Item] = deque()
         self._threads: set[threading.Thread] = set()
@@ -68,6 +81,7 @@ class Scheduler:
             if self._members <= 0:
                 self._members = 0
                 self._cond.notify_all()
+                self._watchdog_stop.set()
 
     # -- work -------------------------------------------------------------------------------
 
@@ -109,6 +123,31 @@ class Scheduler:
         )
         self._threads.add(thread)
         thread.start()
+        if self._watchdog_stop.is_set():
+            self._watchdog_stop = threading.Event()
+            watchdog = threading.Thread(
+                target=self._watch,
+                args=(self._watchdog_stop,),
+                name=f"{self.name}-watchdog",
+                daemon=True,
+            )
+            watchdog.start()
+
+    def _watch(self, stop: threading.Event) -> None:
+        """While members live: when work waits, no worker is idle and some handler has run
+        for ``stall_s``, count that worker as lent and start another (handlers that block,
+        e.g. on a child's start, then cannot starve the pool)."""
+        while not stop.wait(self.stall_s):
+            with self._cond:
+                if not self._ready or self._idle > 0:
+                    continue
+                now = time.monotonic()
+                for thread, since in self._since.items():
+                    if now - since >= self.stall_s:
+                        self._lent.add(thread)
+                if len(self._threads) < self.workers + len(self._lent):
+                    _log.debug("scheduler_worker_added", scheduler=self.name, lent=len(self._lent))
+                    self._spawn()
 
     def _work(self) -> None:
         me = threading.current_thread()
@@ -124,6 +163,7 @@ class Scheduler:
                     self._idle -= 1
                 item = self._ready.popleft()
                 self._running[me] = item.owner
+                self._since[me] = time.monotonic()
             try:
                 item.work()
             except BaseException as exc:  # a work item handles its own errors; this is a bug
@@ -131,6 +171,7 @@ class Scheduler:
             finally:
                 with cond:
                     del self._running[me]
+                    del self._since[me]
                     self._lent.discard(me)
 
 

@@ -236,7 +236,7 @@ class TestBlockingCallers:
         another worker while the caller's worker waits (OTP's common start_child pattern)."""
         from supervisors import DynamicSupervisor, start_child
 
-        scheduler = Scheduler(2, name="pool-nested")
+        scheduler = Scheduler(2, name="pool-nested", stall_s=0.1)
         child_cls = pooled_class(scheduler)
         sup = DynamicSupervisor.start()
 
@@ -257,12 +257,41 @@ class TestBlockingCallers:
         wait_until_no_workers(scheduler)
 
 
+    def test_with_every_worker_blocked_the_watchdog_adds_one_for_the_waiting_work(
+        self,
+    ) -> None:
+        """One worker, held by a handler that waits for another pooled process's answer:
+        after stall_s the watchdog lends a worker and both finish."""
+        scheduler = Scheduler(1, name="pool-watchdog", stall_s=0.1)
+        answerer = pooled_class(scheduler).start("answerer")
+
+        class Waiter(Process):
+            pooled = True
+
+            def on_receive(self, message: Any) -> Any:
+                return answerer.ask(message, timeout=WAIT_S)
+
+        Waiter.pool_scheduler = scheduler
+        waiter = Waiter.start()
+        assert waiter.ask("echo me", timeout=WAIT_S) == "echo me"
+        assert scheduler.stats()["lent"] == 0  # given back once the handler returned
+        stop(waiter)
+        stop(answerer)
+        wait_until_no_workers(scheduler)
+
+
 class TestConfiguration:
     @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
     def test_a_bad_worker_count_is_refused_with_the_fix(self, workers: Any) -> None:
         """Scheduler(workers=...) takes a whole number >= 1 and says so."""
         with pytest.raises(ValueError, match="whole number >= 1"):
             Scheduler(workers)
+
+    @pytest.mark.parametrize("stall_s", [0, -1.0, True, "1"])
+    def test_a_bad_stall_time_is_refused_with_the_fix(self, stall_s: Any) -> None:
+        """Scheduler(stall_s=...) takes seconds > 0 and says so."""
+        with pytest.raises(ValueError, match="seconds > 0"):
+            Scheduler(2, stall_s=stall_s)
 
     def test_a_bad_environment_value_names_the_variable(
         self, monkeypatch: pytest.MonkeyPatch

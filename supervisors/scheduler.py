@@ -101,10 +101,16 @@ class Scheduler:
         with self._cond:
             for thread, running in self._running.items():
                 if running is owner and thread not in self._lent:
-                    self._lent.add(thread)
-                    if self._ready and self._idle == 0:
-                        self._spawn()
+                    self._lend(thread)
                     return
+
+    def _lend(self, thread: threading.Thread) -> None:
+        """Count a worker held by a handler as lent (call with the lock held), and start a
+        replacement if work is waiting and nobody is idle to take it."""
+        self._lent.add(thread)
+        if self._ready and self._idle == 0 and len(self._threads) < self.workers + len(self._lent):
+            _log.debug("scheduler_worker_added", scheduler=self.name, lent=len(self._lent))
+            self._spawn()
 
     def stats(self) -> dict[str, int]:
         """Workers alive, idle, lent for stuck handlers; members alive; items queued."""
@@ -142,12 +148,10 @@ class Scheduler:
                 if not self._ready or self._idle > 0:
                     continue
                 now = time.monotonic()
-                for thread, since in self._since.items():
-                    if now - since >= self.stall_s:
-                        self._lent.add(thread)
-                if len(self._threads) < self.workers + len(self._lent):
-                    _log.debug("scheduler_worker_added", scheduler=self.name, lent=len(self._lent))
-                    self._spawn()
+                stalled = [t for t, since in self._since.items() if now - since >= self.stall_s]
+                for thread in stalled:
+                    if thread not in self._lent:
+                        self._lend(thread)
 
     def _work(self) -> None:
         me = threading.current_thread()

@@ -1,4 +1,10 @@
-"""The default HTTP layer under `Transport`: aiohttp sessions driven directly, one per pool kind.
+"""The HTTP layers under `Transport`, one interface: `AiohttpWire` (the default) and `HttpxWire`.
+
+Each keeps a session per pool kind (`session_for`), sends one exchange (`send`, giving status,
+headers and body), drops a kind's connections (`retire`) and closes (`close`); `Transport`
+holds every rule above that (headers, retries, status mapping) in one code path.
+
+The default layer drives aiohttp sessions directly.
 
 httpx's client machinery (request and URL models, auth and redirect generators, cookie
 extraction through urllib's jar) costs more client CPU per request than the HTTP exchange
@@ -21,7 +27,7 @@ import importlib
 import ssl
 import urllib.parse
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -30,9 +36,16 @@ import yarl
 import zstandard
 from aiohttp.helpers import get_env_proxy_for_url
 
-from tinkex_actors.config import PoolKind, PoolLimits
+from tinkex_actors.config import Config, PoolKind, PoolLimits
 
-__all__ = ["ACCEPT_ENCODING", "MAX_REDIRECTS", "AiohttpWire", "WireAnswer", "decode_body"]
+__all__ = [
+    "ACCEPT_ENCODING",
+    "MAX_REDIRECTS",
+    "AiohttpWire",
+    "HttpxWire",
+    "WireAnswer",
+    "decode_body",
+]
 
 _brotli: Any
 try:  # httpx offers br when a brotli package is installed; so do we
@@ -53,7 +66,11 @@ WireAnswer = tuple[int, list[tuple[str, str]], bytes]
 class AiohttpWire:
     """One aiohttp session per pool kind, created on first use on the transport's loop."""
 
-    def __init__(self, limits_for: Any, ssl_context: Any) -> None:
+    def __init__(
+        self,
+        limits_for: Callable[[PoolKind], PoolLimits],
+        ssl_context: Callable[[], ssl.SSLContext],
+    ) -> None:
         self._limits_for = limits_for
         self._ssl_context = ssl_context
         self._sessions: dict[PoolKind, aiohttp.ClientSession] = {}
@@ -64,8 +81,8 @@ class AiohttpWire:
         """The pool kind's session (must be called on the loop thread)."""
         session = self._sessions.get(kind)
         if session is None:
-            limits: PoolLimits = self._limits_for(kind)
-            context: ssl.SSLContext = self._ssl_context()
+            limits = self._limits_for(kind)
+            context = self._ssl_context()
             connector = aiohttp.TCPConnector(
                 limit=limits.max_connections,
                 limit_per_host=0,
@@ -120,7 +137,7 @@ class AiohttpWire:
         *,
         headers: Mapping[str, str],
         body: bytes | None,
-        params: Sequence[tuple[str, str]] | Mapping[str, Any] | None,
+        params: Mapping[str, str | int] | None,
         timeout_s: float,
         connect_timeout_s: float,
         follow_redirects: bool,
@@ -182,3 +199,78 @@ def decode_body(content_encoding: str, data: bytes) -> bytes:
         else:
             raise ValueError(f"unsupported Content-Encoding {coding!r}")
     return data
+
+
+class HttpxWire:
+    """The same interface over one httpx client per pool kind: the fallback layer
+    (`TINKER_HTTP_TRANSPORT=httpx`) and the one a user's `transport_factory` goes under."""
+
+    def __init__(
+        self,
+        config: Config,
+        transport_factory: Callable[[PoolKind, PoolLimits], httpx.AsyncBaseTransport] | None,
+        ssl_context: Callable[[], ssl.SSLContext],
+    ) -> None:
+        self._config = config
+        self._transport_factory = transport_factory
+        self._ssl_context = ssl_context
+        self._clients: dict[PoolKind, httpx.AsyncClient] = {}
+        self._retired: list[httpx.AsyncClient] = []
+
+    def session_for(self, kind: PoolKind) -> httpx.AsyncClient:
+        """The pool kind's client (must be called on the loop thread)."""
+        client = self._clients.get(kind)
+        if client is None:
+            limits = self._config.limits_for(kind)
+            factory = self._transport_factory
+            client = httpx.AsyncClient(
+                limits=httpx.Limits(
+                    max_connections=limits.max_connections,
+                    max_keepalive_connections=limits.max_keepalive_connections,
+                    keepalive_expiry=limits.keepalive_expiry_s,
+                ),
+                timeout=httpx.Timeout(
+                    self._config.timeout_s, connect=self._config.connect_timeout_s
+                ),
+                follow_redirects=self._config.follow_redirects,
+                transport=factory(kind, limits) if factory else None,
+                verify=self._ssl_context(),
+            )
+            self._clients[kind] = client
+        return client
+
+    def retire(self, kind: PoolKind, client: httpx.AsyncClient) -> None:
+        """Drop the kind's connections (a proxy refused them); closed at shutdown."""
+        if self._clients.get(kind) is client:
+            self._retired.append(self._clients.pop(kind))
+
+    async def close(self) -> None:
+        """Close every client and its connections."""
+        clients = [*self._clients.values(), *self._retired]
+        self._clients, self._retired = {}, []
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+
+    async def send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        params: Mapping[str, str | int] | None,
+        timeout_s: float,
+        connect_timeout_s: float,
+        follow_redirects: bool,
+    ) -> WireAnswer:
+        """One exchange through httpx; its own exceptions pass through."""
+        response = await client.request(
+            method,
+            url,
+            content=body,
+            headers=headers,
+            params=params,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            follow_redirects=follow_redirects,
+        )
+        return response.status_code, list(response.headers.multi_items()), response.content

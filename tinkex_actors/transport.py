@@ -43,13 +43,13 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import httpx
 
 from supervisors._logging import get_logger
-from tinkex_actors._aiohttp_wire import AiohttpWire
+from tinkex_actors._aiohttp_wire import AiohttpWire, HttpxWire
 from tinkex_actors._http_messages import (
     API_PREFIX,
     JSON_CONTENT_TYPE,
@@ -198,14 +198,11 @@ class Transport:
         self._now = now
         chosen = transport_factory if transport_factory is not None else default_transport_factory()
         # The default aiohttp layer is driven directly; a given factory goes under httpx.
-        self._wire: AiohttpWire | None = None
-        if chosen is aiohttp_transport:
-            self._wire = AiohttpWire(self._config.limits_for, self._ssl_context)
-            chosen = None
-        self._transport_factory = chosen
-        self._clients: dict[PoolKind, httpx.AsyncClient] = {}
-        # Clients replaced after a bare 400; closed at shutdown, once their requests ended.
-        self._retired: list[httpx.AsyncClient] = []
+        self._wire: AiohttpWire | HttpxWire = (
+            AiohttpWire(config.limits_for, self._ssl_context)
+            if chosen is aiohttp_transport
+            else HttpxWire(config, chosen, self._ssl_context)
+        )
         self._ssl: ssl.SSLContext | None = None
         self._bare_400_budget: dict[PoolKind, int] = dict.fromkeys(PoolKind, BARE_400_RETRIES)
         self._deprecation_notes: set[str] = set()
@@ -280,41 +277,14 @@ class Transport:
     # -- on the loop thread ------------------------------------------------------------
 
     async def _close_clients(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        clients += self._retired
-        self._retired = []
-        await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
-        if self._wire is not None:
-            await self._wire.close()
+        # Sessions replaced after a bare 400 are closed here too, once their requests ended.
+        await self._wire.close()
 
     def _ssl_context(self) -> ssl.SSLContext:
         # Building a context loads the CA bundle (tens of ms); all pools share one.
         if self._ssl is None:
             self._ssl = httpx.create_ssl_context()
         return self._ssl
-
-    def _client_for(self, kind: PoolKind) -> httpx.AsyncClient:
-        client = self._clients.get(kind)
-        if client is None:
-            limits = self._config.limits_for(kind)
-            transport = (
-                self._transport_factory(kind, limits) if self._transport_factory else None
-            )
-            client = httpx.AsyncClient(
-                limits=httpx.Limits(
-                    max_connections=limits.max_connections,
-                    max_keepalive_connections=limits.max_keepalive_connections,
-                    keepalive_expiry=limits.keepalive_expiry_s,
-                ),
-                timeout=httpx.Timeout(
-                    self._config.timeout_s, connect=self._config.connect_timeout_s
-                ),
-                follow_redirects=self._config.follow_redirects,
-                transport=transport,
-                verify=self._ssl_context(),
-            )
-            self._clients[kind] = client
-        return client
 
     # -- one call ------------------------------------------------------------------------
 
@@ -359,7 +329,6 @@ class Transport:
         url = config.base_url + request.path
         timeout_s = request.timeout_s if request.timeout_s is not None else config.timeout_s
         max_retries = request.max_retries if request.max_retries is not None else config.max_retries
-        timeout = httpx.Timeout(timeout_s, connect=min(config.connect_timeout_s, timeout_s))
         follow = (
             request.follow_redirects
             if request.follow_redirects is not None
@@ -368,42 +337,24 @@ class Transport:
         headers = self._headers_for(request, timeout_s)
         count_given = any(name.lower() == _RETRY_COUNT for name in request.headers)
         wire = self._wire
-        client: httpx.AsyncClient | aiohttp.ClientSession = (
-            wire.session_for(request.pool) if wire is not None else self._client_for(request.pool)
-        )
+        client: Any = wire.session_for(request.pool)
         retries_taken = 0
         while True:
             if not count_given:
                 headers[_RETRY_COUNT] = str(retries_taken)
             remaining = max_retries - retries_taken
             try:
-                if wire is not None:
-                    assert isinstance(client, aiohttp.ClientSession)
-                    status, pairs, content = await wire.send(
-                        client,
-                        request.method,
-                        url,
-                        headers=headers,
-                        body=request.body or None,
-                        params=request.params,
-                        timeout_s=timeout_s,
-                        connect_timeout_s=min(config.connect_timeout_s, timeout_s),
-                        follow_redirects=follow,
-                    )
-                else:
-                    assert isinstance(client, httpx.AsyncClient)
-                    response = await client.request(
-                        request.method,
-                        url,
-                        content=request.body or None,
-                        headers=headers,
-                        params=request.params,
-                        timeout=timeout,
-                        follow_redirects=follow,
-                    )
-                    status = response.status_code
-                    pairs = list(response.headers.multi_items())
-                    content = response.content
+                status, pairs, content = await wire.send(
+                    client,
+                    request.method,
+                    url,
+                    headers=headers,
+                    body=request.body or None,
+                    params=request.params,
+                    timeout_s=timeout_s,
+                    connect_timeout_s=min(config.connect_timeout_s, timeout_s),
+                    follow_redirects=follow,
+                )
             except httpx.TimeoutException as exc:
                 if _not_really_a_timeout(exc):
                     if remaining > 0:
@@ -471,18 +422,12 @@ class Transport:
         log = _log.error if level == "error" else _log.warning
         log("server_deprecation_note", note=note, path=request.path)
 
-    def _bare_400(
-        self, request: HttpRequest, url: str, client: httpx.AsyncClient | aiohttp.ClientSession
-    ) -> APIConnectionError:
+    def _bare_400(self, request: HttpRequest, url: str, client: Any) -> APIConnectionError:
         """A 400 without a body comes from a proxy in front of the service (as the
         official SDK assumes), not from the service: drop the pool's connections and
         report a connection error, which callers retry."""
         self._bare_400_budget[request.pool] -= 1
-        if isinstance(client, aiohttp.ClientSession):
-            if self._wire is not None:
-                self._wire.retire(request.pool, client)
-        elif self._clients.get(request.pool) is client:
-            self._retired.append(self._clients.pop(request.pool))
+        self._wire.retire(request.pool, client)
         _log.info(
             "http_bare_400", method=request.method, path=request.path, pool=request.pool.value
         )

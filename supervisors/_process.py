@@ -136,20 +136,13 @@ class Mailbox(queue.Queue[Envelope[Any]]):
     def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
         """Enqueue ``item``, or answer it with ``ActorDeadError`` if the mailbox is closed."""
         with self.mutex:
-            if not self._closed:
+            closed = self._closed
+            if not closed:
                 self.queue.append(item)
-                self.unfinished_tasks += 1
-                if self._wake is None:
-                    self.not_empty.notify()  # a thread of its own may be waiting in get()
-                    return
-                if self._scheduled:
-                    return
-                self._scheduled = True
-                wake = self._wake
-            else:
-                wake = None
-        if wake is not None:
-            wake()
+                wake = self._arrived()
+        if not closed:
+            if wake is not None:
+                wake()
             return
         if item.reply_to is None and self.owner is not None:
             raise ActorDeadError(f"{self.owner} not found")
@@ -162,15 +155,22 @@ class Mailbox(queue.Queue[Envelope[Any]]):
             if self._closed and not force:
                 return False
             self.queue.appendleft(item)
-            self.unfinished_tasks += 1
-            self.not_empty.notify()
-            wake = None
-            if self._wake is not None and not self._scheduled:
-                self._scheduled = True
-                wake = self._wake
+            wake = self._arrived()
         if wake is not None:
             wake()
         return True
+
+    def _arrived(self) -> Callable[[], None] | None:
+        """An envelope was just queued (``mutex`` held): wake the owner's thread, or return
+        the pooled owner's wake function to call (outside the lock) if it is not scheduled."""
+        self.unfinished_tasks += 1
+        if self._wake is None:
+            self.not_empty.notify()  # a thread of its own may be waiting in get()
+            return None
+        if self._scheduled:
+            return None
+        self._scheduled = True
+        return self._wake
 
     def take(self) -> Envelope[Any] | None:
         """Pooled mode: the next envelope, or None after marking the mailbox idle (unscheduled)."""

@@ -14,19 +14,21 @@ start and each HTTP retry. `get_logger(name)` gives a logger that:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
-__all__ = ["LibraryLogger", "get_logger"]
+__all__ = ["LEVELS", "LibraryLogger", "get_logger"]
 
-_LEVELS = {
+LEVELS: Mapping[str, int] = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "warning": logging.WARNING,
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
+"""Level names as our loggers and `TINKER_LOG` spell them."""
 
 
 class LibraryLogger:
@@ -42,7 +44,7 @@ class LibraryLogger:
         if structlog.is_configured():
             getattr(self._structured, level)(event, **fields)
             return
-        number = _LEVELS[level]
+        number = LEVELS[level]
         if not self._std.isEnabledFor(number):
             return
         exc_info = fields.pop("exc_info", None)

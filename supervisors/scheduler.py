@@ -55,7 +55,6 @@ class Scheduler:
         self.workers = workers
         self.name = name
         self.stall_s = float(stall_s)
-        self._since: dict[threading.Thread, float] = {}
         self._watchdog_stop = threading.Event()
         self._watchdog_stop.set()  # no watchdog yet
         self._cond = threading.Condition(threading.Lock())
@@ -63,7 +62,8 @@ class Scheduler:
         self._threads: set[threading.Thread] = set()
         self._idle = 0
         self._members = 0
-        self._running: dict[threading.Thread, object] = {}
+        self._running: dict[threading.Thread, tuple[object, float]] = {}
+        """Busy workers: the owner of the item each runs, and since when (monotonic)."""
         self._lent: set[threading.Thread] = set()
         self._counter = itertools.count(1)
 
@@ -99,7 +99,7 @@ class Scheduler:
     def lend_worker_for(self, owner: object) -> None:
         """``owner`` was killed: if a worker is stuck in its handler, add one until it returns."""
         with self._cond:
-            for thread, running in self._running.items():
+            for thread, (running, _since) in self._running.items():
                 if running is owner and thread not in self._lent:
                     self._lend(thread)
                     return
@@ -148,7 +148,9 @@ class Scheduler:
                 if not self._ready or self._idle > 0:
                     continue
                 now = time.monotonic()
-                stalled = [t for t, since in self._since.items() if now - since >= self.stall_s]
+                stalled = [
+                    t for t, (_, since) in self._running.items() if now - since >= self.stall_s
+                ]
                 for thread in stalled:
                     if thread not in self._lent:
                         self._lend(thread)
@@ -166,8 +168,7 @@ class Scheduler:
                     cond.wait(_IDLE_CHECK_S)
                     self._idle -= 1
                 item = self._ready.popleft()
-                self._running[me] = item.owner
-                self._since[me] = time.monotonic()
+                self._running[me] = (item.owner, time.monotonic())
             try:
                 item.work()
             except BaseException as exc:  # a work item handles its own errors; this is a bug
@@ -175,7 +176,6 @@ class Scheduler:
             finally:
                 with cond:
                     del self._running[me]
-                    del self._since[me]
                     self._lent.discard(me)
 
 

@@ -12,7 +12,6 @@ at import time, so an application that configures structlog itself keeps its own
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -21,17 +20,11 @@ from typing import Any, TextIO
 
 import structlog
 
+from supervisors._logging import LEVELS
 from tinkex_actors.errors import scrub_secrets
 
 __all__ = ["LEVELS", "configure_logging", "resolve_level"]
 
-LEVELS: Mapping[str, int] = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
 DEFAULT_LEVEL = "warning"
 _SECRET_KEYS = frozenset(
     {"api_key", "apikey", "authorization", "x-api-key", "secret", "password", "access_token"}

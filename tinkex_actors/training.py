@@ -236,6 +236,18 @@ class TrainingClientActor(Process):
 
 LOSS_FNS = ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro")
 
+_SAVES: dict[str, tuple[Any, Any, str, str]] = {
+    # folder of the tinker path: request type, response type, route (= response type tag),
+    # the request type as futures name it
+    "weights": (types.SaveWeightsRequest, types.SaveWeightsResponse, "save_weights", "SaveWeights"),
+    "sampler_weights": (
+        types.SaveWeightsForSamplerRequest,
+        types.SaveWeightsForSamplerResponse,
+        "save_weights_for_sampler",
+        "SaveWeightsForSampler",
+    ),
+}
+
 
 def check_loss(loss_fn: object, loss_fn_config: Mapping[str, Any] | None) -> None:
     """A clear ValueError for an unknown loss function or a config value that is no number."""
@@ -621,24 +633,22 @@ class TrainingClient:
         self, name: str, ttl_seconds: int | None = None
     ) -> Future[types.SaveWeightsResponse]:
         """Save weights and optimizer state as `tinker://<model_id>/weights/<name>`."""
-        _check_name(name)
-        model_id = self.model_id
+        return self._save("weights", name, ttl_seconds)
 
+    def _save(self, folder: str, name: str, ttl_seconds: int | None) -> Future[Any]:
+        """Queue a save under `tinker://<model_id>/<folder>/<name>`; a 409 (the name exists:
+        an earlier attempt of this very save landed) counts as done."""
+        _check_name(name)
+        request_cls, response_cls, route, request_type = _SAVES[folder]
+        model_id = self.model_id
         build = _json_body(
-            lambda seq_id: types.SaveWeightsRequest(
+            lambda seq_id: request_cls(
                 model_id=model_id, path=name, seq_id=seq_id, ttl_seconds=ttl_seconds
             )
         )
-
-        landed = types.SaveWeightsResponse(
-            path=f"tinker://{model_id}/weights/{name}", type="save_weights"
-        )
+        landed = response_cls(path=f"tinker://{model_id}/{folder}/{name}", type=route)
         return self._enqueue(
-            "save_weights",
-            "SaveWeights",
-            build,
-            _decoder(types.SaveWeightsResponse),
-            on_conflict=lambda: landed,
+            route, request_type, build, _decoder(response_cls), on_conflict=lambda: landed
         )
 
     def _load(self, path: str, optimizer: bool) -> Future[types.LoadWeightsResponse]:
@@ -670,25 +680,7 @@ class TrainingClient:
         self, name: str, ttl_seconds: int | None = None
     ) -> Future[types.SaveWeightsForSamplerResponse]:
         """Save sampler weights as `tinker://<model_id>/sampler_weights/<name>`."""
-        _check_name(name)
-        model_id = self.model_id
-
-        build = _json_body(
-            lambda seq_id: types.SaveWeightsForSamplerRequest(
-                model_id=model_id, path=name, seq_id=seq_id, ttl_seconds=ttl_seconds
-            )
-        )
-
-        landed = types.SaveWeightsForSamplerResponse(
-            path=f"tinker://{model_id}/sampler_weights/{name}", type="save_weights_for_sampler"
-        )
-        return self._enqueue(
-            "save_weights_for_sampler",
-            "SaveWeightsForSampler",
-            build,
-            _decoder(types.SaveWeightsForSamplerResponse),
-            on_conflict=lambda: landed,
-        )
+        return self._save("sampler_weights", name, ttl_seconds)
 
     def save_weights_and_get_sampling_client(self, name: str | None = None) -> Future[Any]:
         """Save the current weights for sampling and return a Future of a SamplingClient."""

@@ -13,7 +13,9 @@ It prints:
   started with ``start()`` and stopped with ``ActorRegistry.stop_all()``;
 - ask round trip (median of all asks, and median of the best round) to a plain pykka
   actor, to a ``Process`` by raw ref, to the same ``Process`` through a ``SupervisedRef``
-  (one registry lookup per call), and to a pooled ``Process``.
+  (one registry lookup per call), and to a pooled ``Process``; then raw ref and
+  ``SupervisedRef`` alternated call by call on the same ``Process``, the fair figure for the
+  lookup's cost.
 
 Logging is silenced (structlog and the ``pykka`` logger) so that formatting tracebacks does not
 dominate the figures. Targets from issue 3: supervision adds under 10% to ask latency;
@@ -191,6 +193,16 @@ def ask_round_trip(n: int) -> dict[str, list[list[float]]]:
                 target.ask("ping", timeout=TIMEOUT_S)
                 timings.append(time.perf_counter() - begin)
             results[name].append(timings)
+    paired: dict[str, list[list[float]]] = {"raw": [[]], "supervised": [[]]}
+    for _ in range(n // 2):  # the same actor, calls alternated: the lookup's own cost
+        begin = time.perf_counter()
+        raw.ask("ping", timeout=TIMEOUT_S)
+        middle = time.perf_counter()
+        handle.ask("ping", timeout=TIMEOUT_S)
+        paired["raw"][0].append(middle - begin)
+        paired["supervised"][0].append(time.perf_counter() - middle)
+    results["paired raw"] = paired["raw"]
+    results["paired SupervisedRef"] = paired["supervised"]
     plain.stop(timeout=TIMEOUT_S)
     stop(pooled, timeout_s=TIMEOUT_S)
     stop(sup, timeout_s=TIMEOUT_S)
@@ -236,6 +248,8 @@ def main() -> None:
     results = ask_round_trip(args.asks)
     print(f"\nask round trip ({args.asks} asks each, {ROUNDS} interleaved rounds)")
     print(f"  {'':34} {'median us':>10} {'best round':>10} {'vs pykka':>10}")
+    paired_raw = statistics.median(results.pop("paired raw")[0])
+    paired_handle = statistics.median(results.pop("paired SupervisedRef")[0])
     bests = {}
     for name, rounds in results.items():
         median = statistics.median([t for timings in rounds for t in timings])
@@ -248,6 +262,13 @@ def main() -> None:
         f"{(handle / raw - 1) * 100:+.1f}%"
     )
     print("  (vs pykka compares best-round medians, the figure least disturbed by other load)")
+    print(
+        f"  SupervisedRef vs raw ref, calls alternated on the same Process: "
+        f"{paired_handle * 1e6:.1f} vs {paired_raw * 1e6:.1f} us median, "
+        f"{(paired_handle / paired_raw - 1) * 100:+.1f}%"
+    )
+    print("  (rounds of one kind at a time land on different thread wake-up patterns from run")
+    print("  to run; alternating call by call compares the two paths under the same ones)")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from pykka import ActorDeadError, ActorRef, ActorRegistry
 from pykka._envelope import Envelope
 from pykka.messages import _ActorStop
 
-from supervisors import _watch
+from supervisors import _context, _watch
 from supervisors._logging import get_logger
 from supervisors._reasons import (
     Crashed,
@@ -313,6 +313,7 @@ class Process(pykka.ThreadingActor):
         return True
 
     def _actor_loop(self) -> None:
+        _context.set_current(self.actor_urn)  # this thread runs this process for good
         if not self._init_and_start():
             return
         inbox = self.actor_inbox
@@ -326,7 +327,15 @@ class Process(pykka.ThreadingActor):
     def _boot(self) -> None:
         """Pooled: ``init`` on a worker, then the messages that arrived meanwhile."""
         assert self._pool_scheduler is not None
-        if self._abandoned or not self._init_and_start():
+        if self._abandoned:
+            self._pool_scheduler.leave()
+            return
+        _context.set_current(self.actor_urn)
+        try:
+            started = self._init_and_start()
+        finally:
+            _context.set_current(None)
+        if not started:
             self._pool_scheduler.leave()
             return
         self._slice()
@@ -337,6 +346,13 @@ class Process(pykka.ThreadingActor):
 
     def _slice(self) -> None:
         """Pooled: handle up to ``slice_messages`` messages, then yield the worker."""
+        _context.set_current(self.actor_urn)  # timers set by the handlers belong to us
+        try:
+            self._run_slice()
+        finally:
+            _context.set_current(None)
+
+    def _run_slice(self) -> None:
         assert self._pool_scheduler is not None
         inbox = self.actor_inbox
         for _ in range(self.slice_messages):

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import queue
+import threading
+import time
 
 import pytest
+from structlog.testing import capture_logs
 
-from supervisors import ChildSpec, Process, Supervisor, TimerService, cancel, send_after
+from supervisors import (
+    ChildSpec,
+    Process,
+    Registry,
+    SupervisedRef,
+    Supervisor,
+    TimerService,
+    cancel,
+    restart_child,
+    send_after,
+    stop,
+    terminate_child,
+)
 from supervisors.testing import FakeClock, wait_for_down
 
 from ._actors import WAIT_S, Collector
@@ -161,3 +176,146 @@ class TestRealTimers:
         assert cancel(timer) is True
         assert default_timer_service().join_idle(WAIT_S)
         assert _received(ref, inbox) == []
+
+
+class Sink(Process):
+    """Puts every message it gets on a queue, tagged with its own urn."""
+
+    def __init__(self, inbox: queue.Queue) -> None:
+        super().__init__()
+        self.inbox = inbox
+
+    def on_receive(self, message):
+        if message == "crash":
+            raise RuntimeError("sink crashed")
+        self.inbox.put((message, self.actor_urn))
+
+
+class Setter(Process):
+    """Sets an interval timer aimed at another actor when told to."""
+
+    def __init__(self, service: TimerService, target) -> None:
+        super().__init__()
+        self.service, self.target = service, target
+
+    def on_receive(self, message):
+        if message == "arm":
+            self.service.send_interval(1.0, self.target, "tick")
+            return "armed"
+        return None
+
+
+class PooledSetter(Setter):
+    """The same setter on the shared scheduler's workers."""
+
+    pooled = True
+
+
+class Refusing:
+    """A target whose ``tell`` always raises."""
+
+    def tell(self, message) -> None:
+        raise RuntimeError("this target refuses everything")
+
+
+class BreaksInTimerThread:
+    """A real clock that raises once, inside the timer thread, after ``arm()``."""
+
+    def __init__(self) -> None:
+        self.armed = threading.Event()
+
+    def arm(self) -> None:
+        self.armed.set()
+
+    def monotonic(self) -> float:
+        if threading.current_thread().name == "supervisors-timers" and self.armed.is_set():
+            self.armed.clear()
+            raise RuntimeError("clock broke")
+        return time.monotonic()
+
+
+class TestTimerTargets:
+    """Timers go to anything that can be told: refs, SupervisedRefs and registered names."""
+
+    def test_an_interval_to_a_supervised_ref_follows_restarts(self, clock, collector):
+        """Ticks reach each incarnation; while no process is registered they are dropped and
+        the timer stays."""
+        registry, inbox = Registry(), queue.Queue()
+        service = TimerService(clock=clock, registry=registry)
+        sup = Supervisor.start(
+            [ChildSpec(id="sink", start=lambda: Sink.start(inbox), name="sink")],
+            registry=registry,
+        )
+        timer = service.send_interval(1.0, SupervisedRef("sink", registry), "tick")
+        first = registry.whereis("sink")
+        clock.advance(1.0)
+        assert inbox.get(timeout=WAIT_S) == ("tick", first.actor_urn)
+        terminate_child(sup, "sink")
+        clock.advance(1.0)
+        assert service.pending() == 1 and not timer.cancelled
+        second = restart_child(sup, "sink")
+        clock.advance(1.0)
+        assert inbox.get(timeout=WAIT_S) == ("tick", second.actor_urn)
+        assert inbox.empty()
+
+    def test_a_registered_name_is_a_target(self, clock):
+        """A name is looked up in the service's registry when the timer fires."""
+        registry, inbox = Registry(), queue.Queue()
+        service = TimerService(clock=clock, registry=registry)
+        sink = Sink.start(inbox)
+        registry.register(("sink", 1), sink)
+        service.send_after(1.0, ("sink", 1), "hello")
+        clock.advance(1.0)
+        assert inbox.get(timeout=WAIT_S) == ("hello", sink.actor_urn)
+
+    @pytest.mark.parametrize("setter", [Setter, PooledSetter])
+    def test_a_timer_dies_with_the_process_that_set_it(self, clock, service, collector, setter):
+        """A process's timer aimed at another actor is cancelled when the process exits."""
+        ref, inbox = collector
+        owner = setter.start(service, ref)
+        assert owner.ask("arm", timeout=WAIT_S) == "armed"
+        clock.advance(1.0)
+        assert _received(ref, inbox) == ["tick"]
+        assert stop(owner, timeout_s=WAIT_S)
+        assert service.pending() == 0
+        clock.advance(5.0)
+        assert _received(ref, inbox) == []
+
+
+class TestTimerFailures:
+    """One bad timer never stops the others, and a dead timer thread is replaced."""
+
+    def test_a_target_that_cannot_be_told_is_refused_and_others_still_fire(self, collector):
+        """An unhashable, tell-less target raises naming the field; the service carries on."""
+        ref, inbox = collector
+        service = TimerService()
+        with pytest.raises(TypeError, match=r"target=\[\] cannot be told"):
+            service.send_after(0.0, [], "x")
+        assert service.pending() == 0
+        service.send_after(0.01, ref, "hello")
+        assert inbox.get(timeout=WAIT_S) == "hello"
+        assert service.join_idle(WAIT_S)
+
+    def test_a_tell_that_raises_ends_only_that_timer(self, clock, service, collector):
+        """A target raising in tell is logged and cancelled; other intervals keep firing."""
+        ref, inbox = collector
+        bad = service.send_interval(1.0, Refusing(), "x")
+        service.send_interval(1.0, ref, "tick")
+        with capture_logs() as logs:
+            clock.advance(3.0)
+        assert _received(ref, inbox) == ["tick"] * 3
+        assert bad.cancelled
+        assert [e["event"] for e in logs] == ["timer_send_failed"]
+
+    def test_a_dead_timer_thread_is_replaced_and_the_timers_still_fire(self, collector):
+        """The thread dying on a clock error is logged; a new thread delivers the timer."""
+        ref, inbox = collector
+        clock = BreaksInTimerThread()
+        service = TimerService(clock=clock)
+        clock.arm()
+        with capture_logs() as logs:
+            service.send_after(0.01, ref, "still here")
+            assert inbox.get(timeout=WAIT_S) == "still here"
+            assert service.join_idle(WAIT_S)
+        events = [e["event"] for e in logs]
+        assert events == ["timer_service_crashed", "timer_service_restarted"]

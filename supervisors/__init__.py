@@ -48,6 +48,7 @@ from supervisors.scheduler import Scheduler, default_scheduler
 from supervisors.spec import BRUTAL_KILL, ChildSpec, ChildType, Restart
 from supervisors.supervisor import (
     ChildInfo,
+    ChildStateError,
     Strategy,
     Supervisor,
     count_children,
@@ -75,6 +76,7 @@ __all__ = [
     "AlreadyRegisteredError",
     "ChildInfo",
     "ChildSpec",
+    "ChildStateError",
     "ChildType",
     "Clock",
     "Crashed",

@@ -52,12 +52,14 @@ class _Retry:
 
 
 class _Child:
-    __slots__ = ("mref", "ref", "spec")
+    __slots__ = ("mref", "ref", "restarting", "spec")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
         self.ref: ActorRef[Any] | None = None
         self.mref: Any = None
+        self.restarting = False
+        """Its restart failed and a retry is queued (OTP's ``{restarting, Pid}``)."""
 
 
 def _ask_to_stop(ref: ActorRef[Any]) -> None:

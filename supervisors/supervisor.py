@@ -9,8 +9,16 @@ left; a child failing to start during ``Supervisor.start`` stops those already s
 raises ``StartError(child_id, cause)``; restart intensity gives up when there are MORE than
 ``max_restarts`` restarts within ``max_seconds`` (window inclusive), then stops every child in
 reverse start order and exits ``Shutdown("reached_max_restart_intensity")``, which a parent
-supervisor treats as abnormal (escalation). A failed restart is retried through a message to
-itself and counts against intensity.
+supervisor treats as abnormal (escalation).
+
+A failed restart is OTP's ``try_again_restart``: the child that failed to start is marked
+*restarting* and a retry message is queued to the supervisor itself; the retry counts against
+intensity and restarts the child's whole group again by the strategy (in ``one_for_all``, the
+siblings started before the failure are stopped and everyone starts again, left to right; in
+``rest_for_one``, the failed child and those after it). While a child is restarting,
+``restart_child`` and ``delete_child`` raise ``ChildStateError`` with ``state="restarting"``
+(OTP's ``{error, restarting}``); ``terminate_child`` ends the loop (the queued retry then does
+nothing and the child stays stopped, as in OTP).
 
 Reports are structlog events on the ``"supervisors"`` logger, with stable keys (``supervisor``
 is the supervisor's name, or its class and id; ``reason`` is the ``repr`` of an exit reason):
@@ -36,8 +44,8 @@ Differences from OTP:
   marked dead, unregistered and reported, and its late results are dropped.
 - After a ``KeyboardInterrupt``/``SystemExit`` in an actor, or any ``ActorRegistry.stop_all``,
   supervisors restart nothing (OTP has no equivalent: the node simply goes down).
-- A failed restart during ``one_for_all``/``rest_for_one`` retries the children not yet
-  restarted, rather than terminating and restarting the whole group again.
+- ``which_children`` shows a restarting child with ``ref=None`` (OTP shows ``restarting``);
+  ``restart_child``/``delete_child`` tell the two states apart.
 - An ``Exit`` from a linked process that is not a child ends the supervisor only if its
   reason is abnormal (OTP ends it only for its parent, whatever the reason).
 """
@@ -67,6 +75,7 @@ from supervisors.timers import Clock
 
 __all__ = [
     "ChildInfo",
+    "ChildStateError",
     "Strategy",
     "Supervisor",
     "SupervisorBase",
@@ -84,6 +93,23 @@ __all__ = [
 log = get_logger("supervisors")
 
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+
+
+class ChildStateError(ValueError):
+    """``restart_child``/``delete_child`` on a child that is ``running`` or ``restarting``
+    (OTP's ``{error, running}`` and ``{error, restarting}``); ``state`` names which."""
+
+    def __init__(self, child_id: Hashable, state: Literal["running", "restarting"]) -> None:
+        if state == "running":
+            detail = "is running; terminate_child it first"
+        else:
+            detail = (
+                "is restarting (its restart failed and is being retried); terminate_child it "
+                "first to end the restart loop"
+            )
+        super().__init__(f"child {child_id!r} {detail}")
+        self.child_id = child_id
+        self.state = state
 _STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 
 
@@ -172,12 +198,17 @@ class Supervisor(SupervisorBase):
         if not self._add_restart():
             self._give_up()
             return
+        self._restart(child)
+
+    def _restart(self, child: _Child) -> None:
+        """OTP's ``restart/3``: stop the group of ``child`` but ``child``, start it again in
+        order; if one fails to start it is marked restarting and retried by message."""
         if self.strategy == "one_for_one":
             group = [child]
         else:
             index = self._children.index(child)
             group = (
-                list(self._children) if self.strategy == "one_for_all" else (self._children[index:])
+                list(self._children) if self.strategy == "one_for_all" else self._children[index:]
             )
             for other in reversed(group):
                 if other is not child:
@@ -186,40 +217,44 @@ class Supervisor(SupervisorBase):
                 if other.spec.restart_type is Restart.TEMPORARY:
                     self._children.remove(other)
             group = [c for c in group if c.spec.restart_type is not Restart.TEMPORARY]
-        self._start_group(group)
-
-    def _start_group(self, group: list[_Child]) -> None:
-        for i, child in enumerate(group):
-            if child not in self._children or child.ref is not None:
+        for member in group:
+            member.restarting = False
+        for member in group:
+            if member.ref is not None:
                 continue
             try:
-                self._start_child_process(child)
+                self._start_child_process(member)
             except Exception as exc:
                 log.error(
                     "child_restart_failed",
                     supervisor=self.label,
-                    child_id=child.spec.id,
+                    child_id=member.spec.id,
                     error=repr(exc),
                 )
-                self.actor_ref.tell(_Retry(tuple(c.spec.id for c in group[i:])))
+                member.restarting = True
+                self.actor_ref.tell(_Retry((member.spec.id,)))
                 return
             log.info(
                 "child_restarted",
                 supervisor=self.label,
-                child_id=child.spec.id,
-                child=str(child.ref),
+                child_id=member.spec.id,
+                child=str(member.ref),
             )
 
     def _on_retry(self, ids: tuple[Hashable, ...]) -> None:
+        """OTP's ``try_again_restart``: only a child still restarting is retried (a
+        ``terminate_child`` or a restart of its whole group meanwhile ends the loop)."""
         if self._system_stopping():
             return
-        group = [c for c in self._children if c.spec.id in ids and c.ref is None]
-        if not group:
+        for child in self._children:
+            if child.spec.id in ids and child.restarting:
+                break
+        else:
             return
         if not self._add_restart():
             self._give_up()
             return
-        self._start_group(group)
+        self._restart(child)
 
     # -- admin calls (run in the supervisor's thread) --------------------------------
 
@@ -244,14 +279,20 @@ class Supervisor(SupervisorBase):
 
     def _call_terminate_child(self, child_id: Hashable) -> None:
         child = self._find(child_id)
+        child.restarting = False  # ends a restart loop: the queued retry finds nothing to do
         self._shutdown_child(child)
         if child.spec.restart_type is Restart.TEMPORARY:
             self._children.remove(child)
 
+    def _check_stopped(self, child: _Child) -> None:
+        if child.ref is not None:
+            raise ChildStateError(child.spec.id, "running")
+        if child.restarting:
+            raise ChildStateError(child.spec.id, "restarting")
+
     def _call_restart_child(self, child_id: Hashable) -> ActorRef[Any] | None:
         child = self._find(child_id)
-        if child.ref is not None:
-            raise ValueError(f"child {child_id!r} is running; terminate_child it first")
+        self._check_stopped(child)
         try:
             self._start_child_process(child)
         except Exception as exc:
@@ -260,8 +301,7 @@ class Supervisor(SupervisorBase):
 
     def _call_delete_child(self, child_id: Hashable) -> None:
         child = self._find(child_id)
-        if child.ref is not None:
-            raise ValueError(f"child {child_id!r} is running; terminate_child it first")
+        self._check_stopped(child)
         self._children.remove(child)
 
     def _call_which_children(self) -> list[ChildInfo]:

@@ -12,6 +12,7 @@ from supervisors import (
     BRUTAL_KILL,
     REACHED_MAX_RESTART_INTENSITY,
     ChildSpec,
+    ChildStateError,
     Killed,
     Registry,
     Shutdown,
@@ -388,6 +389,154 @@ class TestRestartFailures:
         failures = [e for e in logs if e["event"] == "child_restart_failed"]
         assert len(failures) == 2
         assert "start_timeout_s" in failures[0]["error"]
+
+
+class _FlakyStart:
+    """A child start that raises while ``failing`` is set, counting its refused attempts;
+    ``looping`` is set once the refusal was retried (the child is then ``restarting``)."""
+
+    def __init__(self, key: str, starts: Starts) -> None:
+        self.key, self.starts = key, starts
+        self.failing = threading.Event()
+        self.looping = threading.Event()
+        self.refused = 0
+
+    def __call__(self):
+        if self.failing.is_set():
+            self.refused += 1
+            if self.refused >= 2:
+                self.looping.set()
+            raise BoomError(f"start of {self.key} refused")
+        return Worker.start(self.key, self.starts)
+
+
+# A restart loop retries as fast as the supervisor's mailbox turns; a 1 ms window with room
+# for a million restarts keeps it looping (never giving up) for as long as a test needs.
+_LOOP_FOREVER = {"max_restarts": 1_000_000, "max_seconds": 0.001}
+
+
+class TestRestartingState:
+    """OTP's ``restarting`` state and group retries (ports of supervisor_SUITE's
+    hanging_restart_loop and hanging_restart_loop_rest_for_one, plus try_again_restart)."""
+
+    def test_a_child_in_a_restart_loop_is_restarting_until_terminated(self, starts):
+        """restart_child and delete_child answer restarting; terminate_child ends the loop,
+        after which the child can be restarted; the supervisor stops while looping."""
+        flaky = _FlakyStart("c", starts)
+        spec = ChildSpec(id="c", start=flaky)
+        sup = Supervisor.start([spec], **_LOOP_FOREVER)
+        (c,) = starts.expect("c")
+        flaky.failing.set()
+        c.tell("crash")
+        assert flaky.looping.wait(WAIT_S)
+        with pytest.raises(ValueError, match="already present but not running"):
+            start_child(sup, spec)
+        with pytest.raises(ChildStateError, match="'c' is restarting") as refused:
+            restart_child(sup, "c")
+        assert refused.value.state == "restarting"
+        with pytest.raises(ChildStateError, match="'c' is restarting"):
+            delete_child(sup, "c")
+        assert _refs(sup) == {"c": None}
+        assert count_children(sup) == {"specs": 1, "active": 0, "supervisors": 0, "workers": 1}
+        terminate_child(sup, "c")
+        refused_then = flaky.refused
+        assert _refs(sup) == {"c": None}  # the retry queued before terminate_child did nothing
+        assert flaky.refused == refused_then
+        flaky.failing.clear()
+        c2 = restart_child(sup, "c")
+        assert starts.expect("c") == [c2]
+        flaky.looping.clear()
+        flaky.failing.set()
+        c2.tell("crash")
+        assert flaky.looping.wait(WAIT_S)
+        assert stop_process(sup, timeout_s=WAIT_S)
+
+    def test_rest_for_one_restarting_child_leaves_the_rest_down(self, starts):
+        """b loops: a runs, b is restarting, c waits down; terminate_child b ends the loop."""
+        flaky = _FlakyStart("b", starts)
+        sup = Supervisor.start(
+            [worker_spec("a", starts), ChildSpec(id="b", start=flaky), worker_spec("c", starts)],
+            strategy="rest_for_one",
+            **_LOOP_FOREVER,
+        )
+        a, b, c = starts.expect("a", "b", "c")
+        flaky.failing.set()
+        b.tell("crash")
+        assert flaky.looping.wait(WAIT_S)
+        assert wait_for_down(c, WAIT_S) == Shutdown()
+        assert _refs(sup) == {"a": a, "b": None, "c": None}
+        assert count_children(sup) == {"specs": 3, "active": 1, "supervisors": 0, "workers": 3}
+        with pytest.raises(ChildStateError, match="restarting"):
+            restart_child(sup, "b")
+        with pytest.raises(ChildStateError, match="restarting"):
+            delete_child(sup, "b")
+        terminate_child(sup, "b")
+        flaky.failing.clear()
+        b2 = restart_child(sup, "b")
+        assert starts.expect("b") == [b2]
+        assert _refs(sup) == {"a": a, "b": b2, "c": None}
+
+    def test_one_for_all_stops_the_siblings_restarted_before_a_failure(self, starts, stops):
+        """c crashes; a restarts, b fails: the retry stops that new a and starts a, b, c."""
+        refuse_b = iter([False, True])  # b's first start works, its first restart fails
+        sup = Supervisor.start(
+            [
+                worker_spec("a", starts, stops=stops),
+                worker_spec("b", starts, fail_init=lambda: next(refuse_b, False)),
+                worker_spec("c", starts),
+            ],
+            strategy="one_for_all",
+            clock=FakeClock(),
+        )
+        _, _, c = starts.expect("a", "b", "c")
+        with capture_logs() as logs:
+            c.tell("crash")
+            (a_between,) = starts.expect("a")
+            a3, b3, c3 = starts.expect("a", "b", "c")
+            refs = _refs(sup)  # the last restart is logged once start returned: sync on it
+        assert wait_for_down(a_between, WAIT_S) == Shutdown()
+        assert refs == {"a": a3, "b": b3, "c": c3}
+        events = [e["event"] for e in logs if e["event"].startswith("child_re")]
+        assert events == ["child_restarted", "child_restart_failed"] + ["child_restarted"] * 3
+
+    def test_rest_for_one_retries_from_the_child_that_failed(self, starts):
+        """b crashes; b restarts, c fails: the retry restarts c and d, and keeps the new b."""
+        refuse_c = iter([False, True])
+        sup = Supervisor.start(
+            [
+                worker_spec("a", starts),
+                worker_spec("b", starts),
+                worker_spec("c", starts, fail_init=lambda: next(refuse_c, False)),
+                worker_spec("d", starts),
+            ],
+            strategy="rest_for_one",
+            clock=FakeClock(),
+        )
+        a, b, _, _ = starts.expect("a", "b", "c", "d")
+        b.tell("crash")
+        (b2,) = starts.expect("b")
+        c2, d2 = starts.expect("c", "d")
+        assert _refs(sup) == {"a": a, "b": b2, "c": c2, "d": d2}
+        assert b2.is_alive()
+
+    def test_the_group_retry_counts_against_intensity(self, starts):
+        """With max_restarts=1, the crash's restart plus one retry is too many: give up."""
+        refuse_b = iter([False])
+        sup = Supervisor.start(
+            [
+                worker_spec("a", starts),
+                worker_spec("b", starts, fail_init=lambda: next(refuse_b, True)),
+            ],
+            strategy="one_for_all",
+            max_restarts=1,
+            clock=FakeClock(),
+        )
+        a, _ = starts.expect("a", "b")
+        a.tell("crash")
+        (a2,) = starts.expect("a")
+        assert wait_for_down(sup, WAIT_S) == Shutdown(REACHED_MAX_RESTART_INTENSITY)
+        assert wait_for_down(a2, WAIT_S) == Shutdown()
+        assert starts.nothing_more()
 
 
 class TestPlainPykkaChildren:

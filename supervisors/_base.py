@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 from pykka import ActorDeadError, ActorRef
-from pykka._envelope import Envelope
 
 from supervisors import _watch
 from supervisors._logging import get_logger
@@ -66,7 +65,7 @@ def _ask_to_stop(ref: ActorRef[Any]) -> None:
     """Queue a graceful stop with reason Shutdown() (pykka's stop for plain actors)."""
     try:
         if issubclass(ref.actor_class, Process):
-            ref.actor_inbox.put(Envelope(StopRequest(Shutdown())))
+            ref.tell(StopRequest(Shutdown()))
         else:
             ref.stop(block=False)
     except ActorDeadError:

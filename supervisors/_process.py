@@ -21,36 +21,45 @@ Differences from OTP and from plain pykka, each on purpose:
   in the background, its result is dropped, and ``terminate`` is not called.
 - **No lost replies.** pykka checks ``is_alive()`` and then enqueues, so an ``ask`` that races
   with the actor's teardown can sit forever in a drained mailbox. Our mailbox is closed under
-  its own lock; an envelope that arrives after closing is answered with ``ActorDeadError``.
+  its own lock; an envelope that arrives after closing is answered with ``ActorDeadError``
+  (see ``_mailbox``).
 - **terminate(reason)** is called for every end except ``Killed`` and a failed ``init`` (OTP
   calls it only when trapping exits or on a callback crash, and never after a failed init).
   pykka's ``on_stop``/``on_failure`` are not called.
 - **KeyboardInterrupt/SystemExit** in a handler stops every actor (as pykka does) without
   blocking, and tells every supervisor running at that moment to restart nothing more.
-- **pykka's stop_all is wrapped.** Importing ``supervisors`` wraps
-  ``pykka.ActorRegistry.stop_all`` so that it first does the same "restart nothing more"
-  announcement (pykka itself calls it when a plain actor gets a ``KeyboardInterrupt``).
-  Supervisors started afterwards restart as usual. Behaviour of ``stop_all`` is otherwise
-  unchanged.
+- **pykka's stop_all** also tells every running supervisor to restart nothing more, from the
+  first ``Process`` it stops (pykka itself calls it when a plain actor gets a
+  ``KeyboardInterrupt``). Supervisors started afterwards restart as usual.
+- **Daemon threads.** A process's thread is a daemon thread (``use_daemon_thread = True``), so
+  a program whose main thread ends is never held alive by its actors.
+
+How it stands on pykka: only pykka's public API and the extension points pykka documents for
+implementors of new actor types (the ones its gevent and eventlet actors used):
+``_create_actor_inbox`` gives a ``Mailbox`` and ``_start_actor_loop`` starts our own loop on a
+thread or a pooled worker; the loop reads the ``message`` and ``reply_to`` of the envelopes
+that ``ActorRef.tell``/``ask`` put in that inbox, and answers proxy calls with the public
+``pykka.messages`` types. ``Process.actor_ref`` is a ``ProcessRef`` (a public ``ActorRef``
+subclass) whose ``stop`` sends our ``StopRequest``. Nothing of pykka is patched.
+
+One capability needs more than that, noticing ``ActorRegistry.stop_all``: see ``_ref``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
 import threading
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import pykka
 from pykka import ActorDeadError, ActorRef, ActorRegistry
-from pykka._envelope import Envelope
-from pykka.messages import _ActorStop
+from pykka.messages import ProxyCall, ProxyGetAttr, ProxySetAttr
 
-from supervisors import _context, _watch
+from supervisors import _context, _watch, timers
 from supervisors._logging import get_logger
+from supervisors._mailbox import Envelope, Letter, Mailbox, reject
 from supervisors._reasons import (
     Crashed,
     ExitReason,
@@ -59,34 +68,30 @@ from supervisors._reasons import (
     Shutdown,
     StartError,
 )
+from supervisors._ref import ProcessRef
+from supervisors._signals import Exit, ExitSignal, StopRequest
 from supervisors.scheduler import Scheduler, default_scheduler
 
-if TYPE_CHECKING:
-    from supervisors.monitor import Exit
+__all__ = [
+    "ExitSignal",
+    "Mailbox",
+    "Process",
+    "ProcessRef",
+    "StopRequest",
+    "actor_of",
+    "kill",
+    "stop",
+]
 
 _log = get_logger("supervisors")
-
-
-@dataclass(frozen=True, slots=True)
-class StopRequest:
-    """Ask a Process to stop with ``reason`` after the messages already queued."""
-
-    reason: ExitReason
-
-
-@dataclass(frozen=True, slots=True)
-class ExitSignal:
-    """A linked process ended: delivered at the front of the mailbox."""
-
-    sender: ActorRef[Any]
-    reason: ExitReason
+_thread_ids = itertools.count()
 
 
 class _Wake:
     """Unblocks an abandoned actor's thread waiting on an empty mailbox."""
 
 
-_WAKE = Envelope(_Wake())
+_WAKE = Letter(_Wake())
 
 
 class _Continue:
@@ -94,108 +99,6 @@ class _Continue:
 
 
 _CONTINUE = _Continue()
-
-
-def _dead_error(ref: ActorRef[Any]) -> pykka.ActorDeadError:
-    return ActorDeadError(f"{ref} stopped before handling the message")
-
-
-def _reject(envelope: Envelope[Any], ref: ActorRef[Any]) -> None:
-    reply_to = envelope.reply_to
-    if reply_to is None:
-        return
-    try:
-        if isinstance(envelope.message, (_ActorStop, StopRequest)):
-            reply_to.set(None)  # "it was already being stopped": ref.stop() returns True
-        else:
-            error = _dead_error(ref)
-            reply_to.set_exception(exc_info=(ActorDeadError, error, None))
-    except queue.Full:
-        pass
-
-
-class Mailbox(queue.Queue[Envelope[Any]]):
-    """An unbounded FIFO that answers ``ActorDeadError`` to any ask put after ``close()``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._closed = False
-        self.owner: ActorRef[Any] | None = None
-        self._wake: Callable[[], None] | None = None
-        """Pooled mode: schedules the owner when an envelope arrives in an idle mailbox."""
-        self._scheduled = False
-        """Pooled mode: the owner is queued on, or running on, a worker (set under ``mutex``)."""
-
-    def make_pooled(self, wake: Callable[[], None]) -> None:
-        """Call ``wake()`` whenever an envelope arrives while the owner is not scheduled; the
-        owner starts scheduled (booting) and idles with ``take()`` returning None."""
-        with self.mutex:
-            self._wake = wake
-            self._scheduled = True
-
-    def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
-        """Enqueue ``item``, or answer it with ``ActorDeadError`` if the mailbox is closed."""
-        with self.mutex:
-            closed = self._closed
-            if not closed:
-                self.queue.append(item)
-                wake = self._arrived()
-        if not closed:
-            if wake is not None:
-                wake()
-            return
-        if item.reply_to is None and self.owner is not None:
-            raise ActorDeadError(f"{self.owner} not found")
-        if self.owner is not None:
-            _reject(item, self.owner)
-
-    def put_first(self, item: Envelope[Any], *, force: bool = False) -> bool:
-        """Put ``item`` at the front (system signals); False if closed and not ``force``."""
-        with self.mutex:
-            if self._closed and not force:
-                return False
-            self.queue.appendleft(item)
-            wake = self._arrived()
-        if wake is not None:
-            wake()
-        return True
-
-    def _arrived(self) -> Callable[[], None] | None:
-        """An envelope was just queued (``mutex`` held): wake the owner's thread, or return
-        the pooled owner's wake function to call (outside the lock) if it is not scheduled."""
-        self.unfinished_tasks += 1
-        if self._wake is None:
-            self.not_empty.notify()  # a thread of its own may be waiting in get()
-            return None
-        if self._scheduled:
-            return None
-        self._scheduled = True
-        return self._wake
-
-    def take(self) -> Envelope[Any] | None:
-        """Pooled mode: the next envelope, or None after marking the mailbox idle (unscheduled)."""
-        with self.mutex:
-            if self.queue:
-                return self.queue.popleft()
-            self._scheduled = False
-            return None
-
-    def close(self) -> list[Envelope[Any]]:
-        """Refuse further envelopes and return those still queued."""
-        with self.mutex:
-            self._closed = True
-            left = list(self.queue)
-            self.queue.clear()
-            return left
-
-    def _init(self, maxsize: int) -> None:
-        self.queue: deque[Envelope[Any]] = deque()
-
-
-class ProcessRef(ActorRef[Any]):
-    """The ``ActorRef`` of a Process; it remembers the exit reason after the actor is gone."""
-
-    exit_reason: ExitReason | None = None
 
 
 class Process(pykka.ThreadingActor):
@@ -222,18 +125,20 @@ class Process(pykka.ThreadingActor):
     slice_messages: ClassVar[int] = 64
     """Pooled: messages handled in a row before the worker serves other processes."""
 
+    use_daemon_thread: ClassVar[bool] = True
+    """A process's own thread never keeps the interpreter alive (pykka's default is False)."""
+
     def __init__(self, *_args: Any, **_kwargs: Any) -> None:
         super().__init__()
         self._process_ref = ProcessRef(self)
-        self._actor_ref = self._process_ref
         self.actor_inbox: Mailbox
-        self.actor_inbox.owner = self.actor_ref
+        self.actor_inbox.owner = self._process_ref
         self._watch = _watch.Watch(self.actor_urn)  # published by start(), once constructed
         self._pending_stop_reply: pykka.Future[Any] | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._abandoned = False
-        self._current: Envelope[Any] | None = None
+        self._current: Envelope | None = None
         self._exit_request: ExitReason | None = None
         self.exit_reason: ExitReason | None = None
         self._owned_watches: dict[int, _watch.Watch] = {}
@@ -242,9 +147,19 @@ class Process(pykka.ThreadingActor):
             self._pool_scheduler = type(self).pool_scheduler or default_scheduler()
             self.actor_inbox.make_pooled(self._schedule_slice)
 
+    @property
+    def actor_ref(self) -> ActorRef[Self]:
+        """This process's ``ProcessRef``."""
+        return self._process_ref
+
     @staticmethod
     def _create_actor_inbox() -> Mailbox:
         return Mailbox()
+
+    def stop(self) -> None:
+        """pykka's ``Actor.stop``: end this process with ``Normal()`` after the queued
+        messages (from a handler, prefer ``self.exit(reason)``)."""
+        self._process_ref.tell(StopRequest(Normal()))
 
     @classmethod
     def start(cls, *args: Any, **kwargs: Any) -> ActorRef[Self]:
@@ -294,7 +209,12 @@ class Process(pykka.ThreadingActor):
     def _start_actor_loop(self) -> None:
         scheduler = self._pool_scheduler
         if scheduler is None:
-            super()._start_actor_loop()
+            thread = threading.Thread(
+                target=self._run_thread,
+                name=f"{type(self).__name__}-{next(_thread_ids)}",
+                daemon=self.use_daemon_thread,
+            )
+            thread.start()
             return
         scheduler.join()
         scheduler.submit(self._boot, self)
@@ -312,7 +232,8 @@ class Process(pykka.ThreadingActor):
         self._started.set()
         return True
 
-    def _actor_loop(self) -> None:
+    def _run_thread(self) -> None:
+        """Thread mode: ``init``, then every message until the process ends."""
         _context.set_current(self.actor_urn)  # this thread runs this process for good
         if not self._init_and_start():
             return
@@ -368,7 +289,7 @@ class Process(pykka.ThreadingActor):
             return
         self._pool_scheduler.submit(self._slice, self)
 
-    def _step(self, envelope: Envelope[Any]) -> ExitReason | _Continue | None:
+    def _step(self, envelope: Envelope) -> ExitReason | _Continue | None:
         """Handle one envelope: ``_CONTINUE``, an exit reason, or None once abandoned."""
         if self._abandoned:
             return None
@@ -377,12 +298,12 @@ class Process(pykka.ThreadingActor):
         if isinstance(message, ExitSignal):
             reason = self._on_exit_signal(message)
             return _CONTINUE if reason is None else reason
-        if isinstance(message, StopRequest | _ActorStop):
+        if isinstance(message, StopRequest):
             self._pending_stop_reply = reply_to
-            return message.reason if isinstance(message, StopRequest) else Normal()
+            return message.reason
         self._current = envelope
         try:
-            result = self._handle_receive(message)
+            result = self._receive_message(message)
         except Exception as exc:
             self._current = None
             if self._abandoned:
@@ -398,7 +319,7 @@ class Process(pykka.ThreadingActor):
             self._current = None
             _watch.mark_system_stopping()
             if reply_to is not None:
-                _reject(envelope, self.actor_ref)
+                reject(envelope, self.actor_ref)
             self._stop_everything_async()
             return Crashed(exc)
         else:
@@ -414,10 +335,19 @@ class Process(pykka.ThreadingActor):
             return self._exit_request
         return _CONTINUE
 
+    def _receive_message(self, message: Any) -> Any:
+        """Answer pykka's proxy messages as pykka's own actors do; the rest is ``on_receive``."""
+        if isinstance(message, ProxyCall):
+            return _follow(self, message.attr_path)(*message.args, **message.kwargs)
+        if isinstance(message, ProxyGetAttr):
+            return _follow(self, message.attr_path)
+        if isinstance(message, ProxySetAttr):
+            parent = _follow(self, message.attr_path[:-1])
+            return setattr(parent, message.attr_path[-1], message.value)
+        return self.on_receive(message)
+
     def _on_exit_signal(self, signal: ExitSignal) -> ExitReason | None:
         if self.trap_exits:
-            from supervisors.monitor import Exit
-
             try:
                 self.handle_exit(Exit(signal.sender, signal.reason))
             except Exception as exc:
@@ -455,11 +385,9 @@ class Process(pykka.ThreadingActor):
                 stop_reply.set(None)
 
     def _release(self, reason: ExitReason) -> None:
-        from supervisors import timers
-
         timers.cancel_all_for(self.actor_urn)
         for envelope in self.actor_inbox.close():
-            _reject(envelope, self.actor_ref)
+            reject(envelope, self.actor_ref)
         for key, watch in list(self._owned_watches.items()):
             watch.remove(key)
         self._owned_watches.clear()
@@ -476,7 +404,7 @@ class Process(pykka.ThreadingActor):
         ActorRegistry.unregister(self.actor_ref)
         current = self._current
         if current is not None:
-            _reject(current, self.actor_ref)
+            reject(current, self.actor_ref)
         self._release(Killed())
         if self._pool_scheduler is not None:
             self._pool_scheduler.lend_worker_for(self)
@@ -492,9 +420,21 @@ class Process(pykka.ThreadingActor):
         self._owned_watches.pop(key, None)
 
 
-def actor_of(ref: ActorRef[Any]) -> pykka.Actor | None:
-    """The actor object behind a ref, or None once it has been collected."""
-    return ref._actor_weakref()
+def _follow(root: object, path: tuple[str, ...]) -> Any:
+    """The attribute at the end of a proxy's attribute path."""
+    value = root
+    for name in path:
+        value = getattr(value, name)
+    return value
+
+
+def actor_of(ref: ActorRef[Any]) -> Process | None:
+    """The Process behind a ref, or None for a plain pykka actor or once it was collected."""
+    if isinstance(ref, ProcessRef):
+        actor = ref.actor()
+        if isinstance(actor, Process):
+            return actor
+    return None
 
 
 def stop(ref: ActorRef[Any], reason: ExitReason | None = None, *, timeout_s: float = 5.0) -> bool:
@@ -509,13 +449,11 @@ def stop(ref: ActorRef[Any], reason: ExitReason | None = None, *, timeout_s: flo
     entry = _watch.add_callback(ref, lambda _reason: done.set())
     if entry is None:
         return False
-    try:
+    with contextlib.suppress(ActorDeadError):
         if issubclass(ref.actor_class, Process):
-            ref.actor_inbox.put(Envelope(StopRequest(reason or Shutdown())))
+            ref.tell(StopRequest(reason or Shutdown()))
         else:
             ref.stop(block=False)
-    except ActorDeadError:
-        pass
     if done.wait(timeout_s):
         return True
     kill(ref)
@@ -525,8 +463,9 @@ def stop(ref: ActorRef[Any], reason: ExitReason | None = None, *, timeout_s: flo
 def kill(ref: ActorRef[Any]) -> bool:
     """Abandon an actor now: it is dead for everyone, ``Killed`` is reported (see module doc).
 
-    For a plain pykka actor the stop flag is set and a stop message wakes its thread, which
-    then runs its ``on_stop``. Returns False if the actor was already dead.
+    For a plain pykka actor a stop is queued (pykka's ``stop``) and its stop flag set, so its
+    thread ends after the handler it is in, or runs its ``on_stop`` if it was idle. Returns
+    False if the actor was already dead.
     """
     actor = actor_of(ref)
     if isinstance(actor, Process):
@@ -535,7 +474,8 @@ def kill(ref: ActorRef[Any]) -> bool:
     if watch is None:
         return False
     watch.fire(Killed())
+    with contextlib.suppress(ActorDeadError):
+        ref.stop(block=False)  # wakes its thread if it waits on an empty inbox
     ref.actor_stopped.set()
     ActorRegistry.unregister(ref)
-    ref.actor_inbox.put(Envelope(_ActorStop()))
     return True

@@ -1,9 +1,10 @@
 """Death watches: one per watched actor, firing callbacks exactly once when the actor ends.
 
 A :class:`~supervisors.Process` owns a watch from birth and fires it with its exit reason. A
-plain pykka actor gets one on first use: its ``actor_stopped`` event is switched to a subclass
-whose ``set()`` fires the watch with ``Unknown()``. That switch is the only way to observe a
-plain pykka actor's death without polling, and it leaves the event's behaviour unchanged.
+plain pykka actor gets one on first use, fired with ``Unknown()`` by a small daemon thread
+that waits on the actor's public ``actor_stopped`` event. pykka offers no callback on an
+actor's end, and changing its objects is not ours to do, so a thread waiting on the event is
+the one way to learn of that end at once without polling; it ends with the actor.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import itertools
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import pykka
 
 from supervisors._logging import get_logger
 from supervisors._reasons import ExitReason, Unknown
@@ -33,9 +32,10 @@ def new_key() -> int:
 _table_lock = threading.Lock()
 _watches: dict[str, Watch] = {}
 
-# Bumped whenever everything is being stopped (ActorRegistry.stop_all, KeyboardInterrupt or
-# SystemExit in a Process): a supervisor started before the bump restarts nothing any more,
-# while supervisors started afterwards (a new application, the next test) work normally.
+# Bumped whenever everything is being stopped (ActorRegistry.stop_all reaching a Process,
+# KeyboardInterrupt or SystemExit in a Process): a supervisor started before the bump
+# restarts nothing any more, while supervisors started afterwards (a new application, the
+# next test) work normally.
 _stop_epoch = 0
 _epoch_lock = threading.Lock()
 
@@ -98,14 +98,16 @@ class Watch:
         return True
 
 
-class _FiringEvent(threading.Event):
-    """An ``actor_stopped`` event that fires the plain actor's watch when set."""
+_WATCHER_CHECK_S = 5.0
+"""A watcher thread looks at its watch this often (it is woken at once by the actor's end)."""
 
-    _watch: Watch
 
-    def set(self) -> None:
-        super().set()
-        self._watch.fire(Unknown())
+def _await_end(event: threading.Event, watch: Watch) -> None:
+    """A plain actor's watcher: fire its watch once its ``actor_stopped`` event is set."""
+    while not event.wait(_WATCHER_CHECK_S):
+        if watch.reason is not None:  # killed: already reported
+            return
+    watch.fire(Unknown())
 
 
 def publish(watch: Watch) -> None:
@@ -122,15 +124,14 @@ def watch_of(ref: ActorRef[Any]) -> Watch | None:
             return watch
         if not ref.is_alive():
             return None
-        event = ref.actor_stopped
-        if isinstance(event, _FiringEvent):
-            return None  # its watch already fired: the actor is dead or dying
         watch = Watch(ref.actor_urn)
         _watches[ref.actor_urn] = watch
-        event.__class__ = _FiringEvent
-        event._watch = watch  # type: ignore[attr-defined]
-    if event.is_set():  # it died while we switched the event over
-        watch.fire(Unknown())
+    threading.Thread(
+        target=_await_end,
+        args=(ref.actor_stopped, watch),
+        name=f"supervisors-watch-{ref.actor_class.__name__}",
+        daemon=True,
+    ).start()
     return watch
 
 
@@ -149,22 +150,3 @@ def live_watch_count() -> int:
     """How many actors are being watched (for leak checks in tests)."""
     with _table_lock:
         return len(_watches)
-
-
-def _install_stop_all_hook() -> None:
-    """Make ``ActorRegistry.stop_all`` raise the no-restart flag before it stops anything."""
-    registry = pykka.ActorRegistry
-    original = registry.__dict__["stop_all"].__func__
-    if getattr(original, "_supervisors_hook", False):
-        return
-
-    def stop_all(cls: type[pykka.ActorRegistry], *args: Any, **kwargs: Any) -> Any:
-        mark_system_stopping()
-        return original(cls, *args, **kwargs)
-
-    stop_all._supervisors_hook = True  # type: ignore[attr-defined]
-    stop_all.__doc__ = original.__doc__
-    registry.stop_all = classmethod(stop_all)  # type: ignore[assignment,method-assign]
-
-
-_install_stop_all_hook()

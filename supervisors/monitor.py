@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pykka import ActorDeadError, ActorRef
-from pykka._envelope import Envelope
 
 from supervisors import _watch
-from supervisors._process import ExitSignal, Mailbox, Process, actor_of
+from supervisors._mailbox import Letter, Mailbox
+from supervisors._process import Process, actor_of
 from supervisors._reasons import ExitReason, NoProc
+from supervisors._signals import Exit, ExitSignal
 
 __all__ = ["Down", "Exit", "MonitorRef", "demonitor", "link", "monitor", "trap_exits", "unlink"]
 
@@ -48,14 +49,6 @@ class Down:
 
     ref: MonitorRef
     target: ActorRef[Any]
-    reason: ExitReason
-
-
-@dataclass(frozen=True, slots=True)
-class Exit:
-    """A linked actor ended and this process traps exits (OTP ``{'EXIT', Pid, Reason}``)."""
-
-    sender: ActorRef[Any]
     reason: ExitReason
 
 
@@ -98,7 +91,7 @@ def _signal(receiver: ActorRef[Any], sender: ActorRef[Any], reason: ExitReason) 
     if issubclass(receiver.actor_class, Process):
         inbox = receiver.actor_inbox
         assert isinstance(inbox, Mailbox)
-        inbox.put_first(Envelope(ExitSignal(sender, reason)))
+        inbox.put_first(Letter(ExitSignal(sender, reason)))
     elif reason.abnormal:
         with contextlib.suppress(ActorDeadError):
             receiver.stop(block=False)

@@ -328,3 +328,69 @@ class TestFailedInit:
                 [worker_spec("a", starts, stops=stops)], name="top", registry=registry
             )
         assert stops.get(timeout=WAIT_S) == ("a", Shutdown())
+
+
+class TestPykkaApi:
+    """pykka's own API on a Process, with nothing of pykka patched."""
+
+    def test_proxy_attributes_can_be_read_and_set_and_stop_called(self):
+        """A proxy reads and sets attributes, and proxy.stop() ends the process Normal()."""
+
+        class Holder(Process):
+            value = 1
+
+        ref = Holder.start()
+        proxy = ref.proxy()
+        assert proxy.value.get(timeout=WAIT_S) == 1
+        proxy.value = 5
+        assert proxy.value.get(timeout=WAIT_S) == 5
+        proxy.stop()
+        assert wait_for_down(ref, WAIT_S) == Normal()
+
+    def test_ref_stop_answers_like_pykka(self):
+        """ref.stop() is True once stopped and False on a dead process; block=False gives a
+        future of the same answer."""
+        ref = Worker.start("a")
+        assert ref.stop(timeout=WAIT_S) is True
+        assert ref.stop(timeout=WAIT_S) is False
+        other = Worker.start("b")
+        assert other.stop(block=False).get(timeout=WAIT_S) is True
+
+    def test_a_child_stopped_by_ref_stop_is_restarted(self):
+        """Outside stop_all, pykka's stop of a permanent child is an exit it restarts from."""
+        starts = Starts()
+        Supervisor.start([worker_spec("a", starts)])
+        (a,) = starts.expect("a")
+        assert a.stop(timeout=WAIT_S) is True
+        starts.expect("a")
+
+    @pytest.mark.parametrize("block", [True, False])
+    def test_stop_all_stops_a_tree_and_restarts_nothing(self, block):
+        """pykka's stop_all, blocking or not, stops every child and supervisor, no restart."""
+        starts = Starts()
+        inner = supervisors.ChildSpec(
+            id="inner",
+            type="supervisor",
+            start=lambda: Supervisor.start([worker_spec("c", starts)]),
+        )
+        sup = Supervisor.start([worker_spec("a", starts), inner, worker_spec("b", starts)])
+        a, c, b = starts.expect("a", "c", "b")
+        answers = pykka.ActorRegistry.stop_all(block=block, timeout=WAIT_S)
+        if not block:
+            answers = [future.get(timeout=WAIT_S) for future in answers]
+        assert len(answers) == 5
+        for ref in (sup, a, b, c):
+            wait_for_down(ref, WAIT_S)
+        assert starts.nothing_more()
+        assert pykka.ActorRegistry.get_all() == []
+
+    def test_a_process_runs_on_a_daemon_thread(self):
+        """A Process never holds the interpreter open (pykka's actors do by default)."""
+        seen: queue.Queue = queue.Queue()
+
+        class Reporter(Process):
+            def on_receive(self, message):
+                seen.put(threading.current_thread().daemon)
+
+        Reporter.start().tell("where")
+        assert seen.get(timeout=WAIT_S) is True

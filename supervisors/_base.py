@@ -51,7 +51,7 @@ class _Retry:
 
 
 class _Child:
-    __slots__ = ("mref", "ref", "restarting", "spec")
+    __slots__ = ("last_urn", "mref", "ref", "restarting", "spec")
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -59,6 +59,8 @@ class _Child:
         self.mref: Any = None
         self.restarting = False
         """Its restart failed and a retry is queued (OTP's ``{restarting, Pid}``)."""
+        self.last_urn: str | None = None
+        """The urn of its last incarnation, by which a DynamicSupervisor's caller names it."""
 
 
 def _ask_to_stop(ref: ActorRef[Any]) -> None:
@@ -251,6 +253,7 @@ class SupervisorBase(Process):
                 return None
             child.ref = None
             child.mref = None
+            child.last_urn = sender.actor_urn
             del self._by_urn[sender.actor_urn]
             log.info(
                 "child_terminated",

@@ -12,6 +12,9 @@ Differences from OTP/Elixir:
   child's ``start`` (Elixir's ``extra_arguments``).
 - ``terminate_child`` takes the child's ``ActorRef`` (as OTP does for simple_one_for_one);
   ``restart_child``, ``delete_child`` and ``get_childspec`` are not supported.
+- A child whose restart failed is *restarting* (OTP's ``restarting``): it is retried by a
+  message to the supervisor itself, counted against intensity, and shows with ``ref=None``;
+  ``terminate_child`` with the ref of its last incarnation ends the loop and forgets it.
 - ``max_children`` counts running children; past it ``start_child`` raises
   ``MaxChildrenError`` (Elixir returns ``{:error, :max_children}``).
 """
@@ -109,9 +112,19 @@ class DynamicSupervisor(SupervisorBase):
             raise TypeError(f"terminate_child got {ref!r}; pass the child's ActorRef")
         child = self._by_urn.get(ref.actor_urn)
         if child is None:
-            raise LookupError(f"{ref} is not a running child of {self.label}")
+            child = self._restarting_child(ref.actor_urn)
+            if child is None:
+                raise LookupError(f"{ref} is not a running child of {self.label}")
+            child.restarting = False  # ends its restart loop: the queued retry does nothing
         self._shutdown_child(child)
         self._drop(child)
+
+    def _restarting_child(self, urn: str) -> _Child | None:
+        """The restarting child whose last incarnation was ``urn`` (a scan: rare)."""
+        for child in self._children.values():
+            if child.restarting and child.last_urn == urn:
+                return child
+        return None
 
     def _call_which_children(self) -> list[ChildInfo]:
         return [
@@ -131,6 +144,7 @@ class DynamicSupervisor(SupervisorBase):
         self._restart(child)
 
     def _restart(self, child: _Child) -> None:
+        child.restarting = False
         try:
             started = self._start_child_process(child, self.extra_args)
         except Exception as exc:
@@ -138,6 +152,7 @@ class DynamicSupervisor(SupervisorBase):
                 "child_restart_failed", supervisor=self.label, child_id=child.spec.id,
                 error=repr(exc),
             )
+            child.restarting = True
             self.actor_ref.tell(_Retry((self._key_of[id(child)],)))
             return
         if not started:
@@ -152,7 +167,7 @@ class DynamicSupervisor(SupervisorBase):
             return
         for key in ids:
             child = self._children.get(key)  # type: ignore[call-overload]
-            if child is None or child.ref is not None:
+            if child is None or not child.restarting:
                 continue
             if not self._add_restart():
                 self._give_up()

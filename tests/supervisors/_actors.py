@@ -132,3 +132,33 @@ def worker_spec(key: Any, starts: Starts, **options: Any):
 def crashed_with_boom(reason: Any) -> bool:
     """True if the reason is a crash by our BoomError exception."""
     return isinstance(reason, Crashed) and isinstance(reason.exc, BoomError)
+
+
+class FlakyStart:
+    """A child start that raises while ``failing`` is set, counting its refused attempts;
+    ``looping`` is set once the refusal was retried (the child is then ``restarting``)."""
+
+    def __init__(self, key: str, starts: Starts) -> None:
+        self.key, self.starts = key, starts
+        self.failing = threading.Event()
+        self.looping = threading.Event()
+        self.refused = 0
+
+    def arm(self) -> None:
+        """From now on every start is refused; ``looping`` waits for a fresh loop."""
+        self.refused = 0
+        self.looping.clear()
+        self.failing.set()
+
+    def __call__(self):
+        if self.failing.is_set():
+            self.refused += 1
+            if self.refused >= 2:
+                self.looping.set()
+            raise BoomError(f"start of {self.key} refused")
+        return Worker.start(self.key, self.starts)
+
+
+# A restart loop retries as fast as the supervisor's mailbox turns; a 1 ms window with room
+# for a million restarts keeps it looping (never giving up) for as long as a test needs.
+LOOP_FOREVER = {"max_restarts": 1_000_000, "max_seconds": 0.001}

@@ -21,7 +21,7 @@ from supervisors import (
 )
 from supervisors.testing import wait_for_down
 
-from ._actors import WAIT_S, Starts, Worker, worker_spec
+from ._actors import LOOP_FOREVER, WAIT_S, FlakyStart, Starts, Worker, worker_spec
 
 
 class TestDynamicChildren:
@@ -109,3 +109,33 @@ class TestConcurrentStop:
         assert stop(sup, timeout_s=WAIT_S * 2)
         reasons = [stops.get(timeout=WAIT_S)[1] for _ in range(n)]
         assert reasons == [Shutdown()] * n
+
+
+class TestDynamicRestarting:
+    """A dynamic child in a restart loop (port of supervisor_SUITE's
+    hanging_restart_loop_simple)."""
+
+    def test_terminate_child_with_the_last_ref_ends_a_restart_loop(self):
+        """A restarting child shows no ref and is not active; terminating it by its last ref
+        forgets it; the supervisor also stops while a child loops."""
+        starts = Starts()
+        flaky = FlakyStart("c", starts)
+        sup = DynamicSupervisor.start(**LOOP_FOREVER)
+        c = start_child(sup, ChildSpec(id="c", start=flaky))
+        starts.expect("c")
+        flaky.arm()
+        c.tell("crash")
+        assert flaky.looping.wait(WAIT_S)
+        assert [info.ref for info in which_children(sup)] == [None]
+        assert count_children(sup) == {"specs": 1, "active": 0, "supervisors": 0, "workers": 1}
+        terminate_child(sup, c)
+        refused_then = flaky.refused
+        assert which_children(sup) == []  # the retry queued before terminate_child did nothing
+        assert flaky.refused == refused_then
+        flaky.failing.clear()
+        c2 = start_child(sup, ChildSpec(id="c", start=flaky))
+        assert starts.expect("c") == [c2]
+        flaky.arm()
+        c2.tell("crash")
+        assert flaky.looping.wait(WAIT_S)
+        assert stop(sup, timeout_s=WAIT_S)

@@ -30,7 +30,16 @@ from supervisors import (
 from supervisors import stop as stop_process
 from supervisors.testing import FakeClock, wait_for_down
 
-from ._actors import WAIT_S, BoomError, Starts, Worker, crashed_with_boom, worker_spec
+from ._actors import (
+    LOOP_FOREVER,
+    WAIT_S,
+    BoomError,
+    FlakyStart,
+    Starts,
+    Worker,
+    crashed_with_boom,
+    worker_spec,
+)
 
 
 @pytest.fixture
@@ -391,30 +400,6 @@ class TestRestartFailures:
         assert "start_timeout_s" in failures[0]["error"]
 
 
-class _FlakyStart:
-    """A child start that raises while ``failing`` is set, counting its refused attempts;
-    ``looping`` is set once the refusal was retried (the child is then ``restarting``)."""
-
-    def __init__(self, key: str, starts: Starts) -> None:
-        self.key, self.starts = key, starts
-        self.failing = threading.Event()
-        self.looping = threading.Event()
-        self.refused = 0
-
-    def __call__(self):
-        if self.failing.is_set():
-            self.refused += 1
-            if self.refused >= 2:
-                self.looping.set()
-            raise BoomError(f"start of {self.key} refused")
-        return Worker.start(self.key, self.starts)
-
-
-# A restart loop retries as fast as the supervisor's mailbox turns; a 1 ms window with room
-# for a million restarts keeps it looping (never giving up) for as long as a test needs.
-_LOOP_FOREVER = {"max_restarts": 1_000_000, "max_seconds": 0.001}
-
-
 class TestRestartingState:
     """OTP's ``restarting`` state and group retries (ports of supervisor_SUITE's
     hanging_restart_loop and hanging_restart_loop_rest_for_one, plus try_again_restart)."""
@@ -422,11 +407,11 @@ class TestRestartingState:
     def test_a_child_in_a_restart_loop_is_restarting_until_terminated(self, starts):
         """restart_child and delete_child answer restarting; terminate_child ends the loop,
         after which the child can be restarted; the supervisor stops while looping."""
-        flaky = _FlakyStart("c", starts)
+        flaky = FlakyStart("c", starts)
         spec = ChildSpec(id="c", start=flaky)
-        sup = Supervisor.start([spec], **_LOOP_FOREVER)
+        sup = Supervisor.start([spec], **LOOP_FOREVER)
         (c,) = starts.expect("c")
-        flaky.failing.set()
+        flaky.arm()
         c.tell("crash")
         assert flaky.looping.wait(WAIT_S)
         with pytest.raises(ValueError, match="already present but not running"):
@@ -445,22 +430,21 @@ class TestRestartingState:
         flaky.failing.clear()
         c2 = restart_child(sup, "c")
         assert starts.expect("c") == [c2]
-        flaky.looping.clear()
-        flaky.failing.set()
+        flaky.arm()
         c2.tell("crash")
         assert flaky.looping.wait(WAIT_S)
         assert stop_process(sup, timeout_s=WAIT_S)
 
     def test_rest_for_one_restarting_child_leaves_the_rest_down(self, starts):
         """b loops: a runs, b is restarting, c waits down; terminate_child b ends the loop."""
-        flaky = _FlakyStart("b", starts)
+        flaky = FlakyStart("b", starts)
         sup = Supervisor.start(
             [worker_spec("a", starts), ChildSpec(id="b", start=flaky), worker_spec("c", starts)],
             strategy="rest_for_one",
-            **_LOOP_FOREVER,
+            **LOOP_FOREVER,
         )
         a, b, c = starts.expect("a", "b", "c")
-        flaky.failing.set()
+        flaky.arm()
         b.tell("crash")
         assert flaky.looping.wait(WAIT_S)
         assert wait_for_down(c, WAIT_S) == Shutdown()

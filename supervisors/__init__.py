@@ -6,6 +6,11 @@ registry and timers, for any pykka application. Each module's docstring lists wh
 from Erlang/OTP; the largest difference is that Python cannot kill a thread, so "kill" means
 *abandon* (see ``Killed``).
 
+Every thread the package starts (process threads, pool workers, the timer thread, watchers of
+plain pykka actors) is a daemon thread: a program that never stops its tree still exits when
+its main thread ends. It uses pykka's public API and the extension points pykka documents for
+new actor types only, and patches nothing of pykka (``_process`` and ``_ref`` say how).
+
 A tree in a few lines::
 
     import supervisors as sv

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pykka import ActorDeadError, ActorRef
@@ -53,6 +53,10 @@ from tinkex_actors.queue_state import (
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.transport import HttpRequest, Transport
 from tinkex_actors.types import proto
+
+if TYPE_CHECKING:
+    from tinkex_actors.client_extras import SessionTelemetry
+    from tinkex_actors.service import ClientFuture
 
 log = get_logger("tinkex_actors.sampling")
 
@@ -527,7 +531,7 @@ class SamplingClient:
         self._state = state
         self._actor = actor
         self._runtime = runtime
-        self._telemetry: Any = None
+        self._telemetry: SessionTelemetry | None = None
 
     # -- crossing process boundaries -----------------------------------------------------------
 
@@ -737,7 +741,7 @@ class SamplingClient:
         sampling_session_id: str | None = None,
         retry_config: RetryPolicy | None = None,
         record_stability_info: bool = False,
-    ) -> Any:
+    ) -> ClientFuture[SamplingClient]:
         """A ClientFuture of a new SamplingClient made by `holder` (a ServiceClient).
 
         With `sampling_session_id` it joins that existing sampling session (the server's
@@ -749,13 +753,14 @@ class SamplingClient:
                 f"holder is a {type(holder).__name__}; pass the ServiceClient that owns the "
                 "session (SamplingClient.create(service, model_path=...))"
             )
-        return make(
+        made: ClientFuture[SamplingClient] = make(
             model_path=model_path,
             base_model=base_model,
             sampling_session_id=sampling_session_id,
             retry_config=retry_config,
             record_stability_info=record_stability_info,
         )
+        return made
 
     def on_queue_state_change(
         self, queue_state: QueueState, queue_state_reason: str | None
@@ -774,6 +779,6 @@ class SamplingClient:
     def _debouncer_for_user(self) -> QueueStateDebouncer:
         return QueueStateDebouncer("sampling", self.sampling_session_id)
 
-    def get_telemetry(self) -> Any:
+    def get_telemetry(self) -> SessionTelemetry | None:
         """The session's telemetry handle (None: telemetry is off or this is a clone)."""
         return self._telemetry

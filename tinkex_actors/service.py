@@ -25,6 +25,7 @@ import functools
 import itertools
 import os
 import threading
+import uuid
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Generic, TypeVar, cast
 
@@ -60,6 +61,7 @@ from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.sampling import (
+    CLONE_STRIDE,
     SamplerState,
     SamplingClient,
     SamplingClientActor,
@@ -519,13 +521,14 @@ class ServiceClient:
         sampling_session_id: str | None = None,
         retry_config: RetryPolicy | None = None,
         record_stability_info: bool = False,
+        join: bool = False,
     ) -> SamplingClient:
         if sampling_session_id is None:
             sid, base = self._open_sampling_session(model_path, base_model)
         else:
-            sid, base = sampling_session_id, base_model or self._sampler_base_model(
-                sampling_session_id
-            )
+            sid, base = sampling_session_id, base_model
+        if base is None:  # as officially: the server names the base model of saved weights
+            base = self._sampler_base_model(sid)
         state = SamplerState(
             sampling_session_id=sid,
             base_model=base,
@@ -536,10 +539,14 @@ class ServiceClient:
             base_url=self.transport.config.base_url,
             record_stability_info=record_stability_info,
         )
+        name: tuple[str, ...] = ("sampling", sid)
+        if join:  # another client of a session someone made: a clone, so seq_ids never collide
+            state.clone_id = uuid.uuid4().int % CLONE_STRIDE + 1
+            name = ("sampling", sid, str(state.clone_id))
         start = SamplingClientActor.start
         if retry_config is not None:
             start = functools.partial(SamplingClientActor.start, policy=retry_config)
-        actor = self._start_client_actor("sampling_clients", ("sampling", sid), start, state)
+        actor = self._start_client_actor("sampling_clients", name, start, state)
         client = SamplingClient(state, actor)
         client._telemetry = self.get_telemetry()
         return client
@@ -913,5 +920,6 @@ class ServiceClient:
                 sampling_session_id=sampling_session_id,
                 retry_config=retry_config,
                 record_stability_info=record_stability_info,
+                join=True,
             )
         )

@@ -248,7 +248,7 @@ class TestParameters:
         """Each bad option raises a ValueError naming it, before anything is sent."""
         sampler = service.create_sampling_client(base_model=BASE).result(WAIT_S)
         with pytest.raises(ValueError, match=match):
-            sampler.sample(PROMPT, 1, GREEDY, **kwargs)  # type: ignore[arg-type]
+            sampler.sample(PROMPT, 1, GREEDY, **kwargs)
 
     def test_optim_step_takes_optim_params_or_the_older_adam_params(
         self, server: LocalServer, trainer: TrainingClient

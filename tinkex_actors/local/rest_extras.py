@@ -202,8 +202,13 @@ class RestExtras:
         found = [s for s in self.service.sessions.values() if self._matches(s, query)]
         found.sort(key=lambda s: (s.created_s, s.session_id), reverse=True)
         if query.cursor is not None:
-            after = (query.cursor.last_created_at.timestamp(), query.cursor.last_session_id)
-            found = [s for s in found if (s.created_s, s.session_id) < after]
+            # Compared as the cursor was written (microseconds), not as raw floats.
+            after = (query.cursor.last_created_at, query.cursor.last_session_id)
+            found = [
+                s
+                for s in found
+                if (datetime.fromtimestamp(s.created_s, UTC), s.session_id) < after
+            ]
         page = found[: query.limit]
         cursor = None
         if len(found) > query.limit:

@@ -226,12 +226,13 @@ class TestParameters:
                 PROMPT, 1, GREEDY, include_prompt_logprobs=True, topk_sample_logprobs=2,
                 target_prompt_logprobs=target, prompt_alt_tokens_k=3, prompt_logprobs_last_n=2,
             ).result(WAIT_S)
-            sampler.compute_logprobs(PROMPT, prompt_logprobs_last_n=1).result(WAIT_S)
+            last = sampler.compute_logprobs(PROMPT, prompt_logprobs_last_n=2).result(WAIT_S)
         sent, scored = (s.body for s in seen.to("asample"))
+        assert last[:-2] == [None] * (PROMPT.length - 2) and None not in last[-2:]
         assert (sent["topk_sample_logprobs"], sent["prompt_alt_tokens_k"]) == (2, 3)
         assert sent["prompt_logprobs_last_n"] == 2 and sent["record_stability_info"] is True
         assert sent["target_prompt_logprobs"]["shape"] == [PROMPT.length - 1, 1]
-        assert scored["prompt_logprobs"] is True and scored["prompt_logprobs_last_n"] == 1
+        assert scored["prompt_logprobs"] is True and scored["prompt_logprobs_last_n"] == 2
 
     @pytest.mark.parametrize(
         ("kwargs", "match"),

@@ -52,6 +52,7 @@ def handle_as_loss_fn(
             loss, datum_metrics = handle.fn(leaf, *inputs)
             total = total + loss
             for key, value in dict(datum_metrics).items():
+                value = value.detach() if hasattr(value, "detach") else value
                 metrics[key] = metrics.get(key, 0.0) + float(value)
         total.backward()
         for key in metrics:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -434,3 +435,19 @@ class TestNewMethods:
         if importlib.util.find_spec("torch") is None:
             with pytest.raises(ImportError, match="pip install torch"):
                 trainer.forward_backward_custom([datum()], handle)
+
+    def test_a_custom_loss_handle_trains_through_torch(
+        self, service: ServiceClient, trainer: TrainingClient
+    ) -> None:
+        """A negative log-likelihood handle gives cross_entropy's loss and reports its metric."""
+        pytest.importorskip("torch")
+
+        def neg_ll(logprobs: Any, weights: Any) -> tuple[Any, dict[str, Any]]:
+            loss = -(logprobs * weights).sum()
+            return loss, {"custom/neg_ll:sum": loss}
+
+        handle = service.create_custom_loss(neg_ll, {"logprobs": 1, "weights": 1}).result(WAIT_S)
+        expected = trainer.forward([datum()], "cross_entropy").result(WAIT_S).metrics["loss:sum"]
+        out = trainer.forward_backward_custom([datum()], handle).result(WAIT_S)
+        assert out.metrics["loss:sum"] == pytest.approx(expected, rel=1e-4)
+        assert out.metrics["custom/neg_ll:sum"] == pytest.approx(expected, rel=1e-4)

@@ -10,9 +10,6 @@
   which Perfetto opens); the first ask answers `pending`, later ones `ready` with a URL under
   `/_traces/` (the service's signed URL needs no API key either).
 - `POST sessions/search`, `PUT sessions/{id}/project`.
-- The Dimuon optimizer (`local/optimizers.py`): `create_model` and `optim_step` are routed
-  through here; a model remembers its `optimizer_config.type`, and `optim_step` applies
-  `optimizer_params` of that family (Adam ones go on to `TinkerService.optim_step`).
 
 `create_session` is routed through here to remember each session's `project_id` and
 `display_name` (the session itself is created by `TinkerService.create_session`).
@@ -33,7 +30,6 @@ import msgspec
 
 from tinkex_actors import types
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
-from tinkex_actors.local.optimizers import dimuon_step
 from tinkex_actors.local.service import Session, TinkerService, body_of, need
 from tinkex_actors.local.storage import StorageError, iso, parse_tinker_path
 
@@ -79,16 +75,12 @@ class RestExtras:
         self.audit: list[dict[str, Any]] = []
         self.traces: dict[str, bytes] = {}
         self.trace_asks: Counter[str] = Counter()
-        self.optimizers: dict[str, str] = {}
-        """model_id -> its optimizer family, for models not made with AdamW."""
 
     def register(self, router: Router) -> None:
         """Add every endpoint of this module to a router (after `TinkerService.register`)."""
         session = "/api/v1/sessions/{session_id}"
         for method, path, handler in (
             ("POST", "/api/v1/create_session", self.create_session),
-            ("POST", "/api/v1/create_model", self.create_model),
-            ("POST", "/api/v1/optim_step", self.optim_step),
             ("POST", "/api/v1/copy_weights", self.copy_weights),
             ("GET", "/api/v1/audit", self.audit_log),
             ("GET", "/api/v1/billing/usage/events", self.billing_usage),
@@ -99,54 +91,6 @@ class RestExtras:
             ("GET", "/_traces/{name}", self.trace_file),
         ):
             router.add(method, path, handler)
-
-    # -- optimizers -------------------------------------------------------------------------
-
-    async def create_model(self, request: Request) -> Response:
-        """`POST create_model`: as the service, remembering a non-Adam optimizer."""
-        config = need(body_of(request), "optimizer_config", dict, optional=True) or {}
-        family = config.get("type", "adamw")
-        if family not in ("adamw", "dimuon"):
-            raise HTTPError(
-                400, f"field 'optimizer_config.type' must be 'adamw' or 'dimuon', got {family!r}"
-            )
-        response = await self.service.create_model(request)
-        if family != "adamw" and response.status == 200:
-            self.optimizers[json.loads(response.body)["model_id"]] = family
-        return response
-
-    async def optim_step(self, request: Request) -> Response:
-        """`POST optim_step`: Dimuon params for a Dimuon model; Adam ones to the service."""
-        body = body_of(request)
-        family = self.optimizers.get(body.get("model_id"), "adamw")  # type: ignore[arg-type]
-        raw = body.get("optimizer_params")
-        if family == "adamw":
-            if raw is not None:
-                raise HTTPError(
-                    400,
-                    f"model {body.get('model_id')} was created with AdamW; send 'adam_params' "
-                    "(or create the model with optimizer_config {type: dimuon})",
-                )
-            return await self.service.optim_step(request)
-        if not isinstance(raw, dict) or raw.get("type") != family:
-            raise HTTPError(
-                400,
-                f"model {body.get('model_id')} was created with {family}; send "
-                f"'optimizer_params' of type {family!r}",
-            )
-        try:
-            params = types.convert(raw, types.DimuonParams)
-        except (msgspec.ValidationError, ValueError) as exc:
-            raise HTTPError(400, f"field 'optimizer_params': {exc}") from exc
-        entry = self.service.model(body.get("model_id"))
-
-        def run() -> tuple[Any, bytes | None]:
-            metrics = dimuon_step(
-                entry.model, params.learning_rate, params.beta1, params.grad_clip_norm
-            )
-            return {"metrics": metrics}, None
-
-        return self.service._queue(request, entry, body.get("seq_id"), "OptimStep", run)
 
     # -- sessions ---------------------------------------------------------------------------
 

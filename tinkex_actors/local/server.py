@@ -22,6 +22,7 @@ from supervisors._logging import get_logger
 from tinkex_actors.local.asgi import App, Router
 from tinkex_actors.local.faults import FaultPlan
 from tinkex_actors.local.futures import FutureStore
+from tinkex_actors.local.optimizers import OptimizerEndpoints
 from tinkex_actors.local.rest import RestEndpoints
 from tinkex_actors.local.rest_extras import RestExtras
 from tinkex_actors.local.runner import ServerThread, serve_foreground
@@ -42,6 +43,7 @@ def build_app(data_dir: Path, settings: ServerSettings | None = None) -> tuple[A
     service.register(router)
     RestEndpoints(service).register(router)
     RestExtras(service).register(router)
+    OptimizerEndpoints(service).register(router)
     app = App(router, faults)
     service.request_counts = app.path_counts
     tasks: list[asyncio.Task[None]] = []

@@ -59,6 +59,6 @@ def handle_as_loss_fn(
             if key.endswith(":mean"):  # per-datum means average; sums add up
                 metrics[key] /= max(len(leaves), 1)
         grads = [leaf.grad.detach().numpy() for leaf in leaves]
-        return float(total), metrics, grads
+        return float(total.detach()), metrics, grads
 
     return loss_fn

@@ -42,7 +42,7 @@ from tinkex_actors.backpressure import (
 )
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIConnectionError, APIStatusError, RateLimitError
-from tinkex_actors.futures import Future, relay
+from tinkex_actors.futures import Future, combine, relay
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.queue_state import (
     QueueState,
@@ -399,6 +399,17 @@ def sampler_handle(
     return base64.urlsafe_b64encode(msgspec.json.encode(payload)).decode()
 
 
+def _alt_tokens_returned(k: int, results: list[types.SampleResponse]) -> types.SampleResponse:
+    """The response, if it holds the prompt alternatives asked for (as official clients check:
+    a server that predates them ignores the field and answers without)."""
+    if results[0].prompt_alt_tokens is None:
+        raise RuntimeError(
+            f"prompt_alt_tokens_k={k} was asked for but the server returned no "
+            "prompt_alt_tokens; it may predate this feature"
+        )
+    return results[0]
+
+
 def _tell_granted(ref: ActorRef[Any], key: int, _token: object) -> None:
     tell_quietly(ref, _Granted(key))
 
@@ -645,6 +656,8 @@ class SamplingClient:
             )
             state.jobs[seq_id] = SampleJob(seq_id, http, estimate_prompt_bytes(prompt), future)
         self._kick()
+        if prompt_alt_tokens_k > 0:
+            return combine([future], functools.partial(_alt_tokens_returned, prompt_alt_tokens_k))
         return future
 
     def _kick(self) -> None:

@@ -522,11 +522,13 @@ class ServiceClient:
         retry_config: RetryPolicy | None = None,
         record_stability_info: bool = False,
         join: bool = False,
+        known_base_model: str | None = None,
     ) -> SamplingClient:
         if sampling_session_id is None:
             sid, base = self._open_sampling_session(model_path, base_model)
         else:
             sid, base = sampling_session_id, base_model
+        base = base or known_base_model
         if base is None:  # as officially: the server names the base model of saved weights
             base = self._sampler_base_model(sid)
         state = SamplerState(

@@ -769,7 +769,9 @@ class TrainingClient:
         if name is not None:
             saved = self.save_weights_for_sampler(name)
             return service._background(
-                lambda: service._sampling_now(model_path=saved.result().path, **options)
+                lambda: service._sampling_now(
+                    model_path=saved.result().path, known_base_model=base_model, **options
+                )
             )
         session_saved = self._save_ephemeral(next(service._sampler_seq), kind)
         return service._background(

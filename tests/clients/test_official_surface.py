@@ -217,16 +217,18 @@ class TestParameters:
     def test_sample_sends_the_extra_logprob_options(
         self, server: LocalServer, service: ServiceClient
     ) -> None:
-        """topk_sample_logprobs, target ids, alt tokens, last_n, stability info reach the wire."""
+        """The extra options reach the wire; alternatives the server did not give are an error."""
         sampler = service.create_sampling_client(
             base_model=BASE, record_stability_info=True
         ).result(WAIT_S)
         target = types.TensorData.from_numpy(np.full((PROMPT.length - 1, 1), 104, dtype=np.int64))
         with recording(server) as seen:
-            sampler.sample(
+            asked = sampler.sample(
                 PROMPT, 1, GREEDY, include_prompt_logprobs=True, topk_sample_logprobs=2,
                 target_prompt_logprobs=target, prompt_alt_tokens_k=3, prompt_logprobs_last_n=2,
-            ).result(WAIT_S)
+            )
+            with pytest.raises(RuntimeError, match="returned no prompt_alt_tokens"):
+                asked.result(WAIT_S)
             last = sampler.compute_logprobs(PROMPT, prompt_logprobs_last_n=2).result(WAIT_S)
         sent, scored = (s.body for s in seen.to("asample"))
         assert last[:-2] == [None] * (PROMPT.length - 2) and None not in last[-2:]

@@ -173,10 +173,11 @@ class TestWire:
                 pass
             with ServiceClient(
                 {"team": "a"}, "proj-x", display_name="nightly run", base_url=server.url,
-                api_key=KEY,
+                api_key=KEY, default_headers_overrides={"x-team": "blue"},
             ):
                 pass
         plain, named = (s.body for s in seen.to("create_session"))
+        assert seen.to("create_session")[1].headers["x-team"] == "blue"
         assert plain["user_metadata"] == {} and "project_id" not in plain
         assert named["user_metadata"] == {"team": "a"}
         assert (named["project_id"], named["display_name"]) == ("proj-x", "nightly run")

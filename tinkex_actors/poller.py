@@ -21,7 +21,8 @@ What each answer does (the futures table of the protocol notes):
 | HTTP 429 | notify a queue state in the body; re-poll after Retry-After or backoff |
 | HTTP 5xx | re-poll at once the first time, then after backoff |
 | connection error / timeout | re-poll after backoff (reset by any answer) |
-| HTTP 400 | re-poll after backoff up to 3 times, then fail |
+| HTTP 400 without a `category` | re-poll after backoff up to 3 times, then fail |
+| HTTP 400 `{error, category}` | fail at once: the server said why |
 | anything else | fail with the typed error |
 
 Delays come from `RetryPolicy` (see `tinkex_actors.retry`). Retries are unbounded, but before
@@ -550,7 +551,7 @@ class Poller(Process):
                     entry, "server_error", policy.backoff_s(entry.server_errors - 2, self._random)
                 )
         elif isinstance(error, BadRequestError):
-            if entry.bad_requests >= policy.max_bad_request_retries:
+            if entry.bad_requests >= policy.max_bad_request_retries or _has_error_body(error):
                 self._fail(entry, error)
                 return
             entry.bad_requests += 1
@@ -872,3 +873,10 @@ class PollerPool:
         if poller is not None:
             with contextlib.suppress(ActorDeadError):
                 poller.tell(_Forget(entry))
+
+
+def _has_error_body(error: APIStatusError) -> bool:
+    """A 400 whose body names an error category (`{error, category}`, the service's failed
+    request shape) is final; a 400 without one may come from a proxy and is polled again."""
+    body = error.body
+    return isinstance(body, dict) and "category" in body

@@ -43,6 +43,7 @@ from supervisors._logging import get_logger
 from tinkex_actors.config import Config, PoolKind
 from tinkex_actors.errors import APIResponseValidationError, APIStatusError
 from tinkex_actors.futures import Future
+from tinkex_actors.rest_admin import RestAdminCalls
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 from tinkex_actors.types import (
     Checkpoint,
@@ -154,7 +155,7 @@ def _checkpoint_route(training_run_id: str, checkpoint_id: str, action: str = ""
     return f"{route}/{action}" if action else route
 
 
-class RestClient:
+class RestClient(RestAdminCalls):
     """Manage training runs, checkpoints, sessions and samplers.
 
     `RestClient(transport)` uses a Transport someone else owns (a ServiceClient's);

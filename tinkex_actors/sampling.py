@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pykka import ActorDeadError, ActorRef
@@ -42,12 +42,21 @@ from tinkex_actors.backpressure import (
 )
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIConnectionError, APIStatusError, RateLimitError
-from tinkex_actors.futures import Future, relay
+from tinkex_actors.futures import Future, combine, relay
 from tinkex_actors.poller import PollerPool, PollSpec
-from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer, parse_queue_state
+from tinkex_actors.queue_state import (
+    QueueState,
+    QueueStateChange,
+    QueueStateDebouncer,
+    parse_queue_state,
+)
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.transport import HttpRequest, Transport
 from tinkex_actors.types import proto
+
+if TYPE_CHECKING:
+    from tinkex_actors.client_extras import SessionTelemetry
+    from tinkex_actors.service import ClientFuture
 
 log = get_logger("tinkex_actors.sampling")
 
@@ -59,6 +68,7 @@ __all__ = [
     "SamplerState",
     "SamplingClient",
     "SamplingClientActor",
+    "check_extra_sample_args",
     "check_sample_args",
     "sampler_handle",
 ]
@@ -90,10 +100,12 @@ class SamplerState:
     limiter: SampleRateLimiter
     clone_id: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-    counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    counter: itertools.count[int] = field(default_factory=lambda: itertools.count(0))
     jobs: dict[int, SampleJob] = field(default_factory=dict)
     progress: ProgressTracker | None = None
     base_url: str = ""
+    record_stability_info: bool = False
+    """Sent with every sample (official `record_stability_info`)."""
 
     def next_seq_id(self) -> int:
         """A seq_id never used by this sampler (call with `lock` held)."""
@@ -327,6 +339,52 @@ def check_sample_args(prompt: object, num_samples: object, sampling_params: obje
         raise TypeError("sampling_params must be a types.SamplingParams")
 
 
+def check_extra_sample_args(
+    prompt: types.ModelInput,
+    include_prompt_logprobs: bool,
+    topk_sample_logprobs: object,
+    target_prompt_logprobs: object,
+    prompt_alt_tokens_k: object,
+    prompt_logprobs_last_n: object,
+) -> None:
+    """Refuse the extra logprob options the service would refuse, before anything is sent."""
+    for name, value in (
+        ("topk_sample_logprobs", topk_sample_logprobs),
+        ("prompt_alt_tokens_k", prompt_alt_tokens_k),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}={value!r} must be an int >= 0 (0: not asked for)")
+    if target_prompt_logprobs is not None:
+        if not isinstance(target_prompt_logprobs, types.TensorData):
+            raise TypeError(
+                "target_prompt_logprobs must be a types.TensorData of token ids, "
+                f"got a {type(target_prompt_logprobs).__name__}"
+            )
+        shape = target_prompt_logprobs.shape
+        if target_prompt_logprobs.dtype != "int64" or shape is None or len(shape) != 2:
+            raise ValueError(
+                "target_prompt_logprobs must be a 2-D int64 TensorData of token ids, "
+                f"[len(prompt) - 1, K]; got dtype {target_prompt_logprobs.dtype}, shape {shape}"
+            )
+    if prompt_logprobs_last_n is None:
+        return
+    if (
+        isinstance(prompt_logprobs_last_n, bool)
+        or not isinstance(prompt_logprobs_last_n, int)
+        or prompt_logprobs_last_n < 1
+    ):
+        raise ValueError(f"prompt_logprobs_last_n={prompt_logprobs_last_n!r} must be an int >= 1")
+    if not include_prompt_logprobs:
+        raise ValueError(
+            "prompt_logprobs_last_n applies to prompt logprobs; pass include_prompt_logprobs=True"
+        )
+    if prompt_logprobs_last_n > prompt.length - 1:
+        raise ValueError(
+            f"prompt_logprobs_last_n={prompt_logprobs_last_n} is more than the prompt's "
+            f"{prompt.length} tokens minus the first; use 1..{max(prompt.length - 1, 1)}"
+        )
+
+
 def sampler_handle(
     sampling_session_id: str, base_url: str, base_model: str | None, model_path: str | None
 ) -> str:
@@ -339,6 +397,17 @@ def sampler_handle(
         "model_path": model_path,
     }
     return base64.urlsafe_b64encode(msgspec.json.encode(payload)).decode()
+
+
+def _alt_tokens_returned(k: int, results: list[types.SampleResponse]) -> types.SampleResponse:
+    """The response, if it holds the prompt alternatives asked for (as official clients check:
+    a server that predates them ignores the field and answers without)."""
+    if results[0].prompt_alt_tokens is None:
+        raise RuntimeError(
+            f"prompt_alt_tokens_k={k} was asked for but the server returned no "
+            "prompt_alt_tokens; it may predate this feature"
+        )
+    return results[0]
 
 
 def _tell_granted(ref: ActorRef[Any], key: int, _token: object) -> None:
@@ -473,6 +542,7 @@ class SamplingClient:
         self._state = state
         self._actor = actor
         self._runtime = runtime
+        self._telemetry: SessionTelemetry | None = None
 
     # -- crossing process boundaries -----------------------------------------------------------
 
@@ -538,9 +608,26 @@ class SamplingClient:
         sampling_params: types.SamplingParams,
         include_prompt_logprobs: bool = False,
         topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: types.TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
     ) -> Future[types.SampleResponse]:
-        """Generate `num_samples` continuations of `prompt`."""
+        """Generate `num_samples` continuations of `prompt`.
+
+        `topk_sample_logprobs`, `target_prompt_logprobs`, `prompt_alt_tokens_k` and
+        `prompt_logprobs_last_n` ask for the extra logprob outputs of the official SDK (see
+        `check_extra_sample_args`); the server answers them or refuses them with a 400.
+        """
         check_sample_args(prompt, num_samples, sampling_params)
+        check_extra_sample_args(
+            prompt,
+            include_prompt_logprobs,
+            topk_sample_logprobs,
+            target_prompt_logprobs,
+            prompt_alt_tokens_k,
+            prompt_logprobs_last_n,
+        )
         state = self._state
         future: Future[types.SampleResponse] = Future(request_type="Sample")
         with state.lock:
@@ -553,6 +640,11 @@ class SamplingClient:
                 seq_id=seq_id,
                 prompt_logprobs=include_prompt_logprobs or None,
                 topk_prompt_logprobs=topk_prompt_logprobs,
+                topk_sample_logprobs=topk_sample_logprobs,
+                target_prompt_logprobs=target_prompt_logprobs,
+                prompt_alt_tokens_k=prompt_alt_tokens_k,
+                prompt_logprobs_last_n=prompt_logprobs_last_n,
+                record_stability_info=state.record_stability_info or None,
             )
             http = HttpRequest(
                 "POST",
@@ -564,6 +656,8 @@ class SamplingClient:
             )
             state.jobs[seq_id] = SampleJob(seq_id, http, estimate_prompt_bytes(prompt), future)
         self._kick()
+        if prompt_alt_tokens_k > 0:
+            return combine([future], functools.partial(_alt_tokens_returned, prompt_alt_tokens_k))
         return future
 
     def _kick(self) -> None:
@@ -574,10 +668,17 @@ class SamplingClient:
         except ActorDeadError:
             log.debug("kick_to_restarting_sampler", sampler=self.sampling_session_id)
 
-    def compute_logprobs(self, prompt: types.ModelInput) -> Future[list[float | None]]:
-        """The logprob of each prompt token given those before it (None for the first)."""
+    def compute_logprobs(
+        self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> Future[list[float | None]]:
+        """The logprob of each prompt token given those before it (None for the first, and
+        for every token before the last `prompt_logprobs_last_n` when that is given)."""
         sampled = self.sample(
-            prompt, 1, types.SamplingParams(max_tokens=1), include_prompt_logprobs=True
+            prompt,
+            1,
+            types.SamplingParams(max_tokens=1),
+            include_prompt_logprobs=True,
+            prompt_logprobs_last_n=prompt_logprobs_last_n,
         )
         result: Future[list[float | None]] = Future(request_type="Sample")
 
@@ -591,16 +692,106 @@ class SamplingClient:
         sampled.add_done_callback(copy)
         return result
 
-    async def sample_async(self, *args: Any, **kwargs: Any) -> Future[types.SampleResponse]:
-        """`await` gives the Future of `sample`."""
-        return self.sample(*args, **kwargs)
+    async def sample_async(
+        self,
+        prompt: types.ModelInput,
+        num_samples: int,
+        sampling_params: types.SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+        topk_sample_logprobs: int = 0,
+        target_prompt_logprobs: types.TensorData | None = None,
+        prompt_alt_tokens_k: int = 0,
+        prompt_logprobs_last_n: int | None = None,
+    ) -> types.SampleResponse:
+        """`await` gives the SampleResponse of `sample` (as official 0.38)."""
+        return await self.sample(
+            prompt,
+            num_samples,
+            sampling_params,
+            include_prompt_logprobs,
+            topk_prompt_logprobs,
+            topk_sample_logprobs,
+            target_prompt_logprobs,
+            prompt_alt_tokens_k,
+            prompt_logprobs_last_n,
+        )
 
-    async def compute_logprobs_async(self, prompt: types.ModelInput) -> Future[list[float | None]]:
-        """`await` gives the Future of `compute_logprobs`."""
-        return self.compute_logprobs(prompt)
+    async def compute_logprobs_async(
+        self, prompt: types.ModelInput, prompt_logprobs_last_n: int | None = None
+    ) -> list[float | None]:
+        """`await` gives the prompt logprobs of `compute_logprobs` (as official 0.38)."""
+        return await self.compute_logprobs(prompt, prompt_logprobs_last_n)
 
     def get_tokenizer(self) -> Any:
         """The tokenizer of the sampled model."""
         from tinkex_actors.tokenizer import get_tokenizer
 
         return get_tokenizer(self._state.base_model or "")
+
+    # -- the rest of the official 0.38 surface ---------------------------------------------------
+
+    def get_base_model(self) -> str:
+        """The base model this sampler samples from (known since it was made: no request)."""
+        base = self._state.base_model
+        if base is None:
+            raise RuntimeError(
+                f"sampler {self.sampling_session_id} was made without knowing its base model; "
+                "make it with create_sampling_client(...) so that the server names it"
+            )
+        return base
+
+    async def get_base_model_async(self) -> str:
+        """`await` gives `get_base_model()`."""
+        return self.get_base_model()
+
+    @staticmethod
+    def create(
+        holder: Any,
+        *,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        sampling_session_id: str | None = None,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
+    ) -> ClientFuture[SamplingClient]:
+        """A ClientFuture of a new SamplingClient made by `holder` (a ServiceClient).
+
+        With `sampling_session_id` it joins that existing sampling session (the server's
+        base model of it is asked for when `base_model` is not given).
+        """
+        make = getattr(holder, "_sampling_client_future", None)
+        if make is None:
+            raise TypeError(
+                f"holder is a {type(holder).__name__}; pass the ServiceClient that owns the "
+                "session (SamplingClient.create(service, model_path=...))"
+            )
+        made: ClientFuture[SamplingClient] = make(
+            model_path=model_path,
+            base_model=base_model,
+            sampling_session_id=sampling_session_id,
+            retry_config=retry_config,
+            record_stability_info=record_stability_info,
+        )
+        return made
+
+    def on_queue_state_change(
+        self, queue_state: QueueState, queue_state_reason: str | None
+    ) -> None:
+        """Report a queue-state change of this sampler (warns at most once a minute)."""
+        self._debouncer_for_user.handle(
+            QueueStateChange(
+                request_id="",
+                request_type="Sample",
+                state=parse_queue_state(queue_state),
+                reason=queue_state_reason,
+            )
+        )
+
+    @functools.cached_property
+    def _debouncer_for_user(self) -> QueueStateDebouncer:
+        return QueueStateDebouncer("sampling", self.sampling_session_id)
+
+    def get_telemetry(self) -> SessionTelemetry | None:
+        """The session's telemetry handle (None: telemetry is off or this is a clone)."""
+        return self._telemetry

@@ -25,7 +25,8 @@ import functools
 import itertools
 import os
 import threading
-from collections.abc import Callable, Hashable
+import uuid
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Generic, TypeVar, cast
 
 from pykka import ActorDeadError, ActorRef
@@ -46,12 +47,21 @@ from supervisors._logging import get_logger
 from supervisors.timers import TimerService
 from tinkex_actors import types
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
+from tinkex_actors.client_extras import (
+    LossHandle,
+    SessionTelemetry,
+    check_input_ranks,
+    check_optimizer,
+    check_retry_config,
+    console_url,
+)
 from tinkex_actors.config import ClientFlags, Config, PoolKind
 from tinkex_actors.futures import Future
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.rest import RestClient
-from tinkex_actors.retry import ProgressTracker
+from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.sampling import (
+    CLONE_STRIDE,
     SamplerState,
     SamplingClient,
     SamplingClientActor,
@@ -133,10 +143,13 @@ class ServiceClient:
 
     def __init__(
         self,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        *,
         user_metadata: dict[str, str] | None = None,
+        project_id: str | None = None,
+        *,
+        display_name: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        default_headers_overrides: dict[str, str] | None = None,
         tags: list[str] | None = None,
         pollers: int = 4,
         timers: TimerService | None = None,
@@ -168,7 +181,11 @@ class ServiceClient:
         self._lock = threading.Lock()
         self._model_seq = itertools.count()
         self._sampler_seq = itertools.count()
+        self.project_id: str | None = project_id or env.get("TINKER_PROJECT_ID") or None
+        self.display_name = display_name
         try:
+            if default_headers_overrides:
+                config_options["default_headers"] = dict(default_headers_overrides)
             config = Config.resolve(
                 api_key=api_key, base_url=base_url, environ=dict(env), **config_options
             )
@@ -195,7 +212,10 @@ class ServiceClient:
             created = cast(
                 concurrent.futures.Future[str],
                 manager.ask(
-                    CreateSession(tuple(tags or ()), user_metadata), timeout=CALL_TIMEOUT_S
+                    CreateSession(
+                        tuple(tags or ()), user_metadata, self.project_id, self.display_name
+                    ),
+                    timeout=CALL_TIMEOUT_S,
                 ),
             )
             self.session_id: str = created.result(CALL_TIMEOUT_S)
@@ -305,7 +325,9 @@ class ServiceClient:
                     actor.current().tell(event)
 
         self._manager.current().tell(Subscribe(self.session_id, on_session_event))
-        return TrainingClient(state, actor, self.transport, sampling_factory=self._sampling_now)
+        return TrainingClient(
+            state, actor, self.transport, sampling_factory=self._sampling_now, service=self
+        )
 
     def _start_client_actor(
         self, supervisor: str, name: Hashable, start: Callable[..., ActorRef[Any]], state: Any
@@ -323,7 +345,11 @@ class ServiceClient:
         return SupervisedRef(name, self.registry)
 
     def _create_model(
-        self, base_model: str, lora: types.LoraConfig, user_metadata: dict[str, Any] | None
+        self,
+        base_model: str,
+        lora: types.LoraConfig,
+        user_metadata: dict[str, Any] | None,
+        optimizer: types.OptimizerConfig | None = None,
     ) -> TrainingClient:
         request = types.CreateModelRequest(
             session_id=self.session_id,
@@ -331,6 +357,7 @@ class ServiceClient:
             base_model=base_model,
             user_metadata=user_metadata,
             lora_config=lora,
+            optimizer_config=optimizer or types.AdamOptimizerConfig(),
         )
         response = (
             self.transport.submit(
@@ -371,9 +398,16 @@ class ServiceClient:
         train_mlp: bool = True,
         train_attn: bool = True,
         train_unembed: bool = True,
-        user_metadata: dict[str, Any] | None = None,
+        user_metadata: dict[str, str] | None = None,
+        optimizer: types.OptimizerConfig | None = None,
     ) -> ClientFuture[TrainingClient]:
-        """Create a LoRA model on `base_model`; a Future of its TrainingClient (usable as one)."""
+        """Create a LoRA model on `base_model`; a Future of its TrainingClient (usable as one).
+
+        `optimizer` selects the optimizer family for the model's life
+        (`types.AdamOptimizerConfig()`, the default, or `types.DimuonOptimizerConfig()`);
+        `optim_step` then takes that family's params.
+        """
+        check_optimizer(optimizer)
         if not isinstance(base_model, str) or not base_model:
             raise ValueError(f"base_model={base_model!r}: name a base model, e.g. 'tiny-byte-lm'")
         if not (train_mlp or train_attn or train_unembed):
@@ -389,13 +423,35 @@ class ServiceClient:
             train_unembed=train_unembed,
         )
         self._check_open()
-        return self._background(lambda: self._create_model(base_model, lora, user_metadata))
+        return self._background(
+            lambda: self._create_model(base_model, lora, user_metadata, optimizer)
+        )
 
-    async def create_lora_training_client_async(self, *args: Any, **kwargs: Any) -> TrainingClient:
+    async def create_lora_training_client_async(
+        self,
+        base_model: str,
+        rank: int = 32,
+        seed: int | None = None,
+        train_mlp: bool = True,
+        train_attn: bool = True,
+        train_unembed: bool = True,
+        user_metadata: dict[str, str] | None = None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> TrainingClient:
         """The awaitable twin of `create_lora_training_client`."""
-        return await self.create_lora_training_client(*args, **kwargs)
+        return await self.create_lora_training_client(
+            base_model, rank, seed, train_mlp, train_attn, train_unembed, user_metadata, optimizer
+        )
 
-    def _from_state(self, path: str, optimizer: bool) -> TrainingClient:
+    def _from_state(
+        self,
+        path: str,
+        optimizer: bool,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
+        optimizer_config: types.OptimizerConfig | None = None,
+    ) -> TrainingClient:
         info = (
             self.transport.submit(
                 HttpRequest(
@@ -414,29 +470,67 @@ class ServiceClient:
             train_attn=info.get("train_attn", True) is not False,
             train_unembed=info.get("train_unembed", True) is not False,
         )
-        client = self._create_model(info["base_model"], lora, None)
-        loader = client.load_state_with_optimizer if optimizer else client.load_state
-        loader(path).result()
+        client = self._create_model(
+            base_model or info["base_model"], lora, user_metadata, optimizer_config
+        )
+        client._load(path, optimizer, weights_access_token).result()
         return client
 
-    def create_training_client_from_state(self, path: str) -> ClientFuture[TrainingClient]:
-        """A new model with the weights of a checkpoint (fresh optimizer state)."""
+    def create_training_client_from_state(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> ClientFuture[TrainingClient]:
+        """A new model with the weights of a checkpoint (fresh optimizer state).
+
+        `base_model` overrides the checkpoint's (a compatible one), `user_metadata` goes on
+        the new training run, `weights_access_token` reads another account's checkpoint,
+        `optimizer` selects the new run's optimizer (Adam by default).
+        """
         self._check_path(path)
-        return self._background(lambda: self._from_state(path, optimizer=False))
+        check_optimizer(optimizer)
+        return self._background(
+            lambda: self._from_state(
+                path, False, base_model, user_metadata, weights_access_token, optimizer
+            )
+        )
 
     def create_training_client_from_state_with_optimizer(
-        self, path: str
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
     ) -> ClientFuture[TrainingClient]:
         """A new model with the weights and optimizer state of a checkpoint."""
         self._check_path(path)
-        return self._background(lambda: self._from_state(path, optimizer=True))
+        return self._background(
+            lambda: self._from_state(path, True, base_model, user_metadata, weights_access_token)
+        )
 
     # -- sampling and REST ---------------------------------------------------------------------
 
     def _sampling_now(
-        self, model_path: str | None = None, base_model: str | None = None
+        self,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        *,
+        sampling_session_id: str | None = None,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
+        join: bool = False,
+        known_base_model: str | None = None,
     ) -> SamplingClient:
-        sid, base = self._open_sampling_session(model_path, base_model)
+        if sampling_session_id is None:
+            sid, base = self._open_sampling_session(model_path, base_model)
+        else:
+            sid, base = sampling_session_id, base_model
+        base = base or known_base_model
+        if base is None:  # as officially: the server names the base model of saved weights
+            base = self._sampler_base_model(sid)
         state = SamplerState(
             sampling_session_id=sid,
             base_model=base,
@@ -445,11 +539,19 @@ class ServiceClient:
             limiter=self._limiter,
             progress=self.progress,
             base_url=self.transport.config.base_url,
+            record_stability_info=record_stability_info,
         )
-        actor = self._start_client_actor(
-            "sampling_clients", ("sampling", sid), SamplingClientActor.start, state
-        )
-        return SamplingClient(state, actor)
+        name: tuple[str, ...] = ("sampling", sid)
+        if join:  # another client of a session someone made: a clone, so seq_ids never collide
+            state.clone_id = uuid.uuid4().int % CLONE_STRIDE + 1
+            name = ("sampling", sid, str(state.clone_id))
+        start = SamplingClientActor.start
+        if retry_config is not None:
+            start = functools.partial(SamplingClientActor.start, policy=retry_config)
+        actor = self._start_client_actor("sampling_clients", name, start, state)
+        client = SamplingClient(state, actor)
+        client._telemetry = self.get_telemetry()
+        return client
 
     def _sampling_out_of_process(
         self, model_path: str | None, base_model: str | None
@@ -507,50 +609,85 @@ class ServiceClient:
         self,
         model_path: str | None = None,
         base_model: str | None = None,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
         *,
         out_of_process: bool = False,
     ) -> ClientFuture[Any]:
         """A sampler over saved weights (`model_path`) or a base model.
 
-        With `out_of_process=True` it runs in this ServiceClient's sampling child process
-        (see `tinkex_actors.sampling_process`): for programs whose own work holds the GIL.
+        `retry_config` (a `RetryPolicy`) sets the sampler's backoff on 5xx and connection
+        errors; `record_stability_info` asks the server to record stability information of
+        every sequence sampled. With `out_of_process=True` it runs in this ServiceClient's
+        sampling child process (see `tinkex_actors.sampling_process`): for programs whose own
+        work holds the GIL.
         """
         self._check_open()
         if model_path is not None:
             self._check_path(model_path)
+        check_retry_config(retry_config)
         if out_of_process:
             return self._background(lambda: self._sampling_out_of_process(model_path, base_model))
-        return self._background(lambda: self._sampling_now(model_path, base_model))
+        return self._background(
+            lambda: self._sampling_now(
+                model_path,
+                base_model,
+                retry_config=retry_config,
+                record_stability_info=record_stability_info,
+            )
+        )
 
     def create_rest_client(self) -> RestClient:
         """A RestClient sharing this ServiceClient's transport."""
         return RestClient(self.transport)
 
-    async def create_training_client_from_state_async(self, path: str) -> TrainingClient:
+    async def create_training_client_from_state_async(
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> TrainingClient:
         """The awaitable twin of `create_training_client_from_state`."""
-        return await self.create_training_client_from_state(path)
+        return await self.create_training_client_from_state(
+            path, base_model, user_metadata, weights_access_token, optimizer
+        )
 
     async def create_training_client_from_state_with_optimizer_async(
-        self, path: str
+        self,
+        path: str,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
     ) -> TrainingClient:
         """The awaitable twin of `create_training_client_from_state_with_optimizer`."""
-        return await self.create_training_client_from_state_with_optimizer(path)
+        return await self.create_training_client_from_state_with_optimizer(
+            path, base_model, user_metadata, weights_access_token
+        )
 
     async def create_sampling_client_async(
         self,
         model_path: str | None = None,
         base_model: str | None = None,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
         *,
         out_of_process: bool = False,
-    ) -> Any:
+    ) -> SamplingClient:
         """The awaitable twin of `create_sampling_client`."""
-        return await self.create_sampling_client(
-            model_path, base_model, out_of_process=out_of_process
+        client: SamplingClient = await self.create_sampling_client(
+            model_path,
+            base_model,
+            retry_config,
+            record_stability_info,
+            out_of_process=out_of_process,
         )
+        return client
 
     async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
         """The awaitable twin of `get_server_capabilities`."""
-        return await self.get_server_capabilities()
+        return await self._capabilities()
 
     def reconnect(self, tags: list[str] | None = None) -> str:
         """Open a new session after the old one was lost; returns its id.
@@ -573,8 +710,11 @@ class ServiceClient:
         log.info("session_reconnected", session_id=self.session_id)
         return self.session_id
 
-    def get_server_capabilities(self) -> Future[types.GetServerCapabilitiesResponse]:
-        """The base models the server offers."""
+    def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
+        """The base models the server offers (waits for the answer, as officially)."""
+        return self._capabilities().result(CALL_TIMEOUT_S)
+
+    def _capabilities(self) -> Future[types.GetServerCapabilitiesResponse]:
         future: Future[types.GetServerCapabilitiesResponse] = Future(request_type="Capabilities")
 
         def fetch() -> types.GetServerCapabilitiesResponse:
@@ -693,3 +833,95 @@ class ServiceClient:
 
     def __repr__(self) -> str:
         return f"ServiceClient(session_id={getattr(self, 'session_id', None)!r})"
+
+    # -- the rest of the official 0.38 surface ----------------------------------------------------
+
+    def get_console_url(self) -> str:
+        """The console page of this session."""
+        return console_url("sessions", getattr(self, "session_id", None))
+
+    def get_telemetry(self) -> SessionTelemetry | None:
+        """A handle to log events into this session's telemetry (None when it is off)."""
+        if self.registry.whereis("telemetry") is None:
+            return None
+        return SessionTelemetry(self._report_event)
+
+    def _report_event(self, event_name: str, event_data: dict[str, Any], severity: str) -> None:
+        reporter = self.registry.whereis("telemetry")
+        if reporter is not None:
+            reporter.tell(Log(event_name, event_data, severity))
+
+    def copy_weights(
+        self,
+        path: str,
+        *,
+        ttl_seconds: int | None = None,
+        weights_access_token: str | None = None,
+    ) -> Future[str]:
+        """Copy a checkpoint into this client's project; a Future of the copy's tinker path.
+
+        The copy belongs to a new training run that cannot be trained on. With a `project_id`
+        (argument or `TINKER_PROJECT_ID`) the copy goes to that project; without one it goes
+        to this session (a difference on purpose: officially that is a ValueError).
+        """
+        self._check_open()
+        self._check_path(path)
+        rest = self.create_rest_client()
+        if self.project_id is not None:
+            return rest.copy_weights(
+                path,
+                self.project_id,
+                ttl_seconds=ttl_seconds,
+                weights_access_token=weights_access_token,
+            )
+        request = types.CopyWeightsRequest(
+            source_path=path,
+            session_id=self.session_id,
+            model_seq_id=next(self._model_seq),
+            ttl_seconds=ttl_seconds,
+        )
+        return rest._copy_weights(request, weights_access_token)
+
+    def create_custom_loss(
+        self, fn: Callable[..., Any], input_ranks: Mapping[str, int]
+    ) -> Future[LossHandle]:
+        """A handle of a custom loss for `TrainingClient.forward_backward_custom`.
+
+        `fn(logprobs, <one tensor per loss_fn_input it reads>)` runs once per datum and returns
+        `(loss, metrics)`; `input_ranks` gives the rank (0, 1, 2) of each parameter. The loss
+        runs client-side (this server does not take traced losses) and needs torch.
+        """
+        self._check_open()
+        ranks = check_input_ranks(fn, input_ranks)
+        name = getattr(fn, "__name__", "custom_loss")
+        return Future.completed(LossHandle(name, fn, ranks, self.session_id))
+
+    def _sampler_base_model(self, sampling_session_id: str) -> str | None:
+        answer = self.create_rest_client().get_sampler(sampling_session_id).result(CALL_TIMEOUT_S)
+        return answer.base_model
+
+    def _sampling_client_future(
+        self,
+        *,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        sampling_session_id: str | None = None,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
+    ) -> ClientFuture[SamplingClient]:
+        """`SamplingClient.create(service, ...)`: a new sampler, or one joining a session."""
+        self._check_open()
+        check_retry_config(retry_config)
+        if sampling_session_id is None:
+            return self.create_sampling_client(
+                model_path, base_model, retry_config, record_stability_info
+            )
+        return self._background(
+            lambda: self._sampling_now(
+                base_model=base_model,
+                sampling_session_id=sampling_session_id,
+                retry_config=retry_config,
+                record_stability_info=record_stability_info,
+                join=True,
+            )
+        )

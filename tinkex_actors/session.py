@@ -75,6 +75,8 @@ class CreateSession:
 
     tags: tuple[str, ...] = ()
     user_metadata: dict[str, Any] | None = None
+    project_id: str | None = None
+    display_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,10 +220,13 @@ class SessionManager(Process):
         reply: concurrent.futures.Future[str] = concurrent.futures.Future()
         body = {
             "tags": list(message.tags),
-            "user_metadata": message.user_metadata,
+            "user_metadata": message.user_metadata or {},  # never null, as officially
             "sdk_version": self._sdk_version,
             "type": "create_session",
         }
+        for name in ("project_id", "display_name"):
+            if getattr(message, name) is not None:
+                body[name] = getattr(message, name)
         outcome = self._transport.submit(
             HttpRequest("POST", "create_session", msgspec.json.encode(body), pool=PoolKind.SESSION)
         )

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import functools
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import numpy as np
@@ -35,15 +34,28 @@ from supervisors._logging import get_logger
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors._http_messages import unique_key
+from tinkex_actors.client_extras import (
+    LossHandle,
+    SessionTelemetry,
+    check_optim_params,
+    check_retry_config,
+    console_url,
+    report_user_errors,
+)
 from tinkex_actors.config import ClientFlags, PoolKind
-from tinkex_actors.errors import APIStatusError, ConflictError
+from tinkex_actors.custom_loss_handle import handle_as_loss_fn
+from tinkex_actors.errors import APIResponseValidationError, APIStatusError, ConflictError
 from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs, relay
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
-from tinkex_actors.retry import ProgressTracker
+from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.session import SessionLost
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 from tinkex_actors.types import proto
+
+if TYPE_CHECKING:
+    from tinkex_actors.sampling import SamplingClient
+    from tinkex_actors.service import ClientFuture, ServiceClient
 
 log = get_logger("tinkex_actors.training")
 
@@ -350,11 +362,14 @@ class TrainingClient:
         transport: Transport,
         *,
         sampling_factory: Callable[..., Any] | None = None,
+        service: ServiceClient | None = None,
     ) -> None:
         self._state = state
         self._actor = actor
         self._transport = transport
         self._sampling_factory = sampling_factory
+        self._service = service
+        self._info: types.GetInfoResponse | None = None
 
     def __repr__(self) -> str:
         return f"TrainingClient(model_id={self.model_id!r}, base_model={self._state.base_model!r})"
@@ -437,6 +452,8 @@ class TrainingClient:
                     )
                 )
                 futures.append(future)
+                if self._service is not None:
+                    report_user_errors(future, self._service._report_event)
             state.reserve(len(builders))
             for job in jobs:
                 state.jobs[job.seq_id] = job
@@ -523,7 +540,11 @@ class TrainingClient:
         return self._forward_backward(data, loss_fn, loss_fn_config, forward_only=False)
 
     def forward_backward_custom(
-        self, data: Sequence[types.Datum], loss_fn: CustomLossFn
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: CustomLossFn | LossHandle,
+        *,
+        loss_type_input: Literal["logprobs"] | None = None,
     ) -> Future[types.ForwardBackwardOutput]:
         """Train on a loss computed here, from the model's logprobs, with numpy gradients.
 
@@ -531,7 +552,12 @@ class TrainingClient:
         and returns `(loss, metrics, grads)`, `grads[i]` being dLoss/dlogprobs of datum i. The
         forward runs first; its backward is a cross_entropy pass with `weights = -grads` (the
         official weighting), whose seq_id is reserved only when it is sent, as officially.
+        A `LossHandle` from `ServiceClient.create_custom_loss` works too (it needs torch).
         """
+        if loss_type_input not in (None, "logprobs"):
+            raise ValueError(f"loss_type_input={loss_type_input!r}: only 'logprobs' (or None)")
+        if isinstance(loss_fn, LossHandle):
+            loss_fn = handle_as_loss_fn(loss_fn)
         items = check_data(data)
         for i, datum in enumerate(items):
             if "target_tokens" not in datum.loss_fn_inputs:
@@ -611,31 +637,51 @@ class TrainingClient:
         forward.add_done_callback(after_forward)
         return result
 
-    def optim_step(self, adam_params: types.AdamParams) -> Future[types.OptimStepResponse]:
-        """Apply the accumulated gradients with Adam, after every earlier call of this model."""
-        if not isinstance(adam_params, types.AdamParams):
-            raise TypeError(
-                f"adam_params is a {type(adam_params).__name__}; pass "
-                "tinkex_actors.types.AdamParams(learning_rate=...)"
-            )
+    def optim_step(
+        self,
+        optim_params: types.OptimParams | None = None,
+        *,
+        adam_params: types.AdamParams | None = None,
+    ) -> Future[types.OptimStepResponse]:
+        """Apply the accumulated gradients, after every earlier call of this model.
+
+        `optim_params` are the step's settings for the optimizer chosen at creation
+        (`types.AdamParams`, or `types.DimuonParams`); `adam_params=` is the older keyword.
+        """
+        params = check_optim_params(optim_params, adam_params)
         model_id = self.model_id
 
-        build = _json_body(
-            lambda seq_id: types.OptimStepRequest(
-                model_id=model_id, adam_params=adam_params, seq_id=seq_id
+        def request(seq_id: int) -> types.OptimStepRequest:
+            if isinstance(params, types.AdamParams):
+                return types.OptimStepRequest(model_id=model_id, adam_params=params, seq_id=seq_id)
+            return types.OptimStepRequest(
+                model_id=model_id, optimizer_params=params, seq_id=seq_id
             )
-        )
+
+        build = _json_body(request)
         return self._enqueue("optim_step", "OptimStep", build, _decoder(types.OptimStepResponse))
 
     # -- weights -----------------------------------------------------------------------------
 
     def save_state(
-        self, name: str, ttl_seconds: int | None = None
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
     ) -> Future[types.SaveWeightsResponse]:
-        """Save weights and optimizer state as `tinker://<model_id>/weights/<name>`."""
-        return self._save("weights", name, ttl_seconds)
+        """Save weights and optimizer state as `tinker://<model_id>/weights/<name>`.
 
-    def _save(self, folder: str, name: str, ttl_seconds: int | None) -> Future[Any]:
+        `overwrite=True` replaces a checkpoint of that name (and its user_metadata).
+        """
+        extra: dict[str, Any] = {"user_metadata": user_metadata}
+        if overwrite:
+            extra["overwrite"] = True
+        return self._save("weights", name, ttl_seconds, **extra)
+
+    def _save(
+        self, folder: str, name: str, ttl_seconds: int | None, **extra: Any
+    ) -> Future[Any]:
         """Queue a save under `tinker://<model_id>/<folder>/<name>`; a 409 (the name exists:
         an earlier attempt of this very save landed) counts as done."""
         _check_name(name)
@@ -643,7 +689,7 @@ class TrainingClient:
         model_id = self.model_id
         build = _json_body(
             lambda seq_id: request_cls(
-                model_id=model_id, path=name, seq_id=seq_id, ttl_seconds=ttl_seconds
+                model_id=model_id, path=name, seq_id=seq_id, ttl_seconds=ttl_seconds, **extra
             )
         )
         landed = response_cls(path=f"tinker://{model_id}/{folder}/{name}", type=route)
@@ -651,7 +697,9 @@ class TrainingClient:
             route, request_type, build, _decoder(response_cls), on_conflict=lambda: landed
         )
 
-    def _load(self, path: str, optimizer: bool) -> Future[types.LoadWeightsResponse]:
+    def _load(
+        self, path: str, optimizer: bool, weights_access_token: str | None = None
+    ) -> Future[types.LoadWeightsResponse]:
         if not isinstance(path, str) or not path.startswith("tinker://"):
             raise ValueError(
                 f"path={path!r} is not a tinker path; pass 'tinker://<run>/weights/<name>'"
@@ -660,7 +708,11 @@ class TrainingClient:
 
         build = _json_body(
             lambda seq_id: types.LoadWeightsRequest(
-                path=path, optimizer=optimizer, model_id=model_id, seq_id=seq_id
+                path=path,
+                optimizer=optimizer,
+                model_id=model_id,
+                seq_id=seq_id,
+                weights_access_token=weights_access_token,
             )
         )
 
@@ -668,28 +720,65 @@ class TrainingClient:
             "load_weights", "LoadWeights", build, _decoder(types.LoadWeightsResponse)
         )
 
-    def load_state(self, path: str) -> Future[types.LoadWeightsResponse]:
+    def load_state(
+        self, path: str, weights_access_token: str | None = None
+    ) -> Future[types.LoadWeightsResponse]:
         """Load weights from a checkpoint (optimizer state left as it is)."""
-        return self._load(path, optimizer=False)
+        return self._load(path, False, weights_access_token)
 
-    def load_state_with_optimizer(self, path: str) -> Future[types.LoadWeightsResponse]:
+    def load_state_with_optimizer(
+        self, path: str, weights_access_token: str | None = None
+    ) -> Future[types.LoadWeightsResponse]:
         """Load weights and optimizer state from a checkpoint (wire field `optimizer`)."""
-        return self._load(path, optimizer=True)
+        return self._load(path, True, weights_access_token)
 
     def save_weights_for_sampler(
-        self, name: str, ttl_seconds: int | None = None
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        user_metadata: dict[str, str] | None = None,
     ) -> Future[types.SaveWeightsForSamplerResponse]:
         """Save sampler weights as `tinker://<model_id>/sampler_weights/<name>`."""
-        return self._save("sampler_weights", name, ttl_seconds)
+        return self._save("sampler_weights", name, ttl_seconds, user_metadata=user_metadata)
 
-    def save_weights_and_get_sampling_client(self, name: str | None = None) -> Future[Any]:
-        """Save the current weights for sampling and return a Future of a SamplingClient."""
-        if self._sampling_factory is None:
+    def save_weights_and_get_sampling_client(
+        self,
+        name: str | None = None,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
+        kind: types.SamplingClientKind = "snapshot",
+    ) -> ClientFuture[SamplingClient]:
+        """Save the current weights for sampling; a future of the SamplingClient (usable as one).
+
+        With no `name` the save is ephemeral, as officially: no checkpoint is kept, the server
+        answers with a sampling session the new sampler uses at once. With a `name` (older
+        SDKs' form) the weights are kept as `tinker://<model_id>/sampler_weights/<name>`.
+        `kind="inflight"` publishes weights shared by this model's inflight samplers.
+        """
+        service = self._service
+        if service is None:
             raise RuntimeError("this TrainingClient was built without a ServiceClient")
-        name = name or f"sampler-{uuid.uuid4().hex[:12]}"
-        saved = self.save_weights_for_sampler(name)
-        factory = self._sampling_factory
-        return combine([saved], lambda results: factory(model_path=results[0].path))
+        check_retry_config(retry_config)
+        if kind not in ("snapshot", "inflight"):
+            raise ValueError(f"kind={kind!r}: use 'snapshot' (the default) or 'inflight'")
+        options: dict[str, Any] = {
+            "retry_config": retry_config,
+            "record_stability_info": record_stability_info,
+        }
+        base_model = self._state.base_model
+        if name is not None:
+            saved = self.save_weights_for_sampler(name)
+            return service._background(
+                lambda: service._sampling_now(
+                    model_path=saved.result().path, known_base_model=base_model, **options
+                )
+            )
+        session_saved = self._save_ephemeral(next(service._sampler_seq), kind)
+        return service._background(
+            lambda: service._sampling_now(
+                base_model=base_model, sampling_session_id=session_saved.result(), **options
+            )
+        )
 
     # -- information -------------------------------------------------------------------------
 
@@ -708,11 +797,16 @@ class TrainingClient:
         outcome.add_done_callback(done)
         return future
 
-    def get_info(self) -> Future[types.GetInfoResponse]:
-        """The model's base model, LoRA rank and tokenizer id."""
-        return self._simple(
-            "get_info", types.GetInfoRequest(model_id=self.model_id), types.GetInfoResponse
-        )
+    def get_info(self) -> types.GetInfoResponse:
+        """The model's base model, LoRA rank and tokenizer id (asked once, then remembered)."""
+        info = self._info
+        if info is None:
+            request = types.GetInfoRequest(model_id=self.model_id)
+            info = self._simple("get_info", request, types.GetInfoResponse).result(
+                self._transport.config.timeout_s * 2
+            )
+            self._info = info
+        return info
 
     def unload_model(self) -> Future[types.UnloadModelResponse]:
         """Free the model on the server once its queued work is done."""
@@ -734,57 +828,202 @@ class TrainingClient:
 
     # -- the *_async twins (official shape: awaiting one gives the Future) ----------------------
 
-    async def forward_async(self, *args: Any, **kwargs: Any) -> Future[types.ForwardBackwardOutput]:
+    async def forward_async(
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, Any] | None = None,
+    ) -> Future[types.ForwardBackwardOutput]:
         """`await` gives the Future of `forward` (then await it, or call `.result()`)."""
-        return self.forward(*args, **kwargs)
+        return self.forward(data, loss_fn, loss_fn_config)
 
     async def forward_backward_async(
-        self, *args: Any, **kwargs: Any
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, Any] | None = None,
     ) -> Future[types.ForwardBackwardOutput]:
         """`await` gives the Future of `forward_backward`."""
-        return self.forward_backward(*args, **kwargs)
+        return self.forward_backward(data, loss_fn, loss_fn_config)
 
     async def forward_backward_custom_async(
-        self, *args: Any, **kwargs: Any
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: CustomLossFn | LossHandle,
+        *,
+        loss_type_input: Literal["logprobs"] | None = None,
     ) -> Future[types.ForwardBackwardOutput]:
         """`await` gives the Future of `forward_backward_custom`."""
-        return self.forward_backward_custom(*args, **kwargs)
+        return self.forward_backward_custom(data, loss_fn, loss_type_input=loss_type_input)
 
-    async def optim_step_async(self, *args: Any, **kwargs: Any) -> Future[types.OptimStepResponse]:
+    async def optim_step_async(
+        self,
+        optim_params: types.OptimParams | None = None,
+        *,
+        adam_params: types.AdamParams | None = None,
+    ) -> Future[types.OptimStepResponse]:
         """`await` gives the Future of `optim_step`."""
-        return self.optim_step(*args, **kwargs)
+        return self.optim_step(optim_params, adam_params=adam_params)
 
     async def save_state_async(
-        self, *args: Any, **kwargs: Any
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        overwrite: bool = False,
+        user_metadata: dict[str, str] | None = None,
     ) -> Future[types.SaveWeightsResponse]:
         """`await` gives the Future of `save_state`."""
-        return self.save_state(*args, **kwargs)
+        return self.save_state(name, ttl_seconds, overwrite, user_metadata)
 
-    async def load_state_async(self, path: str) -> Future[types.LoadWeightsResponse]:
+    async def load_state_async(
+        self, path: str, weights_access_token: str | None = None
+    ) -> Future[types.LoadWeightsResponse]:
         """`await` gives the Future of `load_state`."""
-        return self.load_state(path)
+        return self.load_state(path, weights_access_token)
 
-    async def load_state_with_optimizer_async(self, path: str) -> Future[types.LoadWeightsResponse]:
+    async def load_state_with_optimizer_async(
+        self, path: str, weights_access_token: str | None = None
+    ) -> Future[types.LoadWeightsResponse]:
         """`await` gives the Future of `load_state_with_optimizer`."""
-        return self.load_state_with_optimizer(path)
+        return self.load_state_with_optimizer(path, weights_access_token)
 
     async def save_weights_for_sampler_async(
-        self, *args: Any, **kwargs: Any
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        user_metadata: dict[str, str] | None = None,
     ) -> Future[types.SaveWeightsForSamplerResponse]:
         """`await` gives the Future of `save_weights_for_sampler`."""
-        return self.save_weights_for_sampler(*args, **kwargs)
+        return self.save_weights_for_sampler(name, ttl_seconds, user_metadata)
 
-    async def save_weights_and_get_sampling_client_async(self, name: str | None = None) -> Any:
+    async def save_weights_and_get_sampling_client_async(
+        self,
+        name: str | None = None,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
+        kind: types.SamplingClientKind = "snapshot",
+    ) -> SamplingClient:
         """`await` gives the SamplingClient (as the official async twin does)."""
-        return await self.save_weights_and_get_sampling_client(name)
+        client: SamplingClient = await self.save_weights_and_get_sampling_client(
+            name, retry_config, record_stability_info, kind
+        )
+        return client
 
     async def get_info_async(self) -> types.GetInfoResponse:
         """`await` gives the model's info."""
-        return await self.get_info()
+        return self.get_info()
 
     async def unload_model_async(self) -> Future[types.UnloadModelResponse]:
         """`await` gives the Future of `unload_model`."""
         return self.unload_model()
+
+    # -- the rest of the official 0.38 surface ----------------------------------------------------
+
+    def _save_ephemeral(self, sampling_session_seq_id: int, kind: str) -> Future[str]:
+        """Queue an ephemeral sampler save; a Future of the sampling session it opens."""
+        model_id = self.model_id
+        build = _json_body(
+            lambda seq_id: types.SaveWeightsForSamplerRequest(
+                model_id=model_id,
+                seq_id=seq_id,
+                sampling_session_seq_id=sampling_session_seq_id,
+                kind=kind,  # type: ignore[arg-type]
+            )
+        )
+        return self._enqueue(
+            "save_weights_for_sampler", "SaveWeightsForSampler", build, _sampling_session_of
+        )
+
+    def create_sampling_client(
+        self,
+        model_path: str,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
+    ) -> ClientFuture[SamplingClient]:
+        """A sampler over saved weights (`tinker://...`), in this model's session."""
+        if self._service is None:
+            raise RuntimeError("this TrainingClient was built without a ServiceClient")
+        return self._service.create_sampling_client(
+            model_path, None, retry_config, record_stability_info
+        )
+
+    async def create_sampling_client_async(
+        self,
+        model_path: str,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
+    ) -> SamplingClient:
+        """`await` gives the SamplingClient of `create_sampling_client`."""
+        client: SamplingClient = await self.create_sampling_client(
+            model_path, retry_config, record_stability_info
+        )
+        return client
+
+    def save_weights_external(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        age_encryption_recipients: list[str] | None = None,
+    ) -> Future[types.SaveWeightsExternalResponse]:
+        """Save the weights for download as `tinker://<model_id>/external_weights/<name>`
+        (fetch them with `RestClient.get_external_weights_urls`)."""
+        _check_name(name)
+        if age_encryption_recipients is not None and (
+            not isinstance(age_encryption_recipients, list)
+            or not 1 <= len(age_encryption_recipients) <= 10
+            or not all(isinstance(r, str) and r for r in age_encryption_recipients)
+        ):
+            raise ValueError(
+                "age_encryption_recipients must be a list of 1 to 10 age or SSH public keys "
+                "(strings), or None for unencrypted files"
+            )
+        model_id = self.model_id
+        build = _json_body(
+            lambda seq_id: types.SaveWeightsExternalRequest(
+                model_id=model_id,
+                path=name,
+                seq_id=seq_id,
+                ttl_seconds=ttl_seconds,
+                age_encryption_recipients=age_encryption_recipients,
+            )
+        )
+        response = types.SaveWeightsExternalResponse
+        landed = response(path=f"tinker://{model_id}/external_weights/{name}")
+        return self._enqueue(
+            "save_weights_external",
+            "SaveWeightsExternal",
+            build,
+            _decoder(response),
+            on_conflict=lambda: landed,
+        )
+
+    async def save_weights_external_async(
+        self,
+        name: str,
+        ttl_seconds: int | None = None,
+        age_encryption_recipients: list[str] | None = None,
+    ) -> Future[types.SaveWeightsExternalResponse]:
+        """`await` gives the Future of `save_weights_external`."""
+        return self.save_weights_external(name, ttl_seconds, age_encryption_recipients)
+
+    def get_console_url(self) -> str:
+        """The console page of this training run."""
+        return console_url("training_runs", self.model_id)
+
+    def get_telemetry(self) -> SessionTelemetry | None:
+        """The session's telemetry handle (None when telemetry is off)."""
+        return None if self._service is None else self._service.get_telemetry()
+
+
+def _sampling_session_of(value: Any) -> str:
+    """The sampling session an ephemeral `save_weights_for_sampler` answered."""
+    sid = value.get("sampling_session_id") if isinstance(value, dict) else None
+    if not isinstance(sid, str) or not sid:
+        raise APIResponseValidationError(
+            "save_weights_for_sampler without a path answered no sampling_session_id; "
+            "the server may predate ephemeral sampler saves: pass a name instead"
+        )
+    return sid
 
 
 def _json_request(

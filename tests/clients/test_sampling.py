@@ -64,7 +64,7 @@ class TestSampling:
         for f in futures:
             f.result(WAIT_S)
         seen = server.service.samplers[sampler.sampling_session_id].seen_seq_ids
-        assert sorted(seen) == list(range(1, 21))
+        assert sorted(seen) == list(range(20))  # the first seq_id is 0, as officially
 
     def test_prompt_logprobs_and_compute_logprobs(self, service: ServiceClient) -> None:
         """compute_logprobs gives one value per prompt token, None first."""
@@ -166,7 +166,7 @@ class TestHandles:
             b = sampler.sample(PROMPT, 1, params(3)).result(WAIT_S)
         assert a.sequences[0].tokens == b.sequences[0].tokens
         seen = server.service.samplers[sampler.sampling_session_id].seen_seq_ids
-        assert len(seen) == 2 and 1 in seen and max(seen) > 1_000_000_000
+        assert len(seen) == 2 and 0 in seen and max(seen) > 1_000_000_000
 
     def test_a_bad_handle_is_refused_naming_the_fix(self) -> None:
         """A string that is not a handle raises a clear ValueError."""
@@ -201,7 +201,7 @@ class TestFleet:
         assert all(len(f.result(WAIT_S).sequences) == 1 for f in futures)
         for s in samplers:
             seen = server.service.samplers[s.sampling_session_id].seen_seq_ids
-            assert sorted(seen) == list(range(1, 251))
+            assert sorted(seen) == list(range(250))
         stats = service._budget.stats()
         assert stats.in_flight == 0 and stats.in_flight_bytes == 0
 

@@ -22,7 +22,9 @@ from supervisors._logging import get_logger
 from tinkex_actors.local.asgi import App, Router
 from tinkex_actors.local.faults import FaultPlan
 from tinkex_actors.local.futures import FutureStore
+from tinkex_actors.local.optimizers import OptimizerEndpoints
 from tinkex_actors.local.rest import RestEndpoints
+from tinkex_actors.local.rest_extras import RestExtras
 from tinkex_actors.local.runner import ServerThread, serve_foreground
 from tinkex_actors.local.service import ServerSettings, TinkerService
 from tinkex_actors.local.storage import CheckpointStore
@@ -40,6 +42,8 @@ def build_app(data_dir: Path, settings: ServerSettings | None = None) -> tuple[A
     router = Router()
     service.register(router)
     RestEndpoints(service).register(router)
+    RestExtras(service).register(router)
+    OptimizerEndpoints(service).register(router)
     app = App(router, faults)
     service.request_counts = app.path_counts
     tasks: list[asyncio.Task[None]] = []

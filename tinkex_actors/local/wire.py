@@ -146,6 +146,14 @@ def run_sample(
         prompt_logprobs=bool(request.prompt_logprobs),
         topk_prompt_logprobs=request.topk_prompt_logprobs,
     )
+    prompt_lp, topk_lp = result.prompt_logprobs, result.topk_prompt_logprobs
+    last_n = request.prompt_logprobs_last_n
+    if last_n is not None and prompt_lp is not None:
+        # Only the last n positions are scored, as the service does (the rest is its cache's).
+        cut = max(len(prompt_lp) - last_n, 0)
+        prompt_lp = [None if i < cut else lp for i, lp in enumerate(prompt_lp)]
+        if topk_lp is not None:
+            topk_lp = [None if i < cut else row for i, row in enumerate(topk_lp)]
     response = types.SampleResponse(
         sequences=[
             types.SampledSequence(
@@ -153,8 +161,8 @@ def run_sample(
             )
             for s in result.sequences
         ],
-        prompt_logprobs_np=result.prompt_logprobs,
-        topk_prompt_logprobs_np=result.topk_prompt_logprobs,
+        prompt_logprobs_np=prompt_lp,
+        topk_prompt_logprobs_np=topk_lp,
     )
     return (lambda: types.to_builtins(response)), proto.encode_sample_response(response)
 

@@ -21,7 +21,8 @@ import structlog
 
 import tinkex_actors as tx
 from tinkex_actors import cli, logs
-from tinkex_actors.cli import build_parser, main
+from tinkex_actors.cli import cli as root_command
+from tinkex_actors.cli import main
 from tinkex_actors.local import LocalServer
 from tinkex_actors.logs import configure_logging
 
@@ -198,7 +199,7 @@ class TestCheckpointChanges:
         doc = run_json(capsys, *args)
         target = Path(doc["destination"])
         assert target.parent == tmp_path and any(target.iterdir())
-        assert doc["size_bytes"] > 0
+        assert doc["file_size_bytes"] > 0
         code, _, err = run(capsys, *args)
         assert code == cli.EXIT_USAGE
         assert_one_error_line(err, "--force")
@@ -318,8 +319,8 @@ class TestCliLogging:
 class TestServeArguments:
     def test_serve_defaults_to_loopback(self) -> None:
         """`serve` listens on 127.0.0.1 unless told otherwise."""
-        args = build_parser().parse_args(["serve"])
-        assert args.host == "127.0.0.1" and args.port == 8765
+        defaults = {p.name: p.default for p in root_command.commands["serve"].params}
+        assert defaults["host"] == "127.0.0.1" and defaults["port"] == 8765
 
     def test_serve_refuses_a_non_loopback_host(self) -> None:
         """Asking `serve` for a public address exits with a one-line error."""

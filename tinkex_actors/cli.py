@@ -389,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             configure_logging()
-            cli.main(args=args, prog_name="tinkex-actors", standalone_mode=False)
+            # Not standalone: click returns an Exit's code (demo's 1 or 130) rather than exiting.
+            code = cli.main(args=args, prog_name="tinkex-actors", standalone_mode=False)
         except click.exceptions.Exit as done:
             return int(done.exit_code)
         except click.exceptions.Abort:
@@ -415,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `... | head`: the reader has what it wanted; that is success, not an error.
         _quiet_stdout()
         return EXIT_OK
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
 
 
 if __name__ == "__main__":

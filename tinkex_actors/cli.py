@@ -70,7 +70,21 @@ __all__ = [
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=_CONTEXT, epilog="Run `tinkex-actors COMMAND --help` for more.")
+class _PipeClosed(Exception):
+    """stdout's reader went away (`| head`): the command ends quietly, successfully."""
+
+
+class _Root(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # click would report a closed pipe as exit 1; for us it is a reader that has
+            # seen enough.
+            raise _PipeClosed from None
+
+
+@click.group(cls=_Root, context_settings=_CONTEXT, epilog="Run `tinkex-actors COMMAND --help` for more.")
 @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -402,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             return EXIT_INTERRUPTED
-        except BrokenPipeError:
+        except (BrokenPipeError, _PipeClosed):
             raise
         except Exception as exc:
             if debug:
@@ -412,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 click.echo(f"error: {message}", err=True)
             return exit_code_of(exc)
         sys.stdout.flush()
-    except BrokenPipeError:
+    except (BrokenPipeError, _PipeClosed):
         # `... | head`: the reader has what it wanted; that is success, not an error.
         _quiet_stdout()
         return EXIT_OK

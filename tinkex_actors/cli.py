@@ -70,7 +70,7 @@ __all__ = [
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class _PipeClosed(Exception):
+class _PipeClosedError(Exception):
     """stdout's reader went away (`| head`): the command ends quietly, successfully."""
 
 
@@ -81,10 +81,12 @@ class _Root(click.Group):
         except BrokenPipeError:
             # click would report a closed pipe as exit 1; for us it is a reader that has
             # seen enough.
-            raise _PipeClosed from None
+            raise _PipeClosedError from None
 
 
-@click.group(cls=_Root, context_settings=_CONTEXT, epilog="Run `tinkex-actors COMMAND --help` for more.")
+@click.group(
+    cls=_Root, context_settings=_CONTEXT, epilog="Run `tinkex-actors COMMAND --help` for more."
+)
 @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="Output format.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -416,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             return EXIT_INTERRUPTED
-        except (BrokenPipeError, _PipeClosed):
+        except (BrokenPipeError, _PipeClosedError):
             raise
         except Exception as exc:
             if debug:
@@ -426,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 click.echo(f"error: {message}", err=True)
             return exit_code_of(exc)
         sys.stdout.flush()
-    except (BrokenPipeError, _PipeClosed):
+    except (BrokenPipeError, _PipeClosedError):
         # `... | head`: the reader has what it wanted; that is success, not an error.
         _quiet_stdout()
         return EXIT_OK

@@ -27,9 +27,16 @@ __all__ = [
 
 
 def to_json(value: Any) -> Any:
-    """A JSON-ready copy of a wire value (Structs become dicts; datetimes stay for `str`)."""
+    """A JSON-ready copy of a wire value: Structs become dicts with every field (unset ones as
+    null, as the official CLI prints them); datetimes stay for `str`."""
     import msgspec
 
+    if isinstance(value, msgspec.Struct):
+        return {k: to_json(v) for k, v in msgspec.structs.asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
     return msgspec.to_builtins(value, builtin_types=(dt.datetime,), enc_hook=str)
 
 
@@ -55,8 +62,13 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
             table.add_column(column)
     for row in rows:
         table.add_row(*(visible(cell) for cell in row))
-    # emoji=False: ids like ":smile:" stay text; markup off: a path with [..] stays as it is.
-    Console(emoji=False).print(table)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1 here; the command line treats a closed pipe as success.
+            raise BrokenPipeError
+
+    # emoji=False: ids like ":smile:" stay text.
+    _Console(emoji=False).print(table)
 
 
 def visible(text: str) -> str:

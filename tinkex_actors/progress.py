@@ -76,7 +76,6 @@ class StepProgress:
         self._tokens = 0
         self._started = clock()
         self._last_line_at = self._started
-        self._last_line_step = first
         self._status = ""
         self.step = first
         self.smoothed: float | None = None
@@ -154,7 +153,7 @@ class StepProgress:
         due = (
             step == self.first + 1
             or step >= self.total
-            or step - self._last_line_step >= self._every_n
+            or (step - self.first) % self._every_n == 0
             or now - self._last_line_at >= self._every_s
         )
         if due:
@@ -211,4 +210,3 @@ class StepProgress:
         self.stream.flush()
         self.lines += 1
         self._last_line_at = self._clock()
-        self._last_line_step = self.step

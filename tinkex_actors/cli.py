@@ -35,6 +35,7 @@ from typing import Any
 import click
 
 from tinkex_actors._version import __version__
+from tinkex_actors.cli_checkpoint import checkpoint
 from tinkex_actors.cli_common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -52,7 +53,7 @@ from tinkex_actors.cli_common import (
     describe,
     exit_code_of,
 )
-from tinkex_actors.cli_manage import auth, checkpoint, model, run
+from tinkex_actors.cli_manage import auth, model, run
 from tinkex_actors.cli_output import emit, visible
 
 __all__ = [

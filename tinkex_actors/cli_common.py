@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
@@ -22,9 +23,12 @@ __all__ = [
     "check_path",
     "common_options",
     "connection",
+    "count",
     "describe",
     "exit_code_of",
+    "lora_text",
     "one_line",
+    "rest_client",
 ]
 
 EXIT_OK = 0
@@ -35,6 +39,8 @@ EXIT_AUTH = 4
 EXIT_UNREACHABLE = 5
 EXIT_INTERRUPTED = 130
 WAIT_S = 120.0
+PAGE = 100
+"""Rows fetched per request by the list commands."""
 MAX_RETRIES = 2
 """A person is waiting: give up on an unreachable service after a few seconds, not a minute."""
 _PATH_HINT = "pass a tinker path such as tinker://<run_id>/weights/<name>"
@@ -112,6 +118,33 @@ def connection(obj: CliContext) -> tuple[str | None, str | None]:
             EXIT_USAGE,
         )
     return base_url, api_key
+
+
+@contextmanager
+def rest_client(obj: CliContext) -> Iterator[Any]:
+    """A RestClient on the invocation's service, closed afterwards."""
+    from tinkex_actors.config import Config
+    from tinkex_actors.rest import RestClient
+
+    base_url, api_key = connection(obj)
+    config = Config.resolve(api_key=api_key, base_url=base_url, max_retries=MAX_RETRIES)
+    client = RestClient(config=config)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def count(n: int, noun: str) -> str:
+    """'1 checkpoint', '3 checkpoints'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def lora_text(run: Any) -> str:
+    """A training run's LoRA cell: 'No', 'Yes' or 'Yes (Rank 16)'."""
+    if not run.is_lora:
+        return "No"
+    return f"Yes (Rank {run.lora_rank})" if run.lora_rank else "Yes"
 
 
 def check_path(path: str) -> str:

@@ -35,11 +35,11 @@ def run_piped(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def run_in_terminal(*args: str) -> tuple[int, bytes]:
-    """Run the demo with a pseudo-terminal as stdin, stdout and stderr; (exit code, bytes)."""
+def run_in_terminal(*args: str, command: list[str] = DEMO) -> tuple[int, bytes]:
+    """Run a command (the demo) with a pseudo-terminal as stdin, stdout and stderr."""
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
-        [*DEMO, *args], stdin=terminal, stdout=terminal, stderr=terminal,
+        [*command, *args], stdin=terminal, stdout=terminal, stderr=terminal,
         env={**NO_SERVICE_ENV, "COLUMNS": "120", "TERM": "xterm-256color"}, close_fds=True,
     )
     os.close(terminal)
@@ -76,6 +76,19 @@ class TestTerminalProgress:
         assert "\x1b[?25l" in text and "\x1b[?25h" in text  # cursor hidden, then restored
         after_bar = text[text.rindex("\x1b[?25h"):]
         assert "summary" in after_bar and "\x1b[2K" not in after_bar
+
+
+    def test_a_table_command_in_a_terminal_gets_a_coloured_rich_table(self) -> None:
+        """`model list` in a pty: the official layout, its first column coloured."""
+        with LocalServer() as server:
+            code, raw = run_in_terminal(
+                "--base-url", server.url, "model", "list",
+                command=[sys.executable, "-m", "tinkex_actors.cli"],
+            )
+        text = raw.decode("utf-8", errors="replace")
+        assert code == 0, text
+        assert "\u250f" in text and "Max Context" in text and "tiny-byte-lm" in text
+        assert "\x1b[96m" in text  # bright cyan, as the official CLI styles the first column
 
 
 class TestPipedProgress:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -21,7 +23,9 @@ import structlog
 
 import tinkex_actors as tx
 from tinkex_actors import cli, logs
-from tinkex_actors.cli import build_parser, main
+from tinkex_actors.cli import cli as root_command
+from tinkex_actors.cli import main
+from tinkex_actors.cli_output import relative_time
 from tinkex_actors.local import LocalServer
 from tinkex_actors.logs import configure_logging
 
@@ -198,7 +202,7 @@ class TestCheckpointChanges:
         doc = run_json(capsys, *args)
         target = Path(doc["destination"])
         assert target.parent == tmp_path and any(target.iterdir())
-        assert doc["size_bytes"] > 0
+        assert doc["file_size_bytes"] > 0
         code, _, err = run(capsys, *args)
         assert code == cli.EXIT_USAGE
         assert_one_error_line(err, "--force")
@@ -318,8 +322,8 @@ class TestCliLogging:
 class TestServeArguments:
     def test_serve_defaults_to_loopback(self) -> None:
         """`serve` listens on 127.0.0.1 unless told otherwise."""
-        args = build_parser().parse_args(["serve"])
-        assert args.host == "127.0.0.1" and args.port == 8765
+        defaults = {p.name: p.default for p in root_command.commands["serve"].params}
+        assert defaults["host"] == "127.0.0.1" and defaults["port"] == 8765
 
     def test_serve_refuses_a_non_loopback_host(self) -> None:
         """Asking `serve` for a public address exits with a one-line error."""
@@ -436,3 +440,116 @@ class TestLogging:
         """A second call is a no-op unless forced."""
         assert configure_logging("info", json=True, stream=io.StringIO(), environ={})
         assert not configure_logging("debug", json=True, stream=io.StringIO(), environ={})
+
+
+class TestOfficialConventions:
+    def test_format_json_before_or_after_the_command_and_the_json_alias(
+        self, served: Served, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`-f json CMD`, `CMD -f json` and `--json CMD` print the same document."""
+        docs = []
+        for argv in (("-f", "json", "run", "list"), ("run", "list", "--format", "json"),
+                     ("--json", "run", "list")):
+            code, out, err = run(capsys, "--base-url", served.url, *argv)
+            assert code == 0, err
+            docs.append(json.loads(out))
+        assert docs[0] == docs[1] == docs[2] and docs[0]["runs"]
+
+    def test_tables_have_a_title_box_drawing_and_relative_times(
+        self, served: Served, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`run list` as a table: the count as title, rich box lines, 'just now'-style times."""
+        code, out, _ = run(capsys, "--base-url", served.url, "run", "list")
+        assert code == 0 and "training run" in out.splitlines()[0]
+        assert "\u250f" in out and "Last Update" in out
+        assert "just now" in out or " ago" in out
+
+    def test_a_cut_list_says_how_many_more_exist(
+        self, served: Served, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`checkpoint list --limit 2` with more checkpoints: 'N more not shown'."""
+        code, out, _ = run(capsys, "--base-url", served.url, "checkpoint", "list", "--limit", "2")
+        assert code == 0
+        assert re.search(r"2 checkpoints \(\d+ more not shown, use --limit to see more\)", out)
+
+    def test_model_list_shows_and_filters_what_the_server_serves(
+        self, served: Served, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`model list` lists the server's models; a substring filters; no match exits 3."""
+        names = [m["model_name"] for m in
+                 run_json(capsys, "--base-url", served.url, "model", "list")["models"]]
+        assert "tiny-byte-lm" in names
+        code, out, _ = run(capsys, "--base-url", served.url, "model", "list", "SMALL")
+        assert code == 0 and "small-byte-lm" in out and "tiny-byte-lm" not in out
+        code, _, err = run(capsys, "--base-url", served.url, "model", "list", "nosuch")
+        assert code == cli.EXIT_NOT_FOUND
+        assert_one_error_line(err, "'nosuch'")
+
+    def test_auth_status_and_whoami(
+        self, served: Served, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`auth status` checks the key and access; `auth whoami` names user and org."""
+        code, out, _ = run(capsys, "--base-url", served.url, "auth", "status")
+        assert code == 0
+        assert out == "Credentials available: yes\nTinker accessible: yes\n"
+        identity = run_json(capsys, "--base-url", served.url, "auth", "whoami")
+        assert identity["user_urn"] and identity["org_urn"]
+
+    def test_version_flag_bare_group_help_and_examples(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--version prints the version; a bare group prints its help; --help has examples."""
+        code, out, _ = run(capsys, "--version")
+        assert code == 0 and out == f"tinkex-actors {tx.__version__}\n"
+        code, out, err = run(capsys, "checkpoint")
+        assert code == cli.EXIT_USAGE and "Commands:" in out + err and "set-ttl" in out + err
+        code, out, _ = run(capsys, "demo", "--help")
+        assert code == 0 and "Examples:" in out and "--lr" in out
+
+    def test_relative_times_read_as_the_official_cli_s(self) -> None:
+        """Seconds are 'just now', then minutes, hours, days, weeks; a month on is a date."""
+        now = dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.UTC)
+        cases = {
+            dt.timedelta(seconds=-30): "just now",
+            dt.timedelta(minutes=-5): "5 minutes ago",
+            dt.timedelta(hours=-2, minutes=-1): "2 hours ago",
+            dt.timedelta(days=-1, hours=-1): "1 day ago",
+            dt.timedelta(days=-15): "2 weeks ago",
+            dt.timedelta(days=3, hours=1): "in 3 days",
+            dt.timedelta(days=-45): "2025-12-17",
+        }
+        for offset, expected in cases.items():
+            assert relative_time(now + offset, now) == expected
+        assert relative_time(None) == "N/A"
+
+
+class TestReadableOutput:
+    def test_a_400_is_one_readable_line_without_dict_or_port(
+        self, served: Served, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        """A refused request: one line with the server's detail, no raw dict, no URL."""
+        code, _, err = run(capsys, "--base-url", served.url, "demo", "--base-model",
+                           "Qwen/Qwen3-8B", "--steps", "2", "--output-dir", str(tmp_path))
+        assert code == cli.EXIT_USAGE
+        assert_one_error_line(err, "invalid request (400)", "'Qwen/Qwen3-8B'", "tiny-byte-lm")
+        assert "{" not in err and "127.0.0.1" not in err
+
+    def test_sample_never_prints_raw_control_bytes(
+        self, served: Served, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Escape sequences in the prompt or the output are shown escaped, not sent."""
+        code, out, err = run(capsys, "--base-url", served.url, "sample", "--base-model",
+                             "tiny-byte-lm", "--prompt", "\x1b[31mred\x07", "--max-tokens", "8",
+                             "--temperature", "1.0", "--seed", "3")
+        assert code == 0, err
+        assert "\\x1b[31mred\\x07" in out
+        assert not any(ord(c) < 32 and c not in "\n\t" for c in out)
+
+    def test_a_closed_pipe_exits_0_without_a_message(self, served: Served) -> None:
+        """`tinkex-actors run list | true`: exit 0 and nothing on stderr."""
+        command = f"{sys.executable} -m tinkex_actors.cli --base-url {served.url} run list"
+        proc = subprocess.run(
+            ["bash", "-c", f"set -o pipefail; {command} | true"],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "TINKER_API_KEY": KEY},
+        )
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr

@@ -34,6 +34,8 @@ from tinkex_actors.types import (
     TensorData,
 )
 
+del annotations  # the __future__ feature object, not part of the API
+
 __all__ = [
     "AdamParams",
     "CancelledError",

@@ -168,7 +168,8 @@ class ServiceClient:
 
             self._server = LocalServer().start()
             base_url, api_key = self._server.url, _EMBEDDED_KEY
-            log.warning(
+            # The documented default, not a problem: only visible when logging is turned up.
+            log.info(
                 "using_embedded_server",
                 url=base_url,
                 message="no TINKER_API_KEY / TINKER_BASE_URL: using the embedded "

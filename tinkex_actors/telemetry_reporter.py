@@ -229,7 +229,8 @@ class TelemetryReporter(Process):
             self.dropped += len(self.queue) + message.count
             self.queue.clear()
         else:
-            log.warning("telemetry_batch_dropped", events=message.count, error=str(error))
+            # Telemetry is best effort (a batch lost at exit is normal): nothing for the user.
+            log.info("telemetry_batch_dropped", events=message.count, error=str(error))
         if self.queue and (len(self.queue) >= MAX_BATCH_SIZE or self.drains):
             self._flush()
         else:

@@ -247,7 +247,7 @@ def open_service(options: DemoOptions) -> Iterator[tuple[tx.ServiceClient, Path 
 
 def choose_base_model(service: tx.ServiceClient, rl: bool) -> tuple[str, list[str]]:
     """A trainable model the server serves (ours first if it has them); also all it serves."""
-    supported = service.get_server_capabilities().result(WAIT_S).supported_models
+    supported = service.get_server_capabilities().supported_models
     names = [m.model_name for m in supported if m.model_name and m.trainable is not False]
     if not names:
         raise ValueError("the server serves no trainable model; pass --base-model NAME")

@@ -225,7 +225,8 @@ class SampleRateLimiter:
                 if self._until is None or until > self._until:
                     self._until = until
             if throttle_remaining_s > 0:
-                self._throttled_until = max(self._throttled_until or 0.0, now + throttle_remaining_s)
+                throttled_until = now + throttle_remaining_s
+                self._throttled_until = max(self._throttled_until or 0.0, throttled_until)
             self._changed.notify_all()
 
     def wait_clear(self, timeout_s: float) -> bool:

@@ -207,3 +207,44 @@ class TestArguments:
         fleet = RolloutFleet(sampler, sample_and_grade, api_key="tml-secret-fleet-key")
         assert "tml-secret" not in repr(fleet)
         assert "tml-secret" not in repr(vars(fleet))
+
+
+class TestSupervision:
+    def test_too_many_restarts_crash_the_fleet_and_its_supervisor_restarts_it(self, server,
+                                                                              sampler):
+        """max_restarts=0: a worker's death fails the run with FleetIntensityError, the fleet's
+        process crashes, and the user's supervisor starts a fresh fleet that runs."""
+        import multiprocessing
+
+        from supervisors import Supervisor, stop
+        from tinkex_actors.fleet import FleetIntensityError
+
+        fleet = RolloutFleet(sampler, sample_and_report, backend="process", workers=2,
+                             concurrency=1, max_restarts=0, max_seconds=60.0, api_key=API_KEY)
+        top = Supervisor.start([fleet.child_spec("rollouts")], strategy="one_for_one",
+                               max_restarts=3, max_seconds=60.0)
+        try:
+            with multiprocessing.get_context("spawn").Manager() as manager:
+                started = manager.Queue()
+                generation = fleet.wait_started(0, WAIT_S)
+                victim = fleet.backend.pids()[1]
+                server.control({"action": "pause", "target": "sampling",
+                                "state": "paused_capacity"})
+
+                def kill(_starts: list[tuple[int, int]]) -> None:
+                    os.kill(victim, signal.SIGKILL)
+                    server.control({"action": "resume", "target": "sampling"})
+
+                items = [{"i": i, "started": started} for i in range(4)]
+                with pytest.raises(FleetIntensityError, match="max_restarts=0"):
+                    run_with_a_kill(fleet, items, started, 2, kill)
+                assert fleet.wait_started(generation, WAIT_S) == generation + 1
+                results = fleet.run([{"i": i, "started": started} for i in range(4)],
+                                    timeout_s=WAIT_S)
+            assert [r["i"] for r in results] == list(range(4))
+            assert victim not in fleet.backend.pids()
+        finally:
+            stop(top, timeout_s=WAIT_S)
+        assert fleet.generation == 2
+        with pytest.raises(RuntimeError, match="not running"):
+            fleet.backend  # noqa: B018

@@ -115,6 +115,9 @@ class RolloutFleet(Generic[T, R]):
         self._backend: Any = None
         self._process: Any = None  # the FleetProcess supervising this fleet, if any
         self._lock = threading.Lock()
+        self._running = threading.Condition(self._lock)
+        self.generation = 0
+        """How many times this fleet was started (a supervisor's restart adds one)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -148,7 +151,19 @@ class RolloutFleet(Generic[T, R]):
                 backend.close()
                 raise
             self._backend = backend
+            self.generation += 1
+            self._running.notify_all()
             return self
+
+    def wait_started(self, after: int, timeout_s: float) -> int:
+        """Wait until the fleet runs with a generation above `after` (e.g. restarted by its
+        supervisor); returns that generation. TimeoutError after `timeout_s`."""
+        with self._running:
+            if not self._running.wait_for(
+                lambda: self._backend is not None and self.generation > after, timeout_s
+            ):
+                raise TimeoutError(f"the fleet did not start (again) within {timeout_s} s")
+            return self.generation
 
     def close(self) -> None:
         """Stop the workers (their leases go back) and the coordinator. Idempotent."""
@@ -284,6 +299,8 @@ class RolloutFleet(Generic[T, R]):
 class FleetProcess(Process):
     """The fleet as a child of a supervision tree: starts it in init, closes it on exit,
     and crashes with the `FleetIntensityError` when its workers restarted too often."""
+
+    start_timeout_s = 55.0  # workers spawn and rebuild their samplers (a supervisor waits 60 s)
 
     def __init__(self, fleet: RolloutFleet[Any, Any]) -> None:
         super().__init__()

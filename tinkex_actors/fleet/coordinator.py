@@ -250,6 +250,7 @@ class FleetCoordinator:
         with self._lock:
             return {
                 "reports_429": self._reports,
+                "cpu_s": time.process_time(),  # this process is the coordinator's own
                 "warnings": self._warnings,
                 "queue_state_from": sorted(self._state_reporters),
                 "epoch": self._epoch,

@@ -12,8 +12,10 @@ pure Python). Each mode runs the same rollouts against the embedded server in it
 
 Printed per mode: rollouts per second, client CPU per sample (this process, plus the workers'
 and the coordinator's processes), asample requests the server saw per sample, and the 429s it
-answered. The 1-process and process-pool modes run before Ray starts, so that Ray's threads in
-this process do not count against them.
+answered; for our fleets also the 429s reported to the coordinator and its lease asks per
+sample. The 1-process and process-pool modes run before Ray starts, so that Ray's threads in
+this process do not count against them. `--rate N` puts a token bucket (N samples a second)
+in front of the server instead of the every-5th 429, as a rate-limited service answers.
 
     python benchmarks/fleet_ray_bench.py [--rollouts 256] [--every 5] [--workers 4]
 """
@@ -177,7 +179,8 @@ class OfficialWorker:
 
 
 def figures(name: str, rollouts: int, wall: float, cpu: float, before: tuple[int, int],
-            after: tuple[int, int], every: int, reports: int | None) -> dict[str, Any]:
+            after: tuple[int, int], every: int, reports: int | None,
+            asks: int | None = None) -> dict[str, Any]:
     requests = after[0] - before[0]
     row = {
         "mode": name,
@@ -186,6 +189,7 @@ def figures(name: str, rollouts: int, wall: float, cpu: float, before: tuple[int
         "asample_requests_per_sample": round(requests / rollouts, 3),
         "429s_answered": (requests // every if every else 0) + after[1] - before[1],
         "429s_reported_to_coordinator": reports,
+        "lease_asks_per_sample": None if asks is None else round(asks / rollouts, 3),
     }
     print(json.dumps(row), flush=True)
     return row
@@ -221,8 +225,10 @@ def fleet(url: str, handle: str, items: list[int], every: int, backend: str,
                                                        strict=True))
     cpu += s1["coordinator"]["cpu_s"] - s0["coordinator"]["cpu_s"]
     reports = s1["coordinator"]["reports_429"] - s0["coordinator"]["reports_429"]
+    asks = sum(p["asks"] for p in s1["coordinator"]["pools"].values()) - sum(
+        p["asks"] for p in s0["coordinator"]["pools"].values())
     name = "process pool" if backend == "process" else "ray"
-    return figures(name, len(items), wall, cpu, before, counts(url), every, reports)
+    return figures(name, len(items), wall, cpu, before, counts(url), every, reports, asks)
 
 
 def official_on_ray(ray: Any, url: str, items: list[int], every: int,

@@ -25,6 +25,12 @@ larger than the whole budget is charged the whole budget and admitted alone, whe
 official semaphore lets the balance go negative); the concurrency cap is the server's
 `sample_max_concurrent_requests` flag (the official holder hard-codes 400); a success clears
 the window early; a Retry-After longer than the size-based delay is honoured (capped at 60 s).
+
+A seam for fleets (`tinkex_actors.fleet`): `install_provider` lets a worker process hand every
+sampler it builds a limiter and a budget that take their window and capacity from a fleet-wide
+coordinator (a `SampleRateLimiter` that also adopts remote windows with `adopt_window`, and a
+`DispatchBudget` subclass whose `_fits` admits within leased capacity). With no provider
+installed (the default) nothing changes.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable
-from typing import Final
+from typing import Final, Protocol
 
 from supervisors._logging import get_logger
 from tinkex_actors.config import ClientFlags
@@ -54,6 +60,7 @@ __all__ = [
     "THROTTLED_BYTES_FACTOR",
     "THROTTLED_MAX_CONCURRENT",
     "THROTTLE_AFTER_BACKOFF_S",
+    "BackpressureProvider",
     "BudgetStats",
     "DispatchBudget",
     "DispatchToken",
@@ -61,6 +68,7 @@ __all__ = [
     "SampleRateLimiter",
     "backoff_delay_s",
     "estimate_prompt_bytes",
+    "install_provider",
     "rate_limiter_for",
     "registry_keys",
 ]
@@ -204,6 +212,23 @@ class SampleRateLimiter:
             self._clears += 1
             self._changed.notify_all()
 
+    def adopt_window(self, remaining_s: float, throttle_remaining_s: float = 0.0) -> None:
+        """Take on a window opened elsewhere (a fleet's coordinator): wait at least
+        `remaining_s` from now, stay throttled at least `throttle_remaining_s`. Not counted
+        as a backoff of this limiter."""
+        with self._changed:
+            now = self._clock()
+            if remaining_s > 0:
+                until = now + remaining_s
+                if self._until is None or self._until <= now:
+                    self._opened_at = now
+                if self._until is None or until > self._until:
+                    self._until = until
+            if throttle_remaining_s > 0:
+                throttled_until = now + throttle_remaining_s
+                self._throttled_until = max(self._throttled_until or 0.0, throttled_until)
+            self._changed.notify_all()
+
     def wait_clear(self, timeout_s: float) -> bool:
         """Block a plain thread until no window is open; False if `timeout_s` ran out first."""
         deadline = time.monotonic() + timeout_s
@@ -259,6 +284,11 @@ def rate_limiter_for(base_url: str, api_key: str | None) -> SampleRateLimiter:
     """
     if not isinstance(base_url, str) or not base_url:
         raise ValueError(f"base_url must be a non-empty str, got {base_url!r}")
+    provider = _provider
+    if provider is not None:
+        provided = provider.rate_limiter_for(base_url, api_key)
+        if provided is not None:
+            return provided
     key = _registry_key(base_url, api_key)
     with _registry_lock:
         limiter = _registry.get(key)
@@ -266,6 +296,35 @@ def rate_limiter_for(base_url: str, api_key: str | None) -> SampleRateLimiter:
             limiter = SampleRateLimiter()
             _registry[key] = limiter
         return limiter
+
+
+class BackpressureProvider(Protocol):
+    """Where the samplers of this process take their limiter and budget from (a fleet worker).
+
+    Either method may return None to fall back to the process-local default.
+    """
+
+    def rate_limiter_for(self, base_url: str, api_key: str | None) -> SampleRateLimiter | None:
+        """The limiter for samplers of this base URL and key."""
+        ...
+
+    def budget_for(
+        self, flags: ClientFlags, rate_limiter: SampleRateLimiter | None
+    ) -> DispatchBudget | None:
+        """The dispatch budget for a client sized by `flags` and throttled by `rate_limiter`."""
+        ...
+
+
+_provider: BackpressureProvider | None = None
+
+
+def install_provider(provider: BackpressureProvider | None) -> BackpressureProvider | None:
+    """Make `provider` the source of limiters and budgets built from now on in this process
+    (None restores the process-local default); returns the provider it replaced."""
+    global _provider
+    with _registry_lock:
+        previous, _provider = _provider, provider
+    return previous
 
 
 def registry_keys() -> list[tuple[str, str]]:
@@ -350,7 +409,12 @@ class DispatchBudget:
         cls, flags: ClientFlags, *, rate_limiter: SampleRateLimiter | None = None
     ) -> DispatchBudget:
         """A budget sized by the server's flags (`sample_max_concurrent_requests`,
-        `sample_dispatch_bytes_semaphore_size`)."""
+        `sample_dispatch_bytes_semaphore_size`); an installed provider's budget if it has one."""
+        provider = _provider
+        if provider is not None:
+            provided = provider.budget_for(flags, rate_limiter)
+            if provided is not None:
+                return provided
         return cls(
             flags.sample_max_concurrent_requests,
             flags.sample_dispatch_bytes_semaphore_size,
@@ -498,7 +562,7 @@ class DispatchBudget:
         )
         charge = size_bytes * THROTTLED_BYTES_FACTOR if throttled else size_bytes
         charge = min(charge, self._max_bytes)
-        if self._tokens and (len(self._tokens) >= cap or self._bytes + charge > self._max_bytes):
+        if not self._fits(charge, cap):
             return None
         token = DispatchToken(request_id, owner, size_bytes, charge)
         self._tokens[request_id] = token
@@ -508,6 +572,13 @@ class DispatchBudget:
         self._peak_in_flight = max(self._peak_in_flight, len(self._tokens))
         self._peak_bytes = max(self._peak_bytes, self._bytes)
         return token
+
+    def _fits(self, charge: int, cap: int) -> bool:
+        """Whether one more request charged `charge` fits now (`cap`: the concurrency cap in
+        force). A subclass may narrow this (a leased share of a fleet's budget)."""
+        if not self._tokens:
+            return True
+        return len(self._tokens) < cap and self._bytes + charge <= self._max_bytes
 
     def _grant_waiters(self) -> list[tuple[_Waiter, DispatchToken]]:
         grants: list[tuple[_Waiter, DispatchToken]] = []

@@ -19,6 +19,10 @@ and never breaks polling.
 
 Differences from official 0.38, on purpose: training pauses are reported at once (official waits
 until a pause has lasted 15 min, `PAUSE_GRACE_PERIOD`; pass `grace_period_s=900` to get that).
+
+A seam for fleets: `install_warning_sink(sink)` hands the warning step (2) of every debouncer in
+the process to `sink(kind, identifier, change)` (a fleet worker forwards it, without waiting, to
+the coordinator that debounces for the whole fleet); telemetry and observers stay local.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ __all__ = [
     "QueueStateChange",
     "QueueStateDebouncer",
     "QueueStateObserver",
+    "WarningSink",
     "default_reason",
+    "install_warning_sink",
     "parse_queue_state",
     "pause_message",
 ]
@@ -51,6 +57,19 @@ OwnerKind = Literal["training", "sampling", "model_creation"]
 _KINDS: Final = ("training", "sampling", "model_creation")
 
 _log = get_logger("tinkex_actors.queue_state")
+
+WarningSink = Callable[["OwnerKind", str, "QueueStateChange"], None]
+"""Takes over the pause warnings of this process: (owner kind, identifier, change); must not
+block (it runs in a client actor's thread)."""
+_sink: WarningSink | None = None
+
+
+def install_warning_sink(sink: WarningSink | None) -> WarningSink | None:
+    """Send this process's pause warnings to `sink` (None: log them here, the default);
+    returns the sink it replaced."""
+    global _sink
+    previous, _sink = _sink, sink
+    return previous
 
 
 def parse_queue_state(value: object) -> QueueState:
@@ -182,7 +201,15 @@ class QueueStateDebouncer:
                 "owner": self.identifier,
             },
         )
-        logged = self._maybe_warn(change, now)
+        sink = _sink
+        if sink is None:
+            logged = self._maybe_warn(change, now)
+        else:
+            logged = False
+            try:
+                sink(self.kind, self.identifier, change)
+            except Exception as exc:
+                _log.error("queue_state_sink_failed", error=repr(exc), exc_info=exc)
         for observer in list(self._observers):
             try:
                 observer.on_queue_state_change(change.state, change.reason)

@@ -25,6 +25,8 @@ import functools
 import itertools
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar, cast
 
@@ -45,8 +47,10 @@ from supervisors import stop as stop_process
 from supervisors._logging import get_logger
 from supervisors.timers import TimerService
 from tinkex_actors import types
+from tinkex_actors._loop_thread import run_at_exit
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
 from tinkex_actors.config import ClientFlags, Config, PoolKind
+from tinkex_actors.errors import ClientClosedError, SessionExpiredError
 from tinkex_actors.futures import Future
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.rest import RestClient
@@ -55,6 +59,7 @@ from tinkex_actors.sampling import (
     SamplerState,
     SamplingClient,
     SamplingClientActor,
+    fail_pending_samples,
     sampler_handle,
 )
 from tinkex_actors.sampling_process import (
@@ -77,14 +82,32 @@ from tinkex_actors.telemetry_reporter import (
     LogException,
     TelemetryReporter,
 )
-from tinkex_actors.training import TrainingClient, TrainingClientActor, TrainingState
+from tinkex_actors.training import (
+    TrainingClient,
+    TrainingClientActor,
+    TrainingState,
+    fail_pending,
+)
 from tinkex_actors.transport import HttpRequest, Transport
 
 log = get_logger("tinkex_actors.service")
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 60.0
+CLOSE_BUDGET_S = 1.8
+"""`close()` returns within this (plus scheduling noise) whatever the server does."""
+DRAIN_SHARE = 0.25
+FINISH_SHARE = 0.5
+"""Shares of what is left of the close budget given to the telemetry flush and to finishing
+the session (best effort: an unreachable server gets no more than that)."""
 _EMBEDDED_KEY = "tml-embedded-local-server"
+_open_clients: weakref.WeakSet[ServiceClient] = weakref.WeakSet()
+
+
+def _close_open_clients() -> None:
+    """The interpreter is exiting (main thread ended): close what the program left open."""
+    for client in list(_open_clients):
+        client.close("success", "the program ended without close()")
 
 __all__ = ["ClientFuture", "ServiceClient"]
 
@@ -162,6 +185,9 @@ class ServiceClient:
                 "Tinker-compatible server on loopback",
             )
         self._closed = False
+        self._close_deadline: float | None = None
+        self._training_states: list[TrainingState] = []
+        self._sampler_states: list[SamplerState] = []
         self._finish_with: tuple[str, str | None] = ("success", None)
         self._host_state: HostState | None = None
         self._timers = timers
@@ -174,6 +200,9 @@ class ServiceClient:
             )
             self.transport = Transport(config)
             self.transport.start()
+            _open_clients.add(self)
+            run_at_exit(_close_open_clients)  # after the transport's own: runs before it
+            self.transport.health.on_lost(self._on_lost)
             self.flags = self._fetch_flags()
             self.registry = Registry()
             self.progress = ProgressTracker()
@@ -199,6 +228,7 @@ class ServiceClient:
                 ),
             )
             self.session_id: str = created.result(CALL_TIMEOUT_S)
+            self._watch_session()
             if config.telemetry_enabled:
                 start_child(
                     self.supervisor,
@@ -217,6 +247,37 @@ class ServiceClient:
         except BaseException:
             self._teardown()
             raise
+
+    # -- losing the session ------------------------------------------------------------------
+
+    def _watch_session(self) -> None:
+        """A heartbeat answered 404/410 is a loss too: report it where every loss goes."""
+        session_id, health = self.session_id, self.transport.health
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, SessionLost) and event.session_id == session_id:
+                health.declare_lost(event.error)
+
+        self._manager.current().tell(Subscribe(session_id, on_event))
+
+    def _on_lost(self, error: SessionExpiredError) -> None:
+        """The one place a lost session lands (a recovery policy would hook in here): every
+        pending operation fails with `error` at once, and so does every later call."""
+        failed = self._fail_pending(error)
+        log.warning("session_lost_failed_pending", failed=failed, error=str(error))
+
+    def _fail_pending(self, error: BaseException) -> int:
+        with self._lock:
+            trainers = list(self._training_states)
+            samplers = list(self._sampler_states)
+        failed = sum(fail_pending(state, error) for state in trainers)
+        failed += sum(fail_pending_samples(state, error) for state in samplers)
+        pollers = getattr(self, "pollers", None)
+        if pollers is not None:
+            failed += pollers.fail_all(error)
+        if self._host_state is not None:
+            SamplingProcessHost.fail_pending(self._host_state, str(error))
+        return failed
 
     # -- the tree ------------------------------------------------------------------------------
 
@@ -285,6 +346,7 @@ class ServiceClient:
     def _start_training(
         self, model_id: str, base_model: str, first_seq_id: int = 1
     ) -> TrainingClient:
+        self._check_open()
         state = TrainingState(
             model_id,
             self.session_id,
@@ -294,6 +356,8 @@ class ServiceClient:
             next_to_submit=first_seq_id,
             progress=self.progress,
         )
+        with self._lock:
+            self._training_states.append(state)
         actor = self._start_client_actor(
             "training_clients", ("training", model_id), TrainingClientActor.start, state
         )
@@ -339,9 +403,10 @@ class ServiceClient:
                     "create_model",
                     types.to_json(request),
                     pool=PoolKind.TRAIN,
-                )
+                ),
+                progress=self.progress,
             )
-            .result(CALL_TIMEOUT_S)
+            .result(self._persistent_wait_s())
             .json()
         )
         if "request_id" not in response:  # a server that answers create_model inline
@@ -355,6 +420,10 @@ class ServiceClient:
             )
         ).result()
         return self._start_training(created.model_id, base_model)
+
+    def _persistent_wait_s(self) -> float:
+        """How long a caller waits for a request retried until the progress timeout."""
+        return self.progress.progress_timeout_s + CALL_TIMEOUT_S
 
     def _background(self, fn: Callable[[], T]) -> ClientFuture[T]:
         future: ClientFuture[T] = ClientFuture(request_type="CreateClient")
@@ -446,6 +515,8 @@ class ServiceClient:
             progress=self.progress,
             base_url=self.transport.config.base_url,
         )
+        with self._lock:
+            self._sampler_states.append(state)
         actor = self._start_client_actor(
             "sampling_clients", ("sampling", sid), SamplingClientActor.start, state
         )
@@ -496,9 +567,10 @@ class ServiceClient:
                     "create_sampling_session",
                     types.to_json(request),
                     pool=PoolKind.SESSION,
-                )
+                ),
+                progress=self.progress,
             )
-            .result(CALL_TIMEOUT_S)
+            .result(self._persistent_wait_s())
             .json()
         )
         return str(answer["sampling_session_id"]), base_model or answer.get("base_model")
@@ -561,6 +633,8 @@ class ServiceClient:
         SessionExpiredError.
         """
         self._check_open()
+        self.transport.health.reset()
+        self.transport.health.on_lost(self._on_lost)
         created = cast(
             concurrent.futures.Future[str],
             self._manager.resolve(CALL_TIMEOUT_S).ask(
@@ -568,6 +642,7 @@ class ServiceClient:
             ),
         )
         self.session_id = created.result(CALL_TIMEOUT_S)
+        self._watch_session()
         self._model_seq = itertools.count()
         self._sampler_seq = itertools.count()
         log.info("session_reconnected", session_id=self.session_id)
@@ -597,16 +672,38 @@ class ServiceClient:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this ServiceClient is closed; make a new one")
+            raise ClientClosedError("this ServiceClient is closed; make a new one")
 
     def close(self, status: str = "success", detail: str | None = None) -> None:
-        """Finish the session, stop the tree, close connections; leaves no thread behind."""
+        """Settle every pending future (ClientClosedError), finish the session (best effort),
+        stop the tree and close connections; leaves no thread behind.
+
+        Returns within about 2 s whatever the server does, and raises nothing of its own.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._finish_with = (status, detail)
-        self._teardown()
+            self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
+        _open_clients.discard(self)
+        try:
+            self._fail_pending(
+                ClientClosedError(
+                    "the ServiceClient was closed while this operation was pending; "
+                    "make a new ServiceClient to go on"
+                )
+            )
+            self._teardown()
+        except Exception as exc:  # never replace the user's own exception (leaving `with`)
+            log.warning("close_incomplete", error=repr(exc))
+
+    def _left_s(self, share: float = 1.0, floor_s: float = 0.05) -> float:
+        """Seconds of the close budget left, times `share` (at least `floor_s`)."""
+        deadline = self._close_deadline
+        if deadline is None:  # the tree ends under a user's supervisor: same budget
+            deadline = self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
+        return max((deadline - time.monotonic()) * share, floor_s)
 
     def _on_tree_exit(self, phase: str, reason: ExitReason) -> None:
         """Called by the tree's supervisor as it ends (also when it ends under a user's tree):
@@ -630,9 +727,9 @@ class ServiceClient:
         try:
             drained = cast(
                 concurrent.futures.Future[int],
-                reporter.ask(Drain(), timeout=CALL_TIMEOUT_S),
+                reporter.ask(Drain(), timeout=self._left_s(DRAIN_SHARE)),
             )
-            drained.result(DRAIN_TIMEOUT_S)
+            drained.result(min(DRAIN_TIMEOUT_S, self._left_s(DRAIN_SHARE)))
         except Exception as exc:
             log.warning("telemetry_drain_failed", error=str(exc))
 
@@ -656,16 +753,18 @@ class ServiceClient:
         try:
             finished = cast(
                 concurrent.futures.Future[None],
-                manager.ask(FinishSession(session_id, status, detail), timeout=CALL_TIMEOUT_S),
+                manager.ask(
+                    FinishSession(session_id, status, detail), timeout=self._left_s(FINISH_SHARE)
+                ),
             )
-            finished.result(CALL_TIMEOUT_S)
+            finished.result(self._left_s(FINISH_SHARE))
         except Exception as exc:
             log.warning("session_finish_failed", session_id=session_id, error=str(exc))
 
     def _teardown(self) -> None:
         supervisor = getattr(self, "supervisor", None)
         if supervisor is not None and supervisor.is_alive():
-            stop_process(supervisor, timeout_s=CALL_TIMEOUT_S)
+            stop_process(supervisor, timeout_s=self._left_s())
         self._close_resources()
 
     def _close_resources(self) -> None:
@@ -674,13 +773,16 @@ class ServiceClient:
                 del ServiceClient.instances[key]
         pollers = getattr(self, "pollers", None)
         if pollers is not None:
-            pollers.stop()
+            pollers.stop(self._left_s(0.5))
         transport = getattr(self, "transport", None)
         if transport is not None:
-            transport.close()
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+            try:
+                transport.close(self._left_s(floor_s=0.2))
+            except RuntimeError as exc:  # its thread is a daemon: it cannot hold the exit
+                log.warning("transport_close_slow", error=str(exc))
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
     def __enter__(self) -> ServiceClient:
         return self

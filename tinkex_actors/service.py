@@ -50,8 +50,9 @@ from tinkex_actors import types
 from tinkex_actors._loop_thread import run_at_exit
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
 from tinkex_actors.config import ClientFlags, Config, PoolKind
-from tinkex_actors.errors import ClientClosedError, SessionExpiredError
+from tinkex_actors.errors import ClientClosedError, ConflictError, SessionExpiredError
 from tinkex_actors.futures import Future
+from tinkex_actors.orphans import session_models, unload_orphans
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker
@@ -187,6 +188,8 @@ class ServiceClient:
         self._closed = False
         self._close_deadline: float | None = None
         self._training_states: list[TrainingState] = []
+        self._disowned: set[str] = set()
+        self._create_lock = threading.Lock()
         self._sampler_states: list[SamplerState] = []
         self._finish_with: tuple[str, str | None] = ("success", None)
         self._host_state: HostState | None = None
@@ -396,30 +399,80 @@ class ServiceClient:
             user_metadata=user_metadata,
             lora_config=lora,
         )
-        response = (
-            self.transport.submit(
-                HttpRequest(
-                    "POST",
-                    "create_model",
-                    types.to_json(request),
-                    pool=PoolKind.TRAIN,
-                ),
+        # Serialized from the submit to the client's registration: the orphan check below
+        # must never take a sibling being created for the lost attempt of this one.
+        with self._create_lock:
+            try:
+                answer = self.transport.submit(
+                    HttpRequest(
+                        "POST",
+                        "create_model",
+                        types.to_json(request),
+                        pool=PoolKind.TRAIN,
+                        max_retries=1,  # counts a 409 only: outages are retried until progress
+                    ),
+                    progress=self.progress,
+                ).result(self._persistent_wait_s())
+            except ConflictError:
+                # The model_seq_id is taken: an earlier attempt of this very call landed and
+                # its answer was lost. That model is ours.
+                return self._start_training(self._adopt_lost_model(), base_model)
+            response = answer.json()
+            if "request_id" not in response:  # a server that answers create_model inline
+                model_id = str(response["model_id"])
+            else:
+                created = self.pollers.track(
+                    PollSpec(
+                        request_id=response["request_id"],
+                        request_type="CreateModel",
+                        decode_json=lambda v: types.convert(v, types.CreateModelResponse),
+                        progress=self.progress,
+                    )
+                ).result()
+                model_id = created.model_id
+            if answer.retries_taken:  # an earlier attempt may have made a model too
+                self._unload_orphans(keep=model_id)
+            return self._start_training(model_id, base_model)
+
+    def _known_models(self) -> set[str]:
+        with self._lock:
+            return {s.model_id for s in self._training_states} | self._disowned
+
+    def _unload_orphans(self, keep: str) -> list[str]:
+        """Unload the models of the session nobody asked for (lost answers' twins)."""
+        try:
+            orphans = unload_orphans(
+                self.transport,
+                self.pollers,
+                self.session_id,
+                self._known_models() | {keep},
                 progress=self.progress,
+                wait_s=CALL_TIMEOUT_S,
             )
-            .result(self._persistent_wait_s())
-            .json()
-        )
-        if "request_id" not in response:  # a server that answers create_model inline
-            return self._start_training(str(response["model_id"]), base_model)
-        created = self.pollers.track(
-            PollSpec(
-                request_id=response["request_id"],
-                request_type="CreateModel",
-                decode_json=lambda v: types.convert(v, types.CreateModelResponse),
-                progress=self.progress,
+        except Exception as exc:  # best effort: the model asked for is fine either way
+            log.warning("orphan_check_failed", error=repr(exc))
+            return []
+        with self._lock:
+            self._disowned.update(orphans)
+        return orphans
+
+    def _adopt_lost_model(self) -> str:
+        """The model an earlier attempt of a create_model made (its answer was lost)."""
+        unknown = [
+            m
+            for m in session_models(self.transport, self.session_id, CALL_TIMEOUT_S)
+            if m not in self._known_models()
+        ]
+        if not unknown:
+            raise ConflictError(
+                "create_model was refused (409: model_seq_id already used) and the session "
+                "lists no model of ours that could have been created by an earlier attempt",
+                status_code=409,
             )
-        ).result()
-        return self._start_training(created.model_id, base_model)
+        log.info("lost_create_model_adopted", model_id=unknown[0])
+        if len(unknown) > 1:
+            self._unload_orphans(keep=unknown[0])
+        return unknown[0]
 
     def _persistent_wait_s(self) -> float:
         """How long a caller waits for a request retried until the progress timeout."""

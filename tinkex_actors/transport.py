@@ -467,7 +467,15 @@ class Transport:
                 continue
             self._note_deprecation(request, answer)
             if status == 400 and not answer.content and self._bare_400_budget[request.pool] > 0:
-                raise self._bare_400(request, url, client)
+                refused = self._bare_400(request, url, client)
+                if not persistent:
+                    raise refused
+                # An ordered submit never reached the service: failing it would leave a gap
+                # in the model's seq_ids that a strict server waits on. Reconnect and resend.
+                client = wire.session_for(request.pool)
+                await self._pause(request, retries_taken, max_retries, None, refused)
+                retries_taken += 1
+                continue
             raise error_for_status(
                 status, answer.content, answer.headers, method=request.method, url=url
             )

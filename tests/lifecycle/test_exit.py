@@ -1,0 +1,198 @@
+"""Exit and close: a program never hangs on the client, whatever the server does."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+import tinkex_actors as tx
+from tests.lifecycle.conftest import KEY, NOISE, Script, ServerProcess
+from tinkex_actors import types
+from tinkex_actors.errors import ClientClosedError, TransportClosedError
+
+EXIT_WITHIN_S = 2.0
+WAIT_S = 30.0
+
+# A user script in the style of the official SDK's recipes: no close(), futures left pending.
+PRELUDE = """
+import atexit, sys, time
+import numpy as np
+import tinkex_actors as tx
+from tinkex_actors import types
+
+url, mode = sys.argv[1], sys.argv[2]
+datum = types.Datum(
+    model_input=types.ModelInput.from_ints([1, 2, 3, 4]),
+    loss_fn_inputs={"target_tokens": types.TensorData.from_numpy(np.array([2, 3, 4, 5]))},
+)
+outcomes = []
+def report():  # plain atexit: runs after the client's own exit hook
+    print("OUTCOMES", len(outcomes), " ".join(sorted(set(outcomes))) or "-", flush=True)
+atexit.register(report)
+def note(future):
+    error = future.exception()
+    outcomes.append("ok" if error is None else type(error).__name__)
+"""
+
+NO_CLOSE = PRELUDE + """
+service = tx.ServiceClient(base_url=url, api_key="%s")
+trainer = service.create_lora_training_client("tiny-byte-lm", rank=4).result(30)
+trainer.forward_backward([datum], "cross_entropy").result(30)
+print("SESSION", service.session_id, flush=True)
+pending = [trainer.forward_backward([datum], "cross_entropy") for _ in range(20)]
+pending.append(trainer.optim_step(types.AdamParams(learning_rate=1e-3)))
+for future in pending:
+    future.add_done_callback(note)
+print("READY", flush=True)
+sys.stdin.readline()
+print("END", time.time(), flush=True)
+""" % KEY
+
+
+def datum() -> types.Datum:
+    """A one-sequence batch for the byte model."""
+    return types.Datum(
+        model_input=types.ModelInput.from_ints([1, 2, 3, 4]),
+        loss_fn_inputs={"target_tokens": types.TensorData.from_numpy(np.array([2, 3, 4, 5]))},
+    )
+
+
+def assert_clean(output: str) -> None:
+    """No traceback of ours, no loop noise."""
+    for noise in NOISE:
+        assert noise not in output, f"{noise!r} printed:\n{output[-3000:]}"
+
+
+class TestExitWithoutClose:
+    def test_a_script_without_close_exits_within_2_s_against_a_live_server(
+        self, script: Script, server_process: ServerProcess
+    ) -> None:
+        """Main thread ends with 21 futures pending: exit < 2 s, all settled, session finished."""
+        run = script.run(NO_CLOSE, server_process.url, "live")
+        assert run.returncode == 0, run.output
+        assert run.exit_after_s < EXIT_WITHIN_S, run.output
+        assert_clean(run.output)
+        [outcomes] = run.lines("OUTCOMES")
+        _, count, kinds = outcomes.split(" ", 2)
+        assert count == "21"
+        assert set(kinds.split()) <= {"ok", "ClientClosedError"}, outcomes
+        [session] = run.lines("SESSION")
+        beat = httpx.post(
+            f"{server_process.url}/api/v1/session_heartbeat",
+            json={"session_id": session.split()[1]},
+            headers={"X-API-Key": KEY},
+        )
+        assert beat.status_code == 410 and "finished" in beat.text
+
+    def test_a_script_without_close_exits_within_2_s_once_its_server_has_gone(
+        self, script: Script, server_process: ServerProcess
+    ) -> None:
+        """The server is SIGKILLed before the end: exit < 2 s, futures settled, no traceback."""
+        run = script.run(
+            NO_CLOSE, server_process.url, "gone", on_ready=lambda _p: server_process.kill()
+        )
+        assert run.returncode == 0, run.output
+        assert run.exit_after_s < EXIT_WITHIN_S, run.output
+        assert_clean(run.output)
+        [outcomes] = run.lines("OUTCOMES")
+        _, count, kinds = outcomes.split(" ", 2)
+        assert count == "21"
+        assert "ClientClosedError" in kinds.split(), outcomes
+        assert set(kinds.split()) <= {"ok", "ClientClosedError"}, outcomes
+
+
+class TestClose:
+    def test_close_with_the_server_gone_is_bounded_and_fails_every_future_typed(
+        self, server_process: ServerProcess
+    ) -> None:
+        """close() after SIGKILL of the server: < 2 s, every future ends in ClientClosedError."""
+        service = tx.ServiceClient(base_url=server_process.url, api_key=KEY)
+        trainer = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+        trainer.forward_backward([datum()], "cross_entropy").result(WAIT_S)
+        server_process.kill()
+        pending = [trainer.forward_backward([datum()], "cross_entropy") for _ in range(10)]
+        started = time.monotonic()
+        service.close()
+        took = time.monotonic() - started
+        assert took < EXIT_WITHIN_S
+        for future in pending:
+            assert isinstance(future.exception(0), ClientClosedError)
+
+    def test_a_call_after_close_raises_client_closed_error_at_once(
+        self, server_process: ServerProcess
+    ) -> None:
+        """Training, sampling and service calls after close raise ClientClosedError, no wait."""
+        service = tx.ServiceClient(base_url=server_process.url, api_key=KEY)
+        trainer = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        service.close()
+        started = time.monotonic()
+        with pytest.raises(ClientClosedError):
+            trainer.forward_backward([datum()], "cross_entropy")
+        with pytest.raises(ClientClosedError):
+            trainer.optim_step(types.AdamParams(learning_rate=1e-3))
+        with pytest.raises(ClientClosedError):
+            sampler.sample(types.ModelInput.from_ints([1, 2]), 1, types.SamplingParams(max_tokens=2))
+        with pytest.raises(ClientClosedError):
+            service.create_lora_training_client("tiny-byte-lm", rank=4)
+        with pytest.raises(TransportClosedError):  # ClientClosedError is one
+            trainer.get_info().result(WAIT_S)
+        assert time.monotonic() - started < 1.0
+
+    def test_leaving_with_keeps_the_users_exception_when_the_server_is_gone(
+        self, server_process: ServerProcess
+    ) -> None:
+        """An exception inside `with` comes out as is (no CancelledError), within 2 s."""
+        pending: list[tx.Future[types.ForwardBackwardOutput]] = []
+        started = 0.0
+        with pytest.raises(KeyError, match="the user's own"):  # noqa: PT012
+            with tx.ServiceClient(base_url=server_process.url, api_key=KEY) as service:
+                trainer = service.create_lora_training_client("tiny-byte-lm", rank=4).result(
+                    WAIT_S
+                )
+                server_process.kill()
+                pending.extend(
+                    trainer.forward_backward([datum()], "cross_entropy") for _ in range(5)
+                )
+                started = time.monotonic()
+                raise KeyError("the user's own")
+        assert time.monotonic() - started < EXIT_WITHIN_S
+        assert all(isinstance(f.exception(0), ClientClosedError) for f in pending)
+
+
+CTRL_C = PRELUDE + """
+import os, signal
+service = tx.ServiceClient(base_url=url, api_key="%s")
+trainer = service.create_lora_training_client("tiny-byte-lm", rank=4).result(30)
+try:
+    step = 0
+    while True:  # a training loop; Ctrl-C arrives at its third step
+        step += 1
+        for _ in range(5):
+            trainer.forward_backward([datum], "cross_entropy").add_done_callback(note)
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        trainer.optim_step(types.AdamParams(learning_rate=1e-3)).result(30)
+except KeyboardInterrupt:
+    print("END", time.time(), flush=True)
+    raise
+""" % KEY
+
+
+class TestCtrlC:
+    def test_ctrl_c_during_a_run_exits_cleanly(
+        self, script: Script, server_process: ServerProcess
+    ) -> None:
+        """SIGINT mid-loop: the KeyboardInterrupt ends the program within 2 s, no other noise."""
+        run = script.run(CTRL_C, server_process.url, "ctrl-c")
+        assert run.exit_after_s < EXIT_WITHIN_S, run.output
+        assert run.returncode != 0
+        tail = run.output.split("END ", 1)[1]
+        assert "KeyboardInterrupt" in tail
+        for noise in ("Exception in thread", "Event loop is closed", "CancelledError"):
+            assert noise not in run.output, run.output[-3000:]
+        [outcomes] = run.lines("OUTCOMES")
+        assert set(outcomes.split(" ", 2)[2].split()) <= {"ok", "ClientClosedError"}, outcomes

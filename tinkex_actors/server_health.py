@@ -129,10 +129,13 @@ class ServerHealth:
         if was is not None:
             self._wake()
 
-    def failed(self, what: str) -> None:
-        """An attempt met a connection error, a timeout or a 5xx (`what` says which)."""
+    def failed(self, what: str, token: object | None = None) -> None:
+        """An attempt met a connection error, a timeout or a 5xx (`what` says which). The
+        request of `token` (if no other is) becomes the probe: others wait behind it."""
         now = self._clock()
         with self._lock:
+            if token is not None and self._probe is None:
+                self._probe = token
             if self._failing_since is None:
                 self._failing_since = now
             self._failures += 1

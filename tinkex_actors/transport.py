@@ -403,7 +403,7 @@ class Transport:
                     follow_redirects=follow,
                 )
             except httpx.TimeoutException as exc:
-                health.failed(_error_name(exc) or "timeout")
+                health.failed(_error_name(exc) or "timeout", token)
                 if _not_really_a_timeout(exc):
                     if persistent or remaining > 0:
                         await self._pause(request, retries_taken, max_retries, None, exc)
@@ -429,7 +429,7 @@ class Transport:
                     url=url,
                 ) from exc
             except (httpx.RequestError, OSError) as exc:  # also undecodable bodies, as officially
-                health.failed(_error_name(exc) or "connection error")
+                health.failed(_error_name(exc) or "connection error", token)
                 if persistent or remaining > 0:
                     await self._pause(request, retries_taken, max_retries, None, exc)
                     retries_taken += 1
@@ -449,7 +449,7 @@ class Transport:
                 retries_taken=retries_taken,
             )
             if status >= 500:
-                health.failed(f"HTTP {status}")
+                health.failed(f"HTTP {status}", token)
             else:
                 health.answered()
             if 200 <= status < 400:
@@ -514,6 +514,8 @@ class Transport:
         answer: HttpResponse | None,
         error: BaseException | None,
     ) -> None:
+        if self.health.lost is not None:  # given up meanwhile: no point waiting to retry
+            raise self.health.lost
         delay_s = retry_delay_s(
             retries_taken,
             answer.headers if answer is not None else None,

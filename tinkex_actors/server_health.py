@@ -14,9 +14,8 @@ a connection error, a timeout or a 5xx means it is failing. While it fails:
   connection lost: a `ConnectionLostError` saying since when and why goes to every listener,
   waiters fail with it at once, and so does every later request.
 
-`declare_lost` is the single place where a client learns its session is gone, whatever found
-it out (this gate, or a heartbeat answered 404/410): listeners subscribe with `on_lost`, so a
-recovery policy can hook in there. The clock is injectable (`clock=FakeClock().monotonic`).
+Listeners of a loss subscribe with `on_lost` (the ServiceClient's single `_on_lost`, where a
+heartbeat answered 404/410 lands too). The clock is injectable (`clock=FakeClock().monotonic`).
 """
 
 from __future__ import annotations
@@ -91,7 +90,7 @@ class ServerHealth:
         """Call `listener(error)` once when the session is declared lost (at once if it is)."""
         with self._lock:
             lost = self._lost
-            if lost is None:
+            if lost is None and listener not in self._listeners:
                 self._listeners.append(listener)
         if lost is not None:
             _call(listener, lost)

@@ -254,17 +254,19 @@ class ServiceClient:
     # -- losing the session ------------------------------------------------------------------
 
     def _watch_session(self) -> None:
-        """A heartbeat answered 404/410 is a loss too: report it where every loss goes."""
-        session_id, health = self.session_id, self.transport.health
+        """A heartbeat answered 404/410 is a loss too: report it where every loss goes (the
+        transport stays usable: REST calls and `reconnect` still reach the server)."""
+        session_id = self.session_id
 
         def on_event(event: Any) -> None:
             if isinstance(event, SessionLost) and event.session_id == session_id:
-                health.declare_lost(event.error)
+                self._on_lost(event.error)
 
         self._manager.current().tell(Subscribe(session_id, on_event))
 
     def _on_lost(self, error: SessionExpiredError) -> None:
-        """The one place a lost session lands (a recovery policy would hook in here): every
+        """The one place a lost session lands, whoever found it out (the transport's outage
+        gate, or a heartbeat answered 404/410); a recovery policy would hook in here. Every
         pending operation fails with `error` at once, and so does every later call."""
         failed = self._fail_pending(error)
         log.warning("session_lost_failed_pending", failed=failed, error=str(error))

@@ -37,7 +37,7 @@ __all__ = ["LostListener", "ServerHealth"]
 _log = get_logger("tinkex_actors.server_health")
 
 LostListener = Callable[[SessionExpiredError], None]
-"""Called once, in the thread that found the loss out; must not block."""
+"""Called once, in a short-lived thread of its own (or the caller's, if already lost)."""
 
 _MAX_BACKOFF_EXPONENT: Final = 16
 
@@ -104,8 +104,12 @@ class ServerHealth:
             listeners, self._listeners = self._listeners, []
         _log.warning("session_lost", error=str(error))
         self._wake()
-        for listener in listeners:
-            _call(listener, error)
+        if listeners:
+            # Not in the finder's thread (often the Transport's loop): listeners settle user
+            # futures, whose callbacks may block on the transport.
+            threading.Thread(
+                target=_call_all, args=(listeners, error), name="tinkex-session-lost", daemon=True
+            ).start()
         return True
 
     def reset(self) -> None:
@@ -219,6 +223,11 @@ class ServerHealth:
 def _loop_of(event: asyncio.Event) -> asyncio.AbstractEventLoop | None:
     loop = getattr(event, "_loop", None)
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
+
+
+def _call_all(listeners: list[LostListener], error: SessionExpiredError) -> None:
+    for listener in listeners:
+        _call(listener, error)
 
 
 def _call(listener: LostListener, error: SessionExpiredError) -> None:

@@ -72,6 +72,7 @@ class ServerHealth:
         self._probe: object | None = None
         self._next_probe_s = 0.0
         self._changed: asyncio.Event | None = None
+        self._waiting = 0
 
     # -- state ----------------------------------------------------------------------------
 
@@ -85,6 +86,11 @@ class ServerHealth:
         """How long the server has been failing (None: its last answer was fine)."""
         since = self._failing_since
         return None if since is None else self._clock() - since
+
+    @property
+    def waiting(self) -> int:
+        """How many requests are held at the gate now, behind the probe."""
+        return self._waiting
 
     def on_lost(self, listener: LostListener) -> None:
         """Call `listener(error)` once when the session is declared lost (at once if it is)."""
@@ -186,8 +192,12 @@ class ServerHealth:
                     return
             waited = True
             changed = self._event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), wait_s)
+            self._waiting += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), wait_s)
+            finally:
+                self._waiting -= 1
 
     def release(self, token: object) -> None:
         """`token`'s request ended (answered, failed or cancelled): let the next one probe."""

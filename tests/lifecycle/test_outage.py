@@ -14,17 +14,20 @@ import pytest
 
 import tinkex_actors as tx
 from supervisors.testing import FakeClock
+from tests.futures._support import Scheduler, make_futures
 from tests.lifecycle.conftest import KEY, ServerProcess
 from tinkex_actors import types
 from tinkex_actors.config import Config
 from tinkex_actors.errors import ConnectionLostError, InternalServerError
 from tinkex_actors.local import LocalServer
+from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.retry import ProgressTimeoutError, ProgressTracker
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 
 WAIT_S = 30.0
 CAPABILITIES = "/api/v1/get_server_capabilities"
 HEALTHZ = "/api/v1/healthz"
+RETRIEVE = "/api/v1/retrieve_future"
 
 
 def closed_port() -> int:
@@ -137,6 +140,39 @@ class TestOutagesAreWaitedOut:
         assert answers[0].retries_taken == 8
         assert [a.status for a in answers[1:]] == [200] * 5
         assert server.app.path_counts[HEALTHZ] == 5  # none of them was sent into the outage
+
+
+class TestPollsDuringAnOutage:
+    def test_polls_queued_behind_the_probe_send_nothing_until_the_server_answers(
+        self, server: LocalServer, clock: FakeClock
+    ) -> None:
+        """The head meets 6 answers of 503 while 20 tracked futures wait at the gate: each polls
+        once, after the outage; none is spent on it (well under 5 polls/s per future)."""
+        request_ids = make_futures(server, 20)
+        server.faults.inject_status("*", 503, times=6)
+        holder: list[Transport] = []
+
+        async def outage_backoff(delay_s: float) -> None:
+            # The head's backoff ends only once all 20 polls wait at the gate.
+            deadline = time.monotonic() + WAIT_S
+            while holder[0].health.waiting < 20 and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            clock.advance(delay_s)
+
+        config = Config(api_key=KEY, base_url=server.url)
+        transport = Transport(config, sleep=outage_backoff, clock=clock.monotonic)
+        holder.append(transport)
+        try:
+            head = transport.submit(get(CAPABILITIES), progress=ProgressTracker(clock=lambda: 0))
+            wait_for(lambda: transport.health.failing_for_s is not None or head.done())
+            scheduler = Scheduler(clock)
+            with PollerPool(transport, size=2, scheduler=scheduler, clock=clock.monotonic) as pool:
+                futures = [pool.track(PollSpec(rid, "OptimStep")) for rid in request_ids]
+                assert head.result(WAIT_S).retries_taken == 6
+                assert all(f.result(WAIT_S) == {"metrics": {}} for f in futures)
+        finally:
+            transport.close()
+        assert server.app.path_counts[RETRIEVE] == 20
 
 
 class TestConnectionLost:

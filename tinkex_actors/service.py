@@ -786,7 +786,7 @@ class ServiceClient:
             )
             drained.result(min(DRAIN_TIMEOUT_S, self._left_s(DRAIN_SHARE)))
         except Exception as exc:
-            log.warning("telemetry_drain_failed", error=str(exc))
+            log.warning("telemetry_drain_failed", error=repr(exc))
 
     def report(self, event_name: str, event_data: dict[str, Any] | None = None) -> None:
         """Send a GENERIC_EVENT with this session's telemetry (dropped when disabled)."""
@@ -814,7 +814,7 @@ class ServiceClient:
             )
             finished.result(self._left_s(FINISH_SHARE))
         except Exception as exc:
-            log.warning("session_finish_failed", session_id=session_id, error=str(exc))
+            log.warning("session_finish_failed", session_id=session_id, error=repr(exc))
 
     def _teardown(self) -> None:
         supervisor = getattr(self, "supervisor", None)
@@ -833,7 +833,7 @@ class ServiceClient:
         if transport is not None:
             try:
                 transport.close(self._left_s(floor_s=0.2))
-            except RuntimeError as exc:  # its thread is a daemon: it cannot hold the exit
+            except RuntimeError as exc:  # its loop stops by itself once the program ends
                 log.warning("transport_close_slow", error=str(exc))
         server, self._server = self._server, None
         if server is not None:

@@ -22,6 +22,13 @@ raises a retryable APIConnectionError, up to BARE_400_RETRIES in a row.
 A 2xx answer is returned; so is a 3xx when the request does not follow
 redirects (the archive endpoint answers 302 with the download URL).
 
+Every attempt's outcome goes to the client's `ServerHealth` (`server_health.py`):
+during an outage one request probes while the others wait at its gate, and once
+the server has not answered for `connection_lost_after_s` every request fails
+with `ConnectionLostError`. A request submitted with the client's progress
+tracker (ordered training submits, creations) retries outages without a count,
+until the progress timeout.
+
 The loop thread itself (start, hand-off, close, exit safety net) lives in
 `_loop_thread.py`; the request and response types in `_http_messages.py`.
 
@@ -179,9 +186,9 @@ class Transport:
 
     Start: the constructor (or `start()` when built with `start=False`).
     Stop: `close(timeout_s)` cancels what is in flight (those futures fail with
-    TransportClosedError), closes every connection and joins the thread. The
-    thread is not a daemon, so it must be closed; as a safety net it also stops
-    by itself once the main thread has finished.
+    ClientClosedError), closes every connection and joins the thread. A
+    transport never closed is closed by an exit hook when the main thread ends
+    (see `_loop_thread.py`).
     """
 
     def __init__(

@@ -196,6 +196,25 @@ class TestConnectionLost:
         later = transport.submit(get(HEALTHZ))
         assert later.done() and later.exception() is error
 
+    def test_heartbeats_alone_failing_past_connection_lost_after_give_the_session_up(
+        self, make_transport: Callable[..., Transport], clock: FakeClock
+    ) -> None:
+        """An idle client: heartbeats (probes, never held at the gate) every 10 s to a dead
+        port; the one after 30 s declares the loss, and the listener hears it once."""
+        transport = make_transport(f"http://127.0.0.1:{closed_port()}", lost_after_s=30.0)
+        heard: concurrent.futures.Future[BaseException] = concurrent.futures.Future()
+        transport.health.on_lost(heard.set_result)
+        beat = HttpRequest("POST", "session_heartbeat", b"{}", max_retries=0)
+        outcomes = []
+        for _ in range(5):
+            outcomes.append(transport.submit(beat, probe=True).exception(WAIT_S))
+            clock.advance(10.0)
+        # The beat at 30 s fails and declares the loss; the next is refused at once.
+        names = [type(e).__name__ for e in outcomes]
+        assert names == ["APIConnectionError"] * 4 + ["ConnectionLostError"]
+        assert isinstance(heard.result(WAIT_S), ConnectionLostError)
+        assert transport.health.lost is heard.result(0)
+
     def test_a_server_that_never_comes_back_fails_every_pending_future_at_once(
         self, server_process: ServerProcess
     ) -> None:

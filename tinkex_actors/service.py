@@ -26,7 +26,6 @@ import itertools
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar, cast
 
@@ -102,7 +101,8 @@ FINISH_SHARE = 0.5
 """Shares of what is left of the close budget given to the telemetry flush and to finishing
 the session (best effort: an unreachable server gets no more than that)."""
 _EMBEDDED_KEY = "tml-embedded-local-server"
-_open_clients: weakref.WeakSet[ServiceClient] = weakref.WeakSet()
+_open_clients: set[ServiceClient] = set()
+"""Clients not closed yet: the exit hook closes them (a client's actors keep it alive anyway)."""
 
 
 def _close_open_clients() -> None:
@@ -248,6 +248,7 @@ class ServiceClient:
                     timeout_s=CALL_TIMEOUT_S,
                 )
         except BaseException:
+            _open_clients.discard(self)
             self._teardown()
             raise
 

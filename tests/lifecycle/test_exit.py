@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 import tinkex_actors as tx
+from supervisors import terminate_child
 from tests.lifecycle.conftest import KEY, NOISE, Script, ServerProcess
 from tinkex_actors import types
 from tinkex_actors.errors import ClientClosedError, TransportClosedError
+from tinkex_actors.local import LocalServer
 
 EXIT_WITHIN_S = 2.0
 WAIT_S = 30.0
@@ -159,6 +161,26 @@ class TestClose:
             raise KeyError("the user's own")
         assert time.monotonic() - started < EXIT_WITHIN_S
         assert all(isinstance(f.exception(0), ClientClosedError) for f in pending)
+
+
+class TestActorStop:
+    def test_a_training_actor_stopped_by_its_supervisor_fails_its_queued_futures(
+        self, server: LocalServer
+    ) -> None:
+        """terminate_child with steps queued (the first held 2 s by the server): every one
+        of them ends in ClientClosedError, none is left pending."""
+        with tx.ServiceClient(base_url=server.url, api_key=KEY) as service:
+            trainer = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+            server.faults.delay("/api/v1/forward_backward", 2.0)
+            queued = [trainer.forward_backward([datum()], "cross_entropy") for _ in range(5)]
+            supervisor = service.registry.whereis("training_clients")
+            actor = service.registry.whereis(("training", trainer.model_id))
+            assert supervisor is not None and actor is not None
+            terminate_child(supervisor, actor)
+            for future in queued:
+                assert isinstance(future.exception(WAIT_S), ClientClosedError)
+            with pytest.raises(ClientClosedError):
+                trainer.optim_step(types.AdamParams(learning_rate=1e-3))
 
 
 CTRL_C = PRELUDE + """

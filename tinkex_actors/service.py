@@ -98,8 +98,10 @@ CLOSE_BUDGET_S = 1.8
 """`close()` returns within this (plus scheduling noise) whatever the server does."""
 DRAIN_SHARE = 0.25
 FINISH_SHARE = 0.5
+FAILING_FINISH_SHARE = 0.25
 """Shares of what is left of the close budget given to the telemetry flush and to finishing
-the session (best effort: an unreachable server gets no more than that)."""
+the session (best effort: an unreachable server gets no more than that; one failing when
+close begins gets the smaller share for finishing and no telemetry flush)."""
 _EMBEDDED_KEY = "tml-embedded-local-server"
 _open_clients: set[ServiceClient] = set()
 """Clients not closed yet: the exit hook closes them (a client's actors keep it alive anyway)."""
@@ -768,8 +770,14 @@ class ServiceClient:
             status, detail = self._finish_with
             if not isinstance(reason, Normal | Shutdown) and status == "success":
                 status, detail = "errored", repr(reason)
-            self._drain_telemetry()
-            self._finish_session(status, detail)
+            health = self.transport.health
+            if health.lost is not None:
+                return  # given up on the server: nothing can reach it
+            if health.failing_for_s is None:
+                self._drain_telemetry()
+                self._finish_session(status, detail, FINISH_SHARE)
+            else:  # failing now: one short try at finishing, telemetry dropped
+                self._finish_session(status, detail, FAILING_FINISH_SHARE)
         else:
             self._closed = True
             if self._host_state is not None:
@@ -801,7 +809,7 @@ class ServiceClient:
         if reporter is not None:
             reporter.tell(LogException(error))
 
-    def _finish_session(self, status: str, detail: str | None) -> None:
+    def _finish_session(self, status: str, detail: str | None, share: float = FINISH_SHARE) -> None:
         session_id = getattr(self, "session_id", None)
         manager = self.registry.whereis("session_manager") if session_id else None
         if manager is None or session_id is None:
@@ -809,11 +817,9 @@ class ServiceClient:
         try:
             finished = cast(
                 concurrent.futures.Future[None],
-                manager.ask(
-                    FinishSession(session_id, status, detail), timeout=self._left_s(FINISH_SHARE)
-                ),
+                manager.ask(FinishSession(session_id, status, detail), timeout=self._left_s(share)),
             )
-            finished.result(self._left_s(FINISH_SHARE))
+            finished.result(self._left_s(share))
         except Exception as exc:
             log.warning("session_finish_failed", session_id=session_id, error=repr(exc))
 

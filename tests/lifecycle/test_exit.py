@@ -106,6 +106,31 @@ class TestExitWithoutClose:
         assert set(kinds.split()) <= {"ok", "ClientClosedError"}, outcomes
 
 
+THREE_CLIENTS = PRELUDE + """
+clients = [tx.ServiceClient(base_url=url, api_key=key) for _ in range(3)]
+for client in clients:
+    trainer = client.create_lora_training_client("tiny-byte-lm", rank=4).result(30)
+    trainer.forward_backward([datum], "cross_entropy").add_done_callback(note)
+print("READY", flush=True)
+sys.stdin.readline()
+print("END", time.time(), flush=True)
+"""
+
+
+class TestExitWithSeveralClients:
+    def test_three_clients_without_close_exit_within_2_s_once_their_server_has_gone(
+        self, script: Script, server_process: ServerProcess
+    ) -> None:
+        """Three ServiceClients left open are closed side by side at exit: one budget, < 2 s."""
+        gone = server_process.kill
+        run = script.run(THREE_CLIENTS, server_process.url, "gone", KEY, on_ready=lambda _p: gone())
+        assert run.returncode == 0, run.output
+        assert run.exit_after_s < EXIT_WITHIN_S, run.output
+        assert_clean(run.output)
+        [outcomes] = run.lines("OUTCOMES")
+        assert outcomes.split(" ", 2)[1] == "3"
+
+
 class TestClose:
     def test_close_with_the_server_gone_is_bounded_and_fails_every_future_typed(
         self, server_process: ServerProcess

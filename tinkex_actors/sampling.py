@@ -277,7 +277,10 @@ class SamplingClientActor(Process):
             self._later(self.state.limiter.backoff_remaining_s() or 0.0)
             return
         except (APIConnectionError, APIStatusError) as exc:
-            retryable = isinstance(exc, APIConnectionError) or exc.status_code >= 500
+            # 408: the server held the request too long; like a 5xx, an outage to wait out
+            retryable = isinstance(exc, APIConnectionError) or (
+                exc.status_code >= 500 or exc.status_code == 408
+            )
             self.state.budget.release(self._budget_key(job.key))
             if retryable and not self._stuck(job):
                 job.dispatched = False

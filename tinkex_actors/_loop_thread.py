@@ -4,10 +4,12 @@ Callers get a `concurrent.futures.Future` at once; the coroutine runs on the
 loop. Submissions are batched: while a hand-off is pending, further submits
 only join a queue, so a burst of N submits costs one loop wake-up, not N.
 
-The thread is not a daemon: `close()` must be called (it cancels what is in
-flight, runs the owner's cleanup coroutine, and joins the thread). As a safety
-net the loop also stops itself once the main thread has finished, so a
-forgotten `close()` cannot hang interpreter exit.
+`close()` cancels what is in flight (it fails with `ClientClosedError`), runs the
+owner's cleanup coroutine, and joins the thread. A forgotten `close()` never keeps
+the interpreter alive: every loop still open is closed (bounded, quietly) by a
+`threading` exit hook, which Python runs when the main thread ends and before it
+joins the other (non-daemon) threads; as a last net the loop also stops itself
+once the main thread has finished.
 """
 
 from __future__ import annotations
@@ -19,15 +21,56 @@ import contextlib
 import functools
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
-from tinkex_actors.errors import TransportClosedError
+from tinkex_actors.errors import ClientClosedError
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "run_at_exit"]
 
 T = TypeVar("T")
 _MAIN_THREAD_CHECK_S: Final = 1.0
+_EXIT_CLOSE_S: Final = 1.0
+"""How long the exit hook gives each loop still open to close."""
+
+_open_loops: weakref.WeakSet[LoopThread] = weakref.WeakSet()
+_exit_hooks_lock = threading.Lock()
+_exit_hooks: list[Callable[[], None]] = []
+_hook_installed = False
+
+
+def run_at_exit(hook: Callable[[], None]) -> None:
+    """Run `hook` when the main thread ends, before Python joins the remaining threads and
+    before any loop still open is closed (hooks run newest first); it must be bounded."""
+    with _exit_hooks_lock:
+        if hook not in _exit_hooks:
+            _exit_hooks.append(hook)
+    _install_exit_hook()
+
+
+def _install_exit_hook() -> None:
+    global _hook_installed
+    with _exit_hooks_lock:
+        if _hook_installed:
+            return
+        _hook_installed = True
+    # The hook of `threading._shutdown`, as concurrent.futures uses: plain `atexit` runs
+    # only after every non-daemon thread was joined, too late to stop ours. It refuses
+    # (RuntimeError) once the interpreter is shutting down.
+    with contextlib.suppress(RuntimeError):
+        threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
+
+
+def _at_exit() -> None:
+    with _exit_hooks_lock:
+        hooks = list(reversed(_exit_hooks))
+    for hook in hooks:
+        with contextlib.suppress(Exception):
+            hook()
+    for runner in list(_open_loops):
+        with contextlib.suppress(Exception):
+            runner.close(_EXIT_CLOSE_S)
 
 _Start = Callable[[], Coroutine[Any, Any, Any]]
 _Item = tuple[_Start, "concurrent.futures.Future[Any]", str]
@@ -68,7 +111,7 @@ class LoopThread:
         """Start the thread (idempotent); raises if the loop does not come up in time."""
         with self._lock:
             if self._closing:
-                raise TransportClosedError(f"{self._name} is closed; create a new one")
+                raise ClientClosedError(f"{self._name} is closed; create a new one")
             if self._thread is not None:
                 return
             ready = threading.Event()
@@ -77,6 +120,8 @@ class LoopThread:
             )
             self._thread = thread
             thread.start()
+            _open_loops.add(self)
+        _install_exit_hook()
         if not ready.wait(timeout_s):
             raise RuntimeError(f"{self._name} loop thread did not start within {timeout_s} s")
 
@@ -85,16 +130,16 @@ class LoopThread:
     ) -> concurrent.futures.Future[T]:
         """Run `start()` on the loop; returns at once. Cancelling the future cancels it.
 
-        `label` names the work in the TransportClosedError of work cut short by close().
+        `label` names the work in the ClientClosedError of work cut short by close().
         """
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         with self._lock:
             loop = self._loop
             if loop is None or self._closing:
                 future.set_exception(
-                    TransportClosedError(
+                    ClientClosedError(
                         f"{self._name} is not running (closed or never started); "
-                        "create a new one or call start()"
+                        "create a new one (or call start())"
                     )
                 )
                 return future
@@ -102,7 +147,10 @@ class LoopThread:
             if self._drain_scheduled:
                 return future
             self._drain_scheduled = True
-        loop.call_soon_threadsafe(self._drain)
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:  # the loop closed meanwhile (exit safety net)
+            _fail_all(self._take_inbox())
         return future
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -135,6 +183,7 @@ class LoopThread:
         if thread.is_alive():
             raise RuntimeError(f"{self._name} thread did not stop within {timeout_s} s")
         self._closed = True
+        _open_loops.discard(self)
 
     # -- on the loop thread ----------------------------------------------------------
 
@@ -229,8 +278,8 @@ def _fail_all(items: list[_Item]) -> None:
         if not future.done():
             with contextlib.suppress(concurrent.futures.InvalidStateError):
                 future.set_exception(
-                    TransportClosedError(
-                        f"{label} was submitted while the transport closed; resubmit it "
+                    ClientClosedError(
+                        f"{label} was submitted while the client closed; resubmit it "
                         "on a new one"
                     )
                 )

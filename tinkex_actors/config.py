@@ -27,6 +27,7 @@ from tinkex_actors.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_CONNECTION_LOST_AFTER_S",
     "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT_S",
@@ -45,6 +46,11 @@ DEFAULT_BASE_URL: Final = "https://tinker.thinkingmachines.dev/services/tinker-p
 DEFAULT_TIMEOUT_S: Final = 60.0
 DEFAULT_CONNECT_TIMEOUT_S: Final = 5.0
 DEFAULT_MAX_RETRIES: Final = 10
+DEFAULT_CONNECTION_LOST_AFTER_S: Final = 15 * 60.0
+"""How long the server may fail to answer (connection errors, 5xx) before the session is
+given up and every pending operation fails at once. Long enough for a restart or a deploy of
+the service (several minutes), short enough that a server that is gone is found out in
+minutes, once for the whole client, rather than after each operation's own retries."""
 INITIAL_RETRY_DELAY_S: Final = 0.5
 MAX_RETRY_DELAY_S: Final = 10.0
 RETRY_JITTER: Final = 0.25
@@ -205,12 +211,14 @@ class Config:
         default_factory=default_pool_limits
     )
     server_flags: ClientFlags = dataclasses.field(default_factory=ClientFlags)
+    connection_lost_after_s: float = DEFAULT_CONNECTION_LOST_AFTER_S
 
     def __post_init__(self) -> None:
         if self.api_key is not None:
             _validate_api_key(self.api_key)
         object.__setattr__(self, "base_url", _normalize_base_url(self.base_url))
         _require_positive_float("timeout_s", self.timeout_s)
+        _require_positive_float("connection_lost_after_s", self.connection_lost_after_s)
         _require_positive_float("connect_timeout_s", self.connect_timeout_s)
         if (
             not isinstance(self.max_retries, int)
@@ -264,13 +272,15 @@ class Config:
         pool_limits: Mapping[PoolKind, PoolLimits] | None = None,
         environ: Mapping[str, str] | None = None,
         credentials_path: str | os.PathLike[str] | None = None,
+        connection_lost_after_s: float | None = None,
     ) -> Config:
         """A Config from explicit arguments, else the `TINKER_*` environment, else defaults.
 
         Empty strings count as unset, as in the official SDK. `environ` replaces
         `os.environ` (tests pass a plain dict). Read: TINKER_API_KEY,
         TINKER_BASE_URL, TINKER_TIMEOUT_S, TINKER_MAX_RETRIES, TINKER_PROJECT_ID,
-        TINKER_TAGS (comma separated), TINKER_TELEMETRY, and the Cloudflare Access
+        TINKER_TAGS (comma separated), TINKER_TELEMETRY, TINKER_CONNECTION_LOST_AFTER_S,
+        and the Cloudflare Access
         pair CLOUDFLARE_ACCESS_CLIENT_ID / CLOUDFLARE_ACCESS_CLIENT_SECRET that the
         official SDK turns into default headers.
 
@@ -326,6 +336,13 @@ class Config:
                 else _env_bool(env, "TINKER_TELEMETRY", True)
             ),
             pool_limits=pool_limits if pool_limits is not None else default_pool_limits(),
+            connection_lost_after_s=(
+                connection_lost_after_s
+                if connection_lost_after_s is not None
+                else _env_float(
+                    env, "TINKER_CONNECTION_LOST_AFTER_S", DEFAULT_CONNECTION_LOST_AFTER_S
+                )
+            ),
         )
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "APIConnectionError",
@@ -25,8 +25,10 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BillingError",
+    "ClientClosedError",
     "ConfigurationError",
     "ConflictError",
+    "ConnectionLostError",
     "InternalServerError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -85,6 +87,43 @@ class SessionExpiredError(TinkerError):
 
     Create a new ServiceClient (a new session) and resubmit the work.
     """
+
+
+class ClientClosedError(TransportClosedError, RuntimeError):
+    """The client was closed (by `close()`, leaving `with`, or the interpreter exiting)
+    while this operation was pending, or the operation was asked for after that.
+
+    A RuntimeError too, as the ServiceClient raised one for calls after close.
+    """
+
+
+class ConnectionLostError(SessionExpiredError):
+    """The server did not answer (connection errors or 5xx) for longer than the client's
+    `connection_lost_after`: the session is given up, every pending and later operation fails.
+
+    `since` is the wall-clock time (seconds since the epoch) of the last answer the client got,
+    `failing_for_s` how long it had been failing, `last_error` what the last attempt met.
+    """
+
+    def __init__(
+        self, message: str, *, since: float = 0.0, failing_for_s: float = 0.0, last_error: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.since = since
+        self.failing_for_s = failing_for_s
+        self.last_error = last_error
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_lost,
+            (str(self), self.since, self.failing_for_s, self.last_error),
+        )
+
+
+def _rebuild_lost(message: str, since: float, failing_for_s: float, last_error: str) -> Any:
+    return ConnectionLostError(
+        message, since=since, failing_for_s=failing_for_s, last_error=last_error
+    )
 
 
 class APIError(TinkerError):

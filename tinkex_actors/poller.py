@@ -865,6 +865,15 @@ class PollerPool:
                 future.set_exception(PollerStoppedError("the poller pool stopped; resubmit"))
         return future
 
+    def fail_all(self, error: BaseException) -> int:
+        """Fail every future the pool is driving with `error` (the client closed or lost its
+        session); their Pollers drop the polls still out. Returns how many failed."""
+        failed = 0
+        for ledger in self._ledgers:
+            for entry in ledger.drain():
+                failed += entry.future.set_exception(error)
+        return failed
+
     def _forget(self, slot: int, key: int) -> None:
         entry = self._ledgers[slot].pop(key)
         if entry is None:

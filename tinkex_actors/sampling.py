@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from pykka import ActorDeadError, ActorRef
 
-from supervisors import Process, SupervisedRef
+from supervisors import Normal, Process, Shutdown, SupervisedRef
 from supervisors._logging import get_logger
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import types
@@ -41,7 +41,12 @@ from tinkex_actors.backpressure import (
     estimate_prompt_bytes,
 )
 from tinkex_actors.config import PoolKind
-from tinkex_actors.errors import APIConnectionError, APIStatusError, RateLimitError
+from tinkex_actors.errors import (
+    APIConnectionError,
+    APIStatusError,
+    ClientClosedError,
+    RateLimitError,
+)
 from tinkex_actors.futures import Future, combine, relay
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.queue_state import (
@@ -106,10 +111,25 @@ class SamplerState:
     base_url: str = ""
     record_stability_info: bool = False
     """Sent with every sample (official `record_stability_info`)."""
+    lost: BaseException | None = None
+    """Set when the client closed or its session is lost: queued jobs failed, new calls raise."""
 
     def next_seq_id(self) -> int:
         """A seq_id never used by this sampler (call with `lock` held)."""
         return self.clone_id * CLONE_STRIDE + next(self.counter)
+
+
+def fail_pending_samples(state: SamplerState, error: BaseException) -> int:
+    """Fail every sample not yet handed to a poller with `error`, and make later calls raise
+    it (the first such error stays); returns how many failed."""
+    with state.lock:
+        if state.lost is None:
+            state.lost = error
+        jobs = list(state.jobs.values())
+        state.jobs.clear()
+    for job in jobs:
+        job.future.set_exception(error)
+    return len(jobs)
 
 
 @dataclass(frozen=True)
@@ -161,8 +181,17 @@ class SamplingClientActor(Process):
         self._dispatch()
 
     def terminate(self, reason: Any) -> None:
-        """Give back every budget token this sampler held, however it ended."""
+        """Give back every budget token this sampler held, however it ended; when stopped (not
+        crashed: a successor would adopt them), fail what is still queued."""
         self.state.budget.release_owner(self.state.sampling_session_id)
+        if isinstance(reason, Normal | Shutdown):
+            fail_pending_samples(
+                self.state,
+                ClientClosedError(
+                    f"the SamplingClient {self.state.sampling_session_id} was closed before "
+                    "this request was sent; make a new client"
+                ),
+            )
 
     def on_receive(self, message: Any) -> Any:
         """Handle one message."""
@@ -260,7 +289,10 @@ class SamplingClientActor(Process):
             self._later(self.state.limiter.backoff_remaining_s() or 0.0)
             return
         except (APIConnectionError, APIStatusError) as exc:
-            retryable = isinstance(exc, APIConnectionError) or exc.status_code >= 500
+            # 408: the server held the request too long; like a 5xx, an outage to wait out
+            retryable = isinstance(exc, APIConnectionError) or (
+                exc.status_code >= 500 or exc.status_code == 408
+            )
             self.state.budget.release(self._budget_key(job.key))
             if retryable and not self._stuck(job):
                 job.dispatched = False
@@ -631,6 +663,8 @@ class SamplingClient:
         state = self._state
         future: Future[types.SampleResponse] = Future(request_type="Sample")
         with state.lock:
+            if state.lost is not None:
+                raise state.lost
             seq_id = state.next_seq_id()
             request = types.SampleRequest(
                 prompt=prompt,

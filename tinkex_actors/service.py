@@ -25,6 +25,7 @@ import functools
 import itertools
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Generic, TypeVar, cast
@@ -46,6 +47,7 @@ from supervisors import stop as stop_process
 from supervisors._logging import get_logger
 from supervisors.timers import TimerService
 from tinkex_actors import types
+from tinkex_actors._loop_thread import run_at_exit
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
 from tinkex_actors.client_extras import (
     LossHandle,
@@ -56,7 +58,9 @@ from tinkex_actors.client_extras import (
     console_url,
 )
 from tinkex_actors.config import ClientFlags, Config, PoolKind
+from tinkex_actors.errors import ClientClosedError, ConflictError, SessionExpiredError
 from tinkex_actors.futures import Future
+from tinkex_actors.orphans import session_models, unload_orphans
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
@@ -65,6 +69,7 @@ from tinkex_actors.sampling import (
     SamplerState,
     SamplingClient,
     SamplingClientActor,
+    fail_pending_samples,
     sampler_handle,
 )
 from tinkex_actors.sampling_process import (
@@ -87,14 +92,48 @@ from tinkex_actors.telemetry_reporter import (
     LogException,
     TelemetryReporter,
 )
-from tinkex_actors.training import TrainingClient, TrainingClientActor, TrainingState
+from tinkex_actors.training import (
+    TrainingClient,
+    TrainingClientActor,
+    TrainingState,
+    fail_pending,
+)
 from tinkex_actors.transport import HttpRequest, Transport
 
 log = get_logger("tinkex_actors.service")
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 60.0
+CLOSE_BUDGET_S = 1.8
+"""`close()` returns within this (plus scheduling noise) whatever the server does."""
+DRAIN_SHARE = 0.25
+FINISH_SHARE = 0.5
+FAILING_FINISH_SHARE = 0.25
+"""Shares of what is left of the close budget given to the telemetry flush and to finishing
+the session (best effort: an unreachable server gets no more than that; one failing when
+close begins gets the smaller share for finishing and no telemetry flush)."""
 _EMBEDDED_KEY = "tml-embedded-local-server"
+_open_clients: set[ServiceClient] = set()
+"""Clients not closed yet: the exit hook closes them (a client's actors keep it alive anyway)."""
+
+
+def _close_open_clients() -> None:
+    """The interpreter is exiting (main thread ended): close what the program left open, all
+    clients at once, so that exit takes one close budget however many there are."""
+    closers = [
+        threading.Thread(
+            target=client.close,
+            args=("success", "the program ended without close()"),
+            name="tinkex-exit-close",
+            daemon=True,
+        )
+        for client in list(_open_clients)
+    ]
+    for closer in closers:
+        closer.start()
+    deadline = time.monotonic() + CLOSE_BUDGET_S + 0.2
+    for closer in closers:
+        closer.join(max(deadline - time.monotonic(), 0.0))
 
 __all__ = ["ClientFuture", "ServiceClient"]
 
@@ -176,6 +215,11 @@ class ServiceClient:
                 "Tinker-compatible server on loopback",
             )
         self._closed = False
+        self._close_deadline: float | None = None
+        self._training_states: list[TrainingState] = []
+        self._disowned: set[str] = set()
+        self._create_lock = threading.Lock()
+        self._sampler_states: list[SamplerState] = []
         self._finish_with: tuple[str, str | None] = ("success", None)
         self._host_state: HostState | None = None
         self._timers = timers
@@ -192,6 +236,9 @@ class ServiceClient:
             )
             self.transport = Transport(config)
             self.transport.start()
+            _open_clients.add(self)
+            run_at_exit(_close_open_clients)  # after the transport's own: runs before it
+            self.transport.health.on_lost(self._on_lost)
             self.flags = self._fetch_flags()
             self.registry = Registry()
             self.progress = ProgressTracker()
@@ -220,6 +267,7 @@ class ServiceClient:
                 ),
             )
             self.session_id: str = created.result(CALL_TIMEOUT_S)
+            self._watch_session()
             if config.telemetry_enabled:
                 start_child(
                     self.supervisor,
@@ -236,8 +284,42 @@ class ServiceClient:
                     timeout_s=CALL_TIMEOUT_S,
                 )
         except BaseException:
+            _open_clients.discard(self)
             self._teardown()
             raise
+
+    # -- losing the session ------------------------------------------------------------------
+
+    def _watch_session(self) -> None:
+        """A heartbeat answered 404/410 is a loss too: report it where every loss goes (the
+        transport stays usable: REST calls and `reconnect` still reach the server)."""
+        session_id = self.session_id
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, SessionLost) and event.session_id == session_id:
+                self._on_lost(event.error)
+
+        self._manager.current().tell(Subscribe(session_id, on_event))
+
+    def _on_lost(self, error: SessionExpiredError) -> None:
+        """The one place a lost session lands, whoever found it out (the transport's outage
+        gate, or a heartbeat answered 404/410); a recovery policy would hook in here. Every
+        pending operation fails with `error` at once, and so does every later call."""
+        failed = self._fail_pending(error)
+        log.warning("session_lost_failed_pending", failed=failed, error=str(error))
+
+    def _fail_pending(self, error: BaseException) -> int:
+        with self._lock:
+            trainers = list(self._training_states)
+            samplers = list(self._sampler_states)
+        failed = sum(fail_pending(state, error) for state in trainers)
+        failed += sum(fail_pending_samples(state, error) for state in samplers)
+        pollers = getattr(self, "pollers", None)
+        if pollers is not None:
+            failed += pollers.fail_all(error)
+        if self._host_state is not None:
+            SamplingProcessHost.fail_pending(self._host_state, str(error))
+        return failed
 
     # -- the tree ------------------------------------------------------------------------------
 
@@ -306,6 +388,7 @@ class ServiceClient:
     def _start_training(
         self, model_id: str, base_model: str, first_seq_id: int = 1
     ) -> TrainingClient:
+        self._check_open()
         state = TrainingState(
             model_id,
             self.session_id,
@@ -315,6 +398,8 @@ class ServiceClient:
             next_to_submit=first_seq_id,
             progress=self.progress,
         )
+        with self._lock:
+            self._training_states.append(state)
         actor = self._start_client_actor(
             "training_clients", ("training", model_id), TrainingClientActor.start, state
         )
@@ -360,29 +445,84 @@ class ServiceClient:
             lora_config=lora,
             optimizer_config=optimizer or types.AdamOptimizerConfig(),
         )
-        response = (
-            self.transport.submit(
-                HttpRequest(
-                    "POST",
-                    "create_model",
-                    types.to_json(request),
-                    pool=PoolKind.TRAIN,
-                )
-            )
-            .result(CALL_TIMEOUT_S)
-            .json()
-        )
-        if "request_id" not in response:  # a server that answers create_model inline
-            return self._start_training(str(response["model_id"]), base_model)
-        created = self.pollers.track(
-            PollSpec(
-                request_id=response["request_id"],
-                request_type="CreateModel",
-                decode_json=lambda v: types.convert(v, types.CreateModelResponse),
+        # Serialized from the submit to the client's registration: the orphan check below
+        # must never take a sibling being created for the lost attempt of this one.
+        with self._create_lock:
+            try:
+                answer = self.transport.submit(
+                    HttpRequest(
+                        "POST",
+                        "create_model",
+                        types.to_json(request),
+                        pool=PoolKind.TRAIN,
+                        max_retries=1,  # counts a 409 only: outages are retried until progress
+                    ),
+                    progress=self.progress,
+                ).result(self._persistent_wait_s())
+            except ConflictError:
+                # The model_seq_id is taken: an earlier attempt of this very call landed and
+                # its answer was lost. That model is ours.
+                return self._start_training(self._adopt_lost_model(), base_model)
+            response = answer.json()
+            if "request_id" not in response:  # a server that answers create_model inline
+                model_id = str(response["model_id"])
+            else:
+                created = self.pollers.track(
+                    PollSpec(
+                        request_id=response["request_id"],
+                        request_type="CreateModel",
+                        decode_json=lambda v: types.convert(v, types.CreateModelResponse),
+                        progress=self.progress,
+                    )
+                ).result()
+                model_id = created.model_id
+            if answer.retries_taken:  # an earlier attempt may have made a model too
+                self._unload_orphans(keep=model_id)
+            return self._start_training(model_id, base_model)
+
+    def _known_models(self) -> set[str]:
+        with self._lock:
+            return {s.model_id for s in self._training_states} | self._disowned
+
+    def _unload_orphans(self, keep: str) -> list[str]:
+        """Unload the models of the session nobody asked for (lost answers' twins)."""
+        try:
+            orphans = unload_orphans(
+                self.transport,
+                self.pollers,
+                self.session_id,
+                self._known_models() | {keep},
                 progress=self.progress,
+                wait_s=CALL_TIMEOUT_S,
             )
-        ).result()
-        return self._start_training(created.model_id, base_model)
+        except Exception as exc:  # best effort: the model asked for is fine either way
+            log.warning("orphan_check_failed", error=repr(exc))
+            return []
+        with self._lock:
+            self._disowned.update(orphans)
+        return orphans
+
+    def _adopt_lost_model(self) -> str:
+        """The model an earlier attempt of a create_model made (its answer was lost)."""
+        unknown = [
+            m
+            for m in session_models(self.transport, self.session_id, CALL_TIMEOUT_S)
+            if m not in self._known_models()
+        ]
+        if not unknown:
+            raise ConflictError(
+                "create_model was refused (409: model_seq_id already used) and the session "
+                "lists no model of ours that could have been created by an earlier attempt",
+                status_code=409,
+            )
+        log.info("lost_create_model_adopted", model_id=unknown[0])
+        if len(unknown) > 1:
+            self._unload_orphans(keep=unknown[0])
+        return unknown[0]
+
+    def _persistent_wait_s(self) -> float:
+        """How long a caller waits for a request retried until the progress timeout."""
+        return self.progress.progress_timeout_s + CALL_TIMEOUT_S
 
     def _background(self, fn: Callable[[], T]) -> ClientFuture[T]:
         future: ClientFuture[T] = ClientFuture(request_type="CreateClient")
@@ -546,6 +686,8 @@ class ServiceClient:
         if join:  # another client of a session someone made: a clone, so seq_ids never collide
             state.clone_id = uuid.uuid4().int % CLONE_STRIDE + 1
             name = ("sampling", sid, str(state.clone_id))
+        with self._lock:
+            self._sampler_states.append(state)
         start = SamplingClientActor.start
         if retry_config is not None:
             start = functools.partial(SamplingClientActor.start, policy=retry_config)
@@ -599,9 +741,10 @@ class ServiceClient:
                     "create_sampling_session",
                     types.to_json(request),
                     pool=PoolKind.SESSION,
-                )
+                ),
+                progress=self.progress,
             )
-            .result(CALL_TIMEOUT_S)
+            .result(self._persistent_wait_s())
             .json()
         )
         return str(answer["sampling_session_id"]), base_model or answer.get("base_model")
@@ -699,6 +842,8 @@ class ServiceClient:
         SessionExpiredError.
         """
         self._check_open()
+        self.transport.health.reset()
+        self.transport.health.on_lost(self._on_lost)
         created = cast(
             concurrent.futures.Future[str],
             self._manager.resolve(CALL_TIMEOUT_S).ask(
@@ -706,6 +851,7 @@ class ServiceClient:
             ),
         )
         self.session_id = created.result(CALL_TIMEOUT_S)
+        self._watch_session()
         self._model_seq = itertools.count()
         self._sampler_seq = itertools.count()
         log.info("session_reconnected", session_id=self.session_id)
@@ -738,16 +884,38 @@ class ServiceClient:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this ServiceClient is closed; make a new one")
+            raise ClientClosedError("this ServiceClient is closed; make a new one")
 
     def close(self, status: str = "success", detail: str | None = None) -> None:
-        """Finish the session, stop the tree, close connections; leaves no thread behind."""
+        """Settle every pending future (ClientClosedError), finish the session (best effort),
+        stop the tree and close connections; leaves no thread behind.
+
+        Returns within about 2 s whatever the server does, and raises nothing of its own.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._finish_with = (status, detail)
-        self._teardown()
+            self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
+        _open_clients.discard(self)
+        try:
+            self._fail_pending(
+                ClientClosedError(
+                    "the ServiceClient was closed while this operation was pending; "
+                    "make a new ServiceClient to go on"
+                )
+            )
+            self._teardown()
+        except Exception as exc:  # never replace the user's own exception (leaving `with`)
+            log.warning("close_incomplete", error=repr(exc))
+
+    def _left_s(self, share: float = 1.0, floor_s: float = 0.05) -> float:
+        """Seconds of the close budget left, times `share` (at least `floor_s`)."""
+        deadline = self._close_deadline
+        if deadline is None:  # the tree ends under a user's supervisor: same budget
+            deadline = self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
+        return max((deadline - time.monotonic()) * share, floor_s)
 
     def _on_tree_exit(self, phase: str, reason: ExitReason) -> None:
         """Called by the tree's supervisor as it ends (also when it ends under a user's tree):
@@ -756,8 +924,14 @@ class ServiceClient:
             status, detail = self._finish_with
             if not isinstance(reason, Normal | Shutdown) and status == "success":
                 status, detail = "errored", repr(reason)
-            self._drain_telemetry()
-            self._finish_session(status, detail)
+            health = self.transport.health
+            if health.lost is not None:
+                return  # given up on the server: nothing can reach it
+            if health.failing_for_s is None:
+                self._drain_telemetry()
+                self._finish_session(status, detail, FINISH_SHARE)
+            else:  # failing now: one short try at finishing, telemetry dropped
+                self._finish_session(status, detail, FAILING_FINISH_SHARE)
         else:
             self._closed = True
             if self._host_state is not None:
@@ -771,11 +945,11 @@ class ServiceClient:
         try:
             drained = cast(
                 concurrent.futures.Future[int],
-                reporter.ask(Drain(), timeout=CALL_TIMEOUT_S),
+                reporter.ask(Drain(), timeout=self._left_s(DRAIN_SHARE)),
             )
-            drained.result(DRAIN_TIMEOUT_S)
+            drained.result(min(DRAIN_TIMEOUT_S, self._left_s(DRAIN_SHARE)))
         except Exception as exc:
-            log.warning("telemetry_drain_failed", error=str(exc))
+            log.warning("telemetry_drain_failed", error=repr(exc))
 
     def report(self, event_name: str, event_data: dict[str, Any] | None = None) -> None:
         """Send a GENERIC_EVENT with this session's telemetry (dropped when disabled)."""
@@ -789,7 +963,7 @@ class ServiceClient:
         if reporter is not None:
             reporter.tell(LogException(error))
 
-    def _finish_session(self, status: str, detail: str | None) -> None:
+    def _finish_session(self, status: str, detail: str | None, share: float = FINISH_SHARE) -> None:
         session_id = getattr(self, "session_id", None)
         manager = self.registry.whereis("session_manager") if session_id else None
         if manager is None or session_id is None:
@@ -797,16 +971,16 @@ class ServiceClient:
         try:
             finished = cast(
                 concurrent.futures.Future[None],
-                manager.ask(FinishSession(session_id, status, detail), timeout=CALL_TIMEOUT_S),
+                manager.ask(FinishSession(session_id, status, detail), timeout=self._left_s(share)),
             )
-            finished.result(CALL_TIMEOUT_S)
+            finished.result(self._left_s(share))
         except Exception as exc:
-            log.warning("session_finish_failed", session_id=session_id, error=str(exc))
+            log.warning("session_finish_failed", session_id=session_id, error=repr(exc))
 
     def _teardown(self) -> None:
         supervisor = getattr(self, "supervisor", None)
         if supervisor is not None and supervisor.is_alive():
-            stop_process(supervisor, timeout_s=CALL_TIMEOUT_S)
+            stop_process(supervisor, timeout_s=self._left_s())
         self._close_resources()
 
     def _close_resources(self) -> None:
@@ -815,13 +989,16 @@ class ServiceClient:
                 del ServiceClient.instances[key]
         pollers = getattr(self, "pollers", None)
         if pollers is not None:
-            pollers.stop()
+            pollers.stop(self._left_s(0.5))
         transport = getattr(self, "transport", None)
         if transport is not None:
-            transport.close()
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+            try:
+                transport.close(self._left_s(floor_s=0.2))
+            except RuntimeError as exc:  # its loop stops by itself once the program ends
+                log.warning("transport_close_slow", error=str(exc))
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
     def __enter__(self) -> ServiceClient:
         return self

@@ -305,7 +305,8 @@ class SessionManager(Process):
                 pool=PoolKind.SESSION,
                 max_retries=0,
                 timeout_s=HEARTBEAT_TIMEOUT_S,
-            )
+            ),
+            probe=True,  # never held at the outage gate: a heartbeat is the client's probe
         )
         me = self.actor_ref
         outcome.add_done_callback(lambda f: tell_quietly(me, _BeatDone(session_id, f.exception())))

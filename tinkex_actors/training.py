@@ -29,7 +29,7 @@ import msgspec
 import numpy as np
 from pykka import ActorDeadError, ActorRef
 
-from supervisors import Process, SupervisedRef
+from supervisors import Normal, Process, Shutdown, SupervisedRef
 from supervisors._logging import get_logger
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
@@ -44,7 +44,12 @@ from tinkex_actors.client_extras import (
 )
 from tinkex_actors.config import ClientFlags, PoolKind
 from tinkex_actors.custom_loss_handle import handle_as_loss_fn
-from tinkex_actors.errors import APIResponseValidationError, APIStatusError, ConflictError
+from tinkex_actors.errors import (
+    APIResponseValidationError,
+    APIStatusError,
+    ClientClosedError,
+    ConflictError,
+)
 from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs, relay
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
@@ -112,6 +117,20 @@ class TrainingState:
         return first
 
 
+def fail_pending(state: TrainingState, error: BaseException) -> int:
+    """Fail every job of the model not yet handed to a poller with `error`, and make later
+    calls raise it (the first such error stays); returns how many jobs failed."""
+    with state.lock:
+        if state.lost is None:
+            state.lost = error
+        jobs = list(state.jobs.values())
+        state.jobs.clear()
+    state.lost_event.set()
+    for job in jobs:
+        job.future.set_exception(error)
+    return len(jobs)
+
+
 # -- the actor ---------------------------------------------------------------------------------
 
 
@@ -160,15 +179,20 @@ class TrainingClientActor(Process):
             raise TypeError(f"TrainingClientActor got an unknown message: {message!r}")
         return None
 
+    def terminate(self, reason: Any) -> None:
+        """Stopped (not crashed: a successor would adopt them): fail what is still queued."""
+        if isinstance(reason, Normal | Shutdown):
+            fail_pending(
+                self.state,
+                ClientClosedError(
+                    f"the TrainingClient of model {self.state.model_id} was closed before this "
+                    "request was sent; make a new client"
+                ),
+            )
+
     def _session_lost(self, message: SessionLost) -> None:
-        with self.state.lock:
-            self.state.lost = message.error
-            jobs = list(self.state.jobs.values())
-            self.state.jobs.clear()
-        self.state.lost_event.set()
-        for job in jobs:
-            job.future.set_exception(message.error)
-        log.warning("training_session_lost", model_id=self.state.model_id, failed_jobs=len(jobs))
+        failed = fail_pending(self.state, message.error)
+        log.warning("training_session_lost", model_id=self.state.model_id, failed_jobs=failed)
 
     def _submit_next(self) -> None:
         if self.in_flight is not None:
@@ -182,7 +206,9 @@ class TrainingClientActor(Process):
             # Still submitted: the server must see every seq_id to keep the order.
             log.debug("cancelled_job_submitted_anyway", seq_id=job.seq_id)
         self.in_flight = job.seq_id
-        outcome = self.transport.submit(job.request)
+        # Retried until the progress timeout or a lost connection, not a count: a short outage
+        # must not fail a step (and the jobs behind it wait for this one).
+        outcome = self.transport.submit(job.request, progress=self.state.progress)
         me = self.actor_ref
         outcome.add_done_callback(lambda f: tell_quietly(me, _Submitted(job.seq_id, f)))
 
@@ -382,6 +408,8 @@ class TrainingClient:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _tell(self) -> None:
+        if self._state.lost is not None:
+            return  # closed or lost meanwhile: its jobs were failed, nobody will submit them
         actor = self._actor
         ref = actor.resolve(RESOLVE_TIMEOUT_S) if isinstance(actor, SupervisedRef) else actor
         try:

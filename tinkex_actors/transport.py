@@ -22,6 +22,13 @@ raises a retryable APIConnectionError, up to BARE_400_RETRIES in a row.
 A 2xx answer is returned; so is a 3xx when the request does not follow
 redirects (the archive endpoint answers 302 with the download URL).
 
+Every attempt's outcome goes to the client's `ServerHealth` (`server_health.py`):
+during an outage one request probes while the others wait at its gate, and once
+the server has not answered for `connection_lost_after_s` every request fails
+with `ConnectionLostError`. A request submitted with the client's progress
+tracker (ordered training submits, creations) retries outages without a count,
+until the progress timeout.
+
 The loop thread itself (start, hand-off, close, exit safety net) lives in
 `_loop_thread.py`; the request and response types in `_http_messages.py`.
 
@@ -66,11 +73,13 @@ from tinkex_actors.config import Config, PoolKind, PoolLimits
 from tinkex_actors.errors import (
     APIConnectionError,
     APITimeoutError,
+    ClientClosedError,
     ConfigurationError,
-    TransportClosedError,
     error_for_status,
     is_retryable_status,
 )
+from tinkex_actors.retry import ProgressTimeoutError, ProgressTracker
+from tinkex_actors.server_health import ServerHealth
 
 __all__ = [
     "API_PREFIX",
@@ -86,6 +95,9 @@ __all__ = [
 ]
 
 IDEMPOTENCY_HEADER: Final = "X-Idempotency-Key"
+_OUTAGE_STATUSES: Final = frozenset({408, 429})
+"""With 5xx and connection errors, what a request sent with a progress tracker retries
+without a count (other retryable answers, e.g. 409, still count against max_retries)."""
 # Headers the caller may set itself; the transport then leaves them alone.
 _RETRY_COUNT: Final = "x-stainless-retry-count"
 _READ_TIMEOUT: Final = "x-stainless-read-timeout"
@@ -174,9 +186,9 @@ class Transport:
 
     Start: the constructor (or `start()` when built with `start=False`).
     Stop: `close(timeout_s)` cancels what is in flight (those futures fail with
-    TransportClosedError), closes every connection and joins the thread. The
-    thread is not a daemon, so it must be closed; as a safety net it also stops
-    by itself once the main thread has finished.
+    ClientClosedError), closes every connection and joins the thread. A
+    transport never closed is closed by an exit hook when the main thread ends
+    (see `_loop_thread.py`).
     """
 
     def __init__(
@@ -189,6 +201,7 @@ class Transport:
         transport_factory: TransportFactory | None = None,
         start: bool = True,
         thread_name: str = "tinkex-transport",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if config.api_key is None and not _is_loopback(config.base_url):
             config.require_api_key()
@@ -207,6 +220,8 @@ class Transport:
         self._bare_400_budget: dict[PoolKind, int] = dict.fromkeys(PoolKind, BARE_400_RETRIES)
         self._deprecation_notes: set[str] = set()
         self._runner = LoopThread(thread_name, cleanup=self._close_clients)
+        self.health = ServerHealth(config.connection_lost_after_s, clock=clock, wall=now)
+        """This client's one answer to "is the server there?" (see `server_health`)."""
         self._static_headers = self._build_static_headers()
         if start:
             self.start()
@@ -227,15 +242,32 @@ class Transport:
         """Start the loop thread (idempotent); raises if it does not come up in time."""
         self._runner.start(timeout_s)
 
-    def submit(self, request: HttpRequest) -> concurrent.futures.Future[HttpResponse]:
+    def submit(
+        self,
+        request: HttpRequest,
+        *,
+        progress: ProgressTracker | None = None,
+        probe: bool = False,
+    ) -> concurrent.futures.Future[HttpResponse]:
         """Send `request` from any thread; returns at once with a future of the answer.
 
         The future fails with the typed error of `tinkex_actors.errors` when the
         final answer is not 2xx or the server cannot be reached; cancelling it
-        cancels the request.
+        cancels the request. With `progress` (the client's tracker), retryable
+        failures are retried without a count until that tracker's progress timeout
+        (or until the connection is declared lost), not `max_retries` times.
+        Once the connection is lost, every request fails at once with that error.
+        During an outage a request waits at the client's gate (see `server_health`)
+        unless `probe` is set: a probe (a heartbeat) always goes out.
         """
+        lost = self.health.lost
+        if lost is not None:
+            failed: concurrent.futures.Future[HttpResponse] = concurrent.futures.Future()
+            failed.set_exception(lost)
+            return failed
         return self._runner.submit(
-            functools.partial(self._send, request), f"{request.method} {request.path}"
+            functools.partial(self._send, request, progress, probe),
+            f"{request.method} {request.path}",
         )
 
     async def request(self, request: HttpRequest) -> HttpResponse:
@@ -245,7 +277,7 @@ class Transport:
         except RuntimeError:
             running = None
         if running is not None and running is self._runner.loop:
-            return await self._send(request)
+            return await self._send(request, None, False)
         return await asyncio.wrap_future(self.submit(request))
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -313,22 +345,34 @@ class Transport:
             headers[_READ_TIMEOUT] = _format_seconds(timeout_s)
         return headers
 
-    async def _send(self, request: HttpRequest) -> HttpResponse:
+    async def _send(
+        self, request: HttpRequest, progress: ProgressTracker | None, probe: bool
+    ) -> HttpResponse:
+        token = None if probe else object()
         try:
-            return await self._send_with_retries(request)
+            return await self._send_with_retries(request, token, progress)
         except asyncio.CancelledError:
             if self._runner.closing:
-                raise TransportClosedError(
-                    f"{request.method} {request.path} was in flight when the Transport closed; "
-                    "resubmit it on a new Transport"
+                raise ClientClosedError(
+                    f"{request.method} {request.path} was in flight when the client closed; "
+                    "resubmit it on a new one"
                 ) from None
             raise
+        finally:
+            if token is not None:
+                self.health.release(token)
 
-    async def _send_with_retries(self, request: HttpRequest) -> HttpResponse:
+    async def _send_with_retries(
+        self, request: HttpRequest, token: object | None, progress: ProgressTracker | None
+    ) -> HttpResponse:
         config = self._config
+        health = self.health
+        started = progress.clock() if progress is not None else 0.0
         url = config.base_url + request.path
         timeout_s = request.timeout_s if request.timeout_s is not None else config.timeout_s
         max_retries = request.max_retries if request.max_retries is not None else config.max_retries
+        persistent = progress is not None
+        counted = 0  # retries that count against max_retries (persistent: not outages)
         follow = (
             request.follow_redirects
             if request.follow_redirects is not None
@@ -342,7 +386,17 @@ class Transport:
         while True:
             if not count_given:
                 headers[_RETRY_COUNT] = str(retries_taken)
-            remaining = max_retries - retries_taken
+            remaining = max_retries - counted
+            if progress is not None and progress.expired(started):
+                raise ProgressTimeoutError(
+                    f"No progress made in {progress.progress_timeout_s:g} s while sending "
+                    f"{request.method} {request.path} ({retries_taken} retries); check the "
+                    "server, or raise the client's progress timeout"
+                )
+            if token is not None:
+                await health.admit(token)
+            elif health.lost is not None:
+                raise health.lost
             try:
                 status, pairs, content = await wire.send(
                     client,
@@ -356,10 +410,12 @@ class Transport:
                     follow_redirects=follow,
                 )
             except httpx.TimeoutException as exc:
+                health.failed(_error_name(exc) or "timeout", token)
                 if _not_really_a_timeout(exc):
-                    if remaining > 0:
+                    if persistent or remaining > 0:
                         await self._pause(request, retries_taken, max_retries, None, exc)
                         retries_taken += 1
+                        counted += not persistent
                         continue
                     raise APIConnectionError(
                         f"Connection error ({type(exc.__cause__).__name__}) after "
@@ -368,9 +424,10 @@ class Transport:
                         method=request.method,
                         url=url,
                     ) from exc
-                if remaining > 0:
+                if persistent or remaining > 0:
                     await self._pause(request, retries_taken, max_retries, None, exc)
                     retries_taken += 1
+                    counted += not persistent
                     continue
                 raise APITimeoutError(
                     f"Request timed out after {timeout_s} s ({retries_taken} retries): "
@@ -379,9 +436,11 @@ class Transport:
                     url=url,
                 ) from exc
             except (httpx.RequestError, OSError) as exc:  # also undecodable bodies, as officially
-                if remaining > 0:
+                health.failed(_error_name(exc) or "connection error", token)
+                if persistent or remaining > 0:
                     await self._pause(request, retries_taken, max_retries, None, exc)
                     retries_taken += 1
+                    counted += not persistent
                     continue
                 raise APIConnectionError(
                     f"Connection error ({type(exc).__name__}) after {retries_taken} retries: "
@@ -396,18 +455,34 @@ class Transport:
                 url=url,
                 retries_taken=retries_taken,
             )
+            if status >= 500:
+                health.failed(f"HTTP {status}", token)
+            else:
+                health.answered()
             if 200 <= status < 400:
                 if self._bare_400_budget[request.pool] < BARE_400_RETRIES:
                     self._bare_400_budget[request.pool] += 1
                 self._note_deprecation(request, answer)
                 return answer
-            if remaining > 0 and is_retryable_status(status, answer.headers):
+            outage = status >= 500 or status in _OUTAGE_STATUSES
+            if (
+                (persistent and outage) or remaining > 0
+            ) and is_retryable_status(status, answer.headers):
                 await self._pause(request, retries_taken, max_retries, answer, None)
                 retries_taken += 1
+                counted += not (persistent and outage)
                 continue
             self._note_deprecation(request, answer)
             if status == 400 and not answer.content and self._bare_400_budget[request.pool] > 0:
-                raise self._bare_400(request, url, client)
+                refused = self._bare_400(request, url, client)
+                if not persistent:
+                    raise refused
+                # An ordered submit never reached the service: failing it would leave a gap
+                # in the model's seq_ids that a strict server waits on. Reconnect and resend.
+                client = wire.session_for(request.pool)
+                await self._pause(request, retries_taken, max_retries, None, refused)
+                retries_taken += 1
+                continue
             raise error_for_status(
                 status, answer.content, answer.headers, method=request.method, url=url
             )
@@ -446,6 +521,8 @@ class Transport:
         answer: HttpResponse | None,
         error: BaseException | None,
     ) -> None:
+        if self.health.lost is not None:  # given up meanwhile: no point waiting to retry
+            raise self.health.lost
         delay_s = retry_delay_s(
             retries_taken,
             answer.headers if answer is not None else None,

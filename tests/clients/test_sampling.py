@@ -251,6 +251,17 @@ class TestFleet:
         assert len(out.sequences) == 1
         assert server.app.path_counts["/api/v1/asample"] - before == 4
 
+    def test_a_408_on_asample_is_retried_like_an_outage(
+        self, server: LocalServer, service: ServiceClient
+    ) -> None:
+        """Two 408s on asample (the server held the request too long), then the sample."""
+        sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+        before = server.app.path_counts["/api/v1/asample"]
+        server.faults.inject_status("/api/v1/asample", 408, times=2)
+        out = sampler.sample(PROMPT, 1, params()).result(WAIT_S)
+        assert len(out.sequences) == 1
+        assert server.app.path_counts["/api/v1/asample"] - before == 3
+
     def test_cancelled_samples_release_the_budget(self, service: ServiceClient) -> None:
         """Cancelling futures (sent or not) leaves nothing held."""
         sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)

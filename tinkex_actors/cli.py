@@ -672,6 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint(sub)
     _add_run(sub)
     _add_sample(sub)
+    from tinkex_actors.compat.launcher import add_exec_command
+
+    add_exec_command(sub)
     return parser
 
 

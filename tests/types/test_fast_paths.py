@@ -116,11 +116,11 @@ class TestListPacking:
 
 
 class TestPackedTokens:
-    def test_a_list_is_kept_as_given_and_packed_once_read_only(self):
-        """tokens stays the caller's list; the int32 copy for the wire is read-only."""
+    def test_a_list_is_copied_and_packed_once_read_only(self):
+        """tokens is the chunk's own copy of the caller's list; the int32 copy is read-only."""
         tokens = [3, 1, 2]
         chunk = tx.EncodedTextChunk(tokens=tokens)
-        assert chunk.tokens is tokens
+        assert chunk.tokens == tokens and chunk.tokens is not tokens
         packed = chunk.packed_int32()
         assert packed is not None and packed.dtype == I4 and packed.tolist() == tokens
         with pytest.raises(ValueError, match="read-only"):

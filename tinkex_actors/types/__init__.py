@@ -9,8 +9,9 @@ and fills missing optionals. This package imports nothing else from `tinkex_acto
 Fast paths for codecs (arrays are never converted until someone asks for lists):
 - `EncodedTextChunk.tokens` is what the caller gave (list or 1-D int array);
   `chunk.tokens_array(np.int32)` gives an array without a copy when possible.
-- `TensorData.data` is a flat C-contiguous array of the declared dtype;
-  `to_numpy()` is a shaped view; build one from `np.frombuffer(...)` without a copy.
+- `TensorData.data_np` is a flat C-contiguous array of the declared dtype (`.data` a
+  new list, as official); `to_numpy()` is a shaped view; build one from
+  `np.frombuffer(...)` without a copy.
 - `SampledSequence(tokens_np=int32 array, logprobs_np=float32 array, ...)` and
   `SampleResponse(prompt_logprobs_np=float32 array with NaN, ...)` keep the arrays;
   `.tokens`, `.logprobs`, `.prompt_logprobs` convert to lists on first access.
@@ -18,6 +19,8 @@ Fast paths for codecs (arrays are never converted until someone asks for lists):
 """
 
 from __future__ import annotations
+
+import sys
 
 from ._base import (
     convert,
@@ -78,6 +81,7 @@ from ._model_input import (
     ModelInput,
     ModelInputChunk,
 )
+from ._paths import register_official_paths
 from ._requests import (
     AdamOptimizerConfig,
     CopyWeightsRequest,
@@ -92,6 +96,7 @@ from ._requests import (
     DimuonParams,
     ForwardBackwardRequest,
     ForwardRequest,
+    FutureRetrieveResponse,
     GetInfoRequest,
     GetInfoResponse,
     JoinSamplingSessionRequest,
@@ -275,6 +280,7 @@ __all__ = [
     "FutureMetadataOnly",
     "FuturePending",
     "FutureRetrieveRequest",
+    "FutureRetrieveResponse",
     "FuturesRetrieveRequest",
     "FuturesRetrieveResponse",
     "GenericEvent",
@@ -378,3 +384,5 @@ __all__ = [
     "to_builtins",
     "to_json",
 ]
+
+register_official_paths(sys.modules[__name__], globals())

@@ -1,7 +1,8 @@
 """ModelInput and its chunks: the tokens (and images) a model reads.
 
-Reading tokens fast (for codecs): `EncodedTextChunk.tokens` is exactly what the
-caller gave, a `list[int]` or a 1-D integer numpy array, never copied. Use
+Reading tokens fast (for codecs): `EncodedTextChunk.tokens` is a copy of the caller's
+`list[int]` (so the caller may reuse the list, as with the official SDK) or the 1-D
+integer numpy array the caller gave, never copied. Use
 `chunk.tokens_array(np.int32)` to get an array of the wanted dtype (no copy when
 it already is one) and `.tobytes()` for the little-endian payload.
 
@@ -10,7 +11,7 @@ with `struct` (one pass that also proves every id is an int in int32's range,
 faster than `min()` over the list), an array of another integer dtype is
 converted, an int32 array is used as is. The binary encoder sends that array. So,
 as with any frozen value, change tokens by building a new chunk, not by editing
-the list or array you passed in.
+the array you passed in.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text", dict=True):
     def __post_init__(self) -> None:
         tokens: Any = self.tokens
         if type(tokens) is list:
+            # Our own list: callers reuse theirs (the cookbook clears it after building).
+            tokens = tokens.copy()
+            msgspec.structs.force_setattr(self, "tokens", tokens)
             packed = pack_flat_list(tokens, _INT32)
             if packed is not None:
                 if packed.size and int(packed.min()) < 0:

@@ -64,7 +64,7 @@ class TestValuesOwnTheirLists:
         assert chunk.packed_int32().tolist() == [5, 6, 7]
 
     def test_from_ints_keeps_its_tokens_when_the_caller_reuses_the_list(self):
-        """ModelInput.from_ints(lst) then editing lst: the prompt is unchanged (the cookbook case)."""
+        """ModelInput.from_ints(lst) then editing lst: the prompt is unchanged."""
         tokens = [1, 2, 3, 4]
         prompt = tx.ModelInput.from_ints(tokens)
         tokens[:] = [9]

@@ -178,7 +178,9 @@ _NESTED: dict[str, tuple[str, ...]] = {"shared.untyped_api_future": ("UntypedAPI
 
 def register_official_paths(package: ModuleType, namespace: dict[str, Any]) -> None:
     """Register `<package>.<official module>` for every table entry, filled from `namespace`."""
-    shared = _alias_module(f"{package.__name__}.shared", {}, package)
+    shared = _alias_module(
+        f"{package.__name__}.shared", {"UntypedAPIFuture": namespace["UntypedAPIFuture"]}, package
+    )
     for relative, names in (*_MODULES.items(), *_NESTED.items()):
         parent = shared if relative.startswith("shared.") else package
         _alias_module(

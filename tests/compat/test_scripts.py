@@ -8,16 +8,9 @@ server: the same losses to the last digit).
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,16 +18,14 @@ import pytest
 pytest.importorskip("tinker")
 pytest.importorskip("transformers")
 
+from tests.compat.runner import Run, run_script
 from tinkex_actors.local import LocalServer, ServerSettings
 from tinkex_actors.tokenizer import register_tokenizers
 
 SCRIPTS = Path(__file__).with_name("scripts")
-RESULT_DEADLINE_S = 120.0  # the program's last line (or its traceback) comes by then
-EXIT_GRACE_S = 5.0  # then it must have exited
 API_KEY = "tml-" + "0" * 40
 SIDES = ("official", "ours")
 Key = tuple[str, str]
-_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b")
 
 NOT_EXITING = (
     "our client keeps the process alive after the program's last line when nothing closes "
@@ -44,16 +35,6 @@ SAMPLER_FUTURE = (
     "save_weights_and_get_sampling_client() returns a plain Future, not a future usable as "
     "the sampler, and awaited sample_async gives a Future (issue 15 methods work)"
 )
-
-
-@dataclass
-class Run:
-    """What one run of a script printed, and whether it ended by itself."""
-
-    result: dict[str, object] | None
-    exited: bool
-    stderr: str
-    lines: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -78,53 +59,6 @@ def runs(server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> dict[
     with ThreadPoolExecutor(len(keys)) as pool:
         futures = {k: pool.submit(run_script, SCRIPTS / k[0], k[1] == "ours", env) for k in keys}
         return {k: f.result() for k, f in futures.items()}
-
-
-def run_script(script: Path, ours: bool, env: dict[str, str]) -> Run:
-    """Run `script`; wait for its JSON line or its traceback, then a short grace to exit."""
-    argv = [sys.executable, str(script)]
-    if ours:
-        argv = [sys.executable, "-m", "tinkex_actors.cli", "exec", "--", *argv]
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # so the launcher and the program can be stopped together
-    )
-    finished = threading.Event()
-    out: list[str] = []
-    err: list[str] = []
-
-    def read_stdout() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            out.append(line)
-            if line.startswith("{"):
-                finished.set()
-        finished.set()
-
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        in_traceback = False
-        for line in proc.stderr:
-            err.append(line)
-            in_traceback = in_traceback or line.startswith("Traceback (most recent call last)")
-            if in_traceback and _ERROR_LINE.match(line):
-                finished.set()  # the program's main code died; it may still not exit
-
-    readers = [threading.Thread(target=f, daemon=True) for f in (read_stdout, read_stderr)]
-    for reader in readers:
-        reader.start()
-    finished.wait(RESULT_DEADLINE_S)
-    try:
-        proc.wait(EXIT_GRACE_S)
-        exited = True
-    except subprocess.TimeoutExpired:
-        exited = False
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(EXIT_GRACE_S)
-    for reader in readers:
-        reader.join(EXIT_GRACE_S)
-    results = [json.loads(line) for line in out if line.startswith("{")]
-    return Run(results[-1] if results else None, exited, "".join(err), out)
 
 
 def _same_figures(official: Run, ours: Run) -> None:

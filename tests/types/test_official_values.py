@@ -134,3 +134,33 @@ class TestTorchConversions:
         for bad in (0.5, True):
             with pytest.raises(TypeError, match="pad_value must be an integer"):
                 td.to_numpy(pad_value=bad)
+
+
+class TestOfficialModulePaths:
+    def test_each_official_type_module_path_imports_with_the_same_objects(self):
+        """`tinkex_actors.types.<module>` exists for every `tinker.types.<module>`."""
+        import importlib
+        import importlib.util
+        import types as pytypes
+
+        modules = [
+            n for n, v in vars(official).items()
+            if isinstance(v, pytypes.ModuleType) and not n.startswith("_")
+        ]
+        assert len(modules) > 100
+        for name in modules:
+            ours = importlib.import_module(f"tinkex_actors.types.{name}")
+            assert importlib.util.find_spec(f"tinkex_actors.types.{name}") is not None
+            for attr in ours.__all__:
+                assert getattr(ours, attr) is getattr(tx, attr), (name, attr)
+
+    def test_the_public_interfaces_paths_give_our_clients(self):
+        """`lib.public_interfaces` and its per-client modules name our classes."""
+        from tinkex_actors.lib.public_interfaces.sampling_client import SamplingClient
+
+        import tinkex_actors as top
+        from tinkex_actors.lib.public_interfaces import APIFuture, TrainingClient
+
+        assert (APIFuture, TrainingClient, SamplingClient) == (
+            top.Future, top.TrainingClient, top.SamplingClient
+        )

@@ -10,6 +10,7 @@ class. The table lists, per official module, the names it defines.
 from __future__ import annotations
 
 import sys
+from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
@@ -192,6 +193,7 @@ def _alias_module(name: str, values: dict[str, Any], parent: ModuleType) -> Modu
     module = sys.modules.get(name)
     if module is None:
         module = ModuleType(name, f"Alias of the official `{name.split('.', 1)[1]}` path.")
+        module.__spec__ = ModuleSpec(name, loader=None)  # importlib.util.find_spec works
         module.__dict__.update(values)
         module.__all__ = sorted(values)  # type: ignore[attr-defined]
         sys.modules[name] = module

@@ -7,6 +7,7 @@ Official code imports them from here, or from one module per client
 from __future__ import annotations
 
 import sys
+from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 from tinkex_actors.futures import Future
@@ -50,6 +51,7 @@ def _register() -> None:
         module = sys.modules.get(name)
         if module is None:
             module = ModuleType(name, f"Alias of the official `{relative}` module.")
+            module.__spec__ = ModuleSpec(name, loader=None)  # importlib.util.find_spec works
             module.__dict__.update({n: globals()[n] for n in names})
             sys.modules[name] = module
         setattr(package, relative, module)

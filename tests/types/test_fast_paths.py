@@ -164,11 +164,11 @@ class TestPackedTokens:
         with pytest.raises(TypeError, match="must hold ints"):
             tx.EncodedTextChunk(tokens=[1, "2"])
 
-    def test_a_copied_chunk_without_its_packed_array_encodes_the_same_bytes(self):
-        """copy.copy drops the packed array; the encoder then converts the list itself."""
+    def test_a_copied_chunk_finds_its_packed_array_and_encodes_the_same_bytes(self):
+        """copy.copy skips __post_init__; the packed tokens come from the copied slot."""
         chunk = tx.EncodedTextChunk(tokens=[5, 6, 7])
         bare = copy.copy(chunk)
-        assert bare.packed_int32() is None
+        assert bare.packed_int32().tolist() == [5, 6, 7]
         bodies = [
             proto.encode_forward_backward_request(
                 tx.ForwardBackwardInput(

@@ -70,6 +70,21 @@ class TestValuesOwnTheirLists:
         tokens[:] = [9]
         assert prompt.to_ints() == [1, 2, 3, 4] and prompt.length == 4
 
+    def test_tokens_read_as_a_list_after_pickle_copy_and_json(self):
+        """A chunk built from a list gives lists after pickling, copying or a JSON round trip."""
+        import copy
+        import pickle
+
+        chunk = tx.EncodedTextChunk(tokens=[3, 1, 2])
+        copies = [
+            pickle.loads(pickle.dumps(chunk)), copy.copy(chunk), copy.deepcopy(chunk),
+            tx.from_json(tx.to_json(chunk), tx.EncodedTextChunk),
+        ]
+        for other in copies:
+            assert type(other.tokens) is list and other.tokens == [3, 1, 2] and other == chunk
+            assert other.packed_int32().tolist() == [3, 1, 2]
+        assert repr(chunk) == "EncodedTextChunk(tokens=[3, 1, 2])"
+
     def test_a_tensor_keeps_its_values_when_the_caller_edits_the_list(self):
         """TensorData(data=lst) packs its own array; the caller's later edits do not reach it."""
         values = [1.0, 2.0]

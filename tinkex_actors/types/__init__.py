@@ -7,7 +7,8 @@ official SDK's: the same keys, `type` tags, omitted None fields and number kinds
 and fills missing optionals. This package imports nothing else from `tinkex_actors`.
 
 Fast paths for codecs (arrays are never converted until someone asks for lists):
-- `EncodedTextChunk.tokens` is what the caller gave (list or 1-D int array);
+- `EncodedTextChunk.tokens` is a new list for a list given (kept packed as int32),
+  the caller's array for an array;
   `chunk.tokens_array(np.int32)` gives an array without a copy when possible.
 - `TensorData.data_np` is a flat C-contiguous array of the declared dtype (`.data` a
   new list, as official); `to_numpy()` is a shaped view; build one from

@@ -10,10 +10,36 @@
 
 from __future__ import annotations
 
-from tinkex_actors import errors, telemetry, types
+from httpx import Timeout
+
+from tinkex_actors import errors, lib, telemetry, types
 from tinkex_actors._version import __version__
 from tinkex_actors.config import Config
+from tinkex_actors.errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BillingError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestFailedError,
+    TinkerError,
+    UnprocessableEntityError,
+)
 from tinkex_actors.futures import CancelledError, Future, FutureTimeoutError
+from tinkex_actors.lib.experimental import ExperimentalWarning
+from tinkex_actors.lib.public_interfaces import (
+    APIFuture,
+    BackcompatSamplingClientFuture,
+    BackcompatTrainingClientFuture,
+)
 from tinkex_actors.queue_state import QueueState, QueueStateObserver
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import RetryPolicy
@@ -21,47 +47,107 @@ from tinkex_actors.sampling import SamplingClient
 from tinkex_actors.service import ClientFuture, ServiceClient
 from tinkex_actors.training import TrainingClient
 from tinkex_actors.types import (
+    AdamOptimizerConfig,
     AdamParams,
+    Checkpoint,
+    CheckpointType,
     Datum,
+    DimuonOptimizerConfig,
+    DimuonParams,
+    DmelChunk,
     EncodedTextChunk,
     ForwardBackwardOutput,
     ImageChunk,
     LoraConfig,
+    ModelID,
     ModelInput,
+    ModelInputChunk,
+    OptimParams,
+    OptimStepRequest,
+    OptimStepResponse,
+    ParsedCheckpointTinkerPath,
+    PromptProvenanceSpan,
+    SampledProvenanceSpan,
     SampledSequence,
+    SampleRequest,
     SampleResponse,
     SamplingParams,
+    StopReason,
     TensorData,
+    TensorDtype,
+    TrainingRun,
 )
 
+__title__ = "tinkex_actors"
 del annotations  # the __future__ feature object, not part of the API
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIFuture",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AdamOptimizerConfig",
     "AdamParams",
+    "AuthenticationError",
+    "BackcompatSamplingClientFuture",
+    "BackcompatTrainingClientFuture",
+    "BadRequestError",
+    "BillingError",
     "CancelledError",
+    "Checkpoint",
+    "CheckpointType",
     "ClientFuture",
     "Config",
+    "ConflictError",
     "Datum",
+    "DimuonOptimizerConfig",
+    "DimuonParams",
+    "DmelChunk",
     "EncodedTextChunk",
+    "ExperimentalWarning",
     "ForwardBackwardOutput",
     "Future",
     "FutureTimeoutError",
     "ImageChunk",
+    "InternalServerError",
     "LoraConfig",
+    "ModelID",
     "ModelInput",
+    "ModelInputChunk",
+    "NotFoundError",
+    "OptimParams",
+    "OptimStepRequest",
+    "OptimStepResponse",
+    "ParsedCheckpointTinkerPath",
+    "PermissionDeniedError",
+    "PromptProvenanceSpan",
     "QueueState",
     "QueueStateObserver",
+    "RateLimitError",
+    "RequestFailedError",
     "RestClient",
     "RetryPolicy",
+    "SampleRequest",
     "SampleResponse",
+    "SampledProvenanceSpan",
     "SampledSequence",
     "SamplingClient",
     "SamplingParams",
     "ServiceClient",
+    "StopReason",
     "TensorData",
+    "TensorDtype",
+    "Timeout",
+    "TinkerError",
     "TrainingClient",
+    "TrainingRun",
+    "UnprocessableEntityError",
+    "__title__",
     "__version__",
     "errors",
+    "lib",
     "telemetry",
     "types",
 ]

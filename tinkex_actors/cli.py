@@ -55,6 +55,7 @@ from tinkex_actors.cli_common import (
 )
 from tinkex_actors.cli_manage import auth, model, run
 from tinkex_actors.cli_output import emit, visible
+from tinkex_actors.compat.launcher import exec_command
 
 __all__ = [
     "EXIT_FAILED",
@@ -109,7 +110,7 @@ def cli(ctx: click.Context, fmt: str, as_json: bool, base_url: str | None, debug
     ctx.obj = CliContext(format="json" if as_json else fmt, base_url=base_url, debug=debug)
 
 
-for _group in (checkpoint, run, model, auth):
+for _group in (checkpoint, run, model, auth, exec_command):
     cli.add_command(_group)
 
 

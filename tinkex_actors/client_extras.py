@@ -147,6 +147,10 @@ class SessionTelemetry:
         return "SessionTelemetry()"
 
 
+Telemetry = SessionTelemetry
+"""The official name of the same class (`get_telemetry()`'s return type)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class LossHandle:
     """A custom loss made by `ServiceClient.create_custom_loss`, for `forward_backward_custom`.

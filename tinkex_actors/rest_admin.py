@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
 
-    from tinkex_actors.client_extras import SessionTelemetry
+    from tinkex_actors.client_extras import Telemetry
     from tinkex_actors.transport import Transport
 
 __all__ = ["TRACE_POLL_INTERVAL_S", "AuditEventType", "RestAdminCalls"]
@@ -270,6 +270,6 @@ class RestAdminCalls:
         """`await` form of `assign_session_project`."""
         await self.assign_session_project(session_id, project_id)
 
-    def get_telemetry(self) -> SessionTelemetry | None:
+    def get_telemetry(self) -> Telemetry | None:
         """None: a RestClient has no session, so nothing to report telemetry into."""
         return None

@@ -60,7 +60,7 @@ from tinkex_actors.transport import HttpRequest, Transport
 from tinkex_actors.types import proto
 
 if TYPE_CHECKING:
-    from tinkex_actors.client_extras import SessionTelemetry
+    from tinkex_actors.client_extras import SessionTelemetry, Telemetry
     from tinkex_actors.service import ClientFuture
 
 log = get_logger("tinkex_actors.sampling")
@@ -826,6 +826,6 @@ class SamplingClient:
     def _debouncer_for_user(self) -> QueueStateDebouncer:
         return QueueStateDebouncer("sampling", self.sampling_session_id)
 
-    def get_telemetry(self) -> SessionTelemetry | None:
+    def get_telemetry(self) -> Telemetry | None:
         """The session's telemetry handle (None: telemetry is off or this is a clone)."""
         return self._telemetry

@@ -52,6 +52,7 @@ from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
 from tinkex_actors.client_extras import (
     LossHandle,
     SessionTelemetry,
+    Telemetry,
     check_input_ranks,
     check_optimizer,
     check_retry_config,
@@ -1018,7 +1019,7 @@ class ServiceClient:
         """The console page of this session."""
         return console_url("sessions", getattr(self, "session_id", None))
 
-    def get_telemetry(self) -> SessionTelemetry | None:
+    def get_telemetry(self) -> Telemetry | None:
         """A handle to log events into this session's telemetry (None when it is off)."""
         if self.registry.whereis("telemetry") is None:
             return None

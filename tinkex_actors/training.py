@@ -36,7 +36,7 @@ from tinkex_actors._actors import tell_quietly
 from tinkex_actors._http_messages import unique_key
 from tinkex_actors.client_extras import (
     LossHandle,
-    SessionTelemetry,
+    Telemetry,
     check_optim_params,
     check_retry_config,
     console_url,
@@ -1038,7 +1038,7 @@ class TrainingClient:
         """The console page of this training run."""
         return console_url("training_runs", self.model_id)
 
-    def get_telemetry(self) -> SessionTelemetry | None:
+    def get_telemetry(self) -> Telemetry | None:
         """The session's telemetry handle (None when telemetry is off)."""
         return None if self._service is None else self._service.get_telemetry()
 

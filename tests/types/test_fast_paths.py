@@ -116,11 +116,11 @@ class TestListPacking:
 
 
 class TestPackedTokens:
-    def test_a_list_is_kept_as_given_and_packed_once_read_only(self):
-        """tokens stays the caller's list; the int32 copy for the wire is read-only."""
+    def test_a_list_is_copied_and_packed_once_read_only(self):
+        """tokens is the chunk's own copy of the caller's list; the int32 copy is read-only."""
         tokens = [3, 1, 2]
         chunk = tx.EncodedTextChunk(tokens=tokens)
-        assert chunk.tokens is tokens
+        assert chunk.tokens == tokens and chunk.tokens is not tokens
         packed = chunk.packed_int32()
         assert packed is not None and packed.dtype == I4 and packed.tolist() == tokens
         with pytest.raises(ValueError, match="read-only"):
@@ -164,11 +164,11 @@ class TestPackedTokens:
         with pytest.raises(TypeError, match="must hold ints"):
             tx.EncodedTextChunk(tokens=[1, "2"])
 
-    def test_a_copied_chunk_without_its_packed_array_encodes_the_same_bytes(self):
-        """copy.copy drops the packed array; the encoder then converts the list itself."""
+    def test_a_copied_chunk_finds_its_packed_array_and_encodes_the_same_bytes(self):
+        """copy.copy skips __post_init__; the packed tokens come from the copied slot."""
         chunk = tx.EncodedTextChunk(tokens=[5, 6, 7])
         bare = copy.copy(chunk)
-        assert bare.packed_int32() is None
+        assert bare.packed_int32().tolist() == [5, 6, 7]
         bodies = [
             proto.encode_forward_backward_request(
                 tx.ForwardBackwardInput(

@@ -52,7 +52,7 @@ def _assert_tensor_equal(ours, official):
     assert ours.dtype == official.dtype
     assert list(ours.shape) == list(official.shape)
     np.testing.assert_array_equal(ours.to_numpy(), official.to_numpy())
-    assert np.asarray(ours.data).dtype == official.to_numpy().dtype
+    assert ours.data_np.dtype == official.to_numpy().dtype
 
 
 class TestForwardBackwardRequestEncoding:
@@ -270,7 +270,7 @@ class TestForwardBackwardRequestDecoding:
         owned = proto.decode_forward_backward_request(body, copy=True).forward_backward_input
         assert not view.model_input.chunks[0].tokens.flags.writeable
         assert owned.data[0].model_input.chunks[0].tokens.flags.writeable
-        assert owned.data[0].loss_fn_inputs["weights"].data.flags.writeable
+        assert owned.data[0].loss_fn_inputs["weights"].data_np.flags.writeable
 
 
 def _official_fb_output(records, output_type="ArrayRecord", metrics=None):

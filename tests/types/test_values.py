@@ -236,7 +236,7 @@ class TestNonFiniteValues:
         raw = np.arange(4, dtype=np.float32).tobytes()
         view = np.frombuffer(raw, dtype=np.float32)
         td = TensorData(data=view, dtype="float32", shape=[2, 2])
-        assert np.shares_memory(td.data, view)
+        assert np.shares_memory(td.data_np, view)
         tokens = np.frombuffer(np.arange(3, dtype=np.int32).tobytes(), dtype=np.int32)
         seq = SampledSequence(stop_reason="stop", tokens_np=tokens)
         assert seq.tokens_np is tokens

@@ -5,12 +5,18 @@ rank limit, a maximum sequence length and a description. Its weights are drawn
 from ``numpy.random.default_rng`` seeded with the first 8 bytes of sha256(name), so
 every process, on every machine, builds the same model; they are built once per
 process and dtype, and are read-only.
+
+Each model is also served under an ``org/model`` name (``tinkex/tiny-byte-lm``), the
+form tokenizer-driven code expects (tinker-cookbook refuses a name without an org).
+Both names give the same weights. A byte vocabulary has no chat template of its own,
+so the chat format to use is a plain-text one (``RECOMMENDED_RENDERER``: role-colon,
+``User: ...`` / ``Assistant: ...``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -20,6 +26,8 @@ from .tokenizer import BYTE_VOCAB_SIZE
 __all__ = [
     "BASE_MODELS",
     "DEFAULT_BASE_MODEL",
+    "MODEL_ORG",
+    "RECOMMENDED_RENDERER",
     "BaseModelSpec",
     "BaseWeights",
     "base_weights",
@@ -39,11 +47,13 @@ class BaseModelSpec:
     max_seq_len: int
     description: str
     vocab_size: int = BYTE_VOCAB_SIZE
+    weights_of: str | None = None  # an alias: the model whose weights it serves
 
     @property
     def weight_seed(self) -> int:
-        """The seed of the frozen weights: the first 8 bytes of sha256(name)."""
-        return int.from_bytes(hashlib.sha256(self.name.encode("utf-8")).digest()[:8], "big")
+        """The seed of the frozen weights: the first 8 bytes of sha256(name of the weights)."""
+        owner = self.weights_of or self.name
+        return int.from_bytes(hashlib.sha256(owner.encode("utf-8")).digest()[:8], "big")
 
     def layer_shape(self, layer: str) -> tuple[int, int]:
         """Return (in, out) of the weight matrix a LoRA adapter on ``layer`` wraps."""
@@ -51,37 +61,52 @@ class BaseModelSpec:
         return {"attn": (e, e), "mlp_in": (c * e, h), "mlp_out": (h, e), "unembed": (e, v)}[layer]
 
 
-BASE_MODELS: dict[str, BaseModelSpec] = {
-    spec.name: spec
-    for spec in (
-        BaseModelSpec(
-            "tiny-byte-lm",
-            32,
-            8,
-            64,
-            64,
-            8192,
-            "Default. 8-byte window, 32-wide embeddings: fast enough for any benchmark.",
-        ),
-        BaseModelSpec(
-            "small-byte-lm",
-            64,
-            16,
-            256,
-            128,
-            16384,
-            "16-byte window, 64-wide embeddings: a bigger adapter, still quick.",
-        ),
-        BaseModelSpec(
-            "base-byte-lm",
-            128,
-            32,
-            512,
-            256,
-            32768,
-            "32-byte window, 128-wide embeddings: the largest, for memory and speed tests.",
-        ),
+_SHORT_NAMED = (
+    BaseModelSpec(
+        "tiny-byte-lm",
+        32,
+        8,
+        64,
+        64,
+        8192,
+        "Default. 8-byte window, 32-wide embeddings: fast enough for any benchmark.",
+    ),
+    BaseModelSpec(
+        "small-byte-lm",
+        64,
+        16,
+        256,
+        128,
+        16384,
+        "16-byte window, 64-wide embeddings: a bigger adapter, still quick.",
+    ),
+    BaseModelSpec(
+        "base-byte-lm",
+        128,
+        32,
+        512,
+        256,
+        32768,
+        "32-byte window, 128-wide embeddings: the largest, for memory and speed tests.",
+    ),
+)
+
+MODEL_ORG = "tinkex"
+RECOMMENDED_RENDERER = "role_colon"
+
+
+def _org_named(spec: BaseModelSpec) -> BaseModelSpec:
+    return replace(
+        spec,
+        name=f"{MODEL_ORG}/{spec.name}",
+        description=f"{spec.name} under an org/model name (same weights).",
+        weights_of=spec.name,
     )
+
+
+# Each model, then its org/model alias (sizes stay in increasing order).
+BASE_MODELS: dict[str, BaseModelSpec] = {
+    named.name: named for spec in _SHORT_NAMED for named in (spec, _org_named(spec))
 }
 DEFAULT_BASE_MODEL = "tiny-byte-lm"
 
@@ -111,6 +136,8 @@ class BaseWeights:
 @lru_cache(maxsize=16)
 def base_weights(spec: BaseModelSpec, dtype_name: str) -> BaseWeights:
     """Return the frozen weights of ``spec`` in ``dtype_name``, built once per process."""
+    if spec.weights_of is not None:
+        return base_weights(BASE_MODELS[spec.weights_of], dtype_name)  # one copy for both names
     rng = np.random.default_rng(spec.weight_seed)
     e, c, h, v = spec.embed_dim, spec.context_length, spec.hidden_dim, spec.vocab_size
     arrays = [

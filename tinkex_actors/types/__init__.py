@@ -7,10 +7,12 @@ official SDK's: the same keys, `type` tags, omitted None fields and number kinds
 and fills missing optionals. This package imports nothing else from `tinkex_actors`.
 
 Fast paths for codecs (arrays are never converted until someone asks for lists):
-- `EncodedTextChunk.tokens` is what the caller gave (list or 1-D int array);
+- `EncodedTextChunk.tokens` is a new list for a list given (kept packed as int32),
+  the caller's array for an array;
   `chunk.tokens_array(np.int32)` gives an array without a copy when possible.
-- `TensorData.data` is a flat C-contiguous array of the declared dtype;
-  `to_numpy()` is a shaped view; build one from `np.frombuffer(...)` without a copy.
+- `TensorData.data_np` is a flat C-contiguous array of the declared dtype (`.data` a
+  new list, as official); `to_numpy()` is a shaped view; build one from
+  `np.frombuffer(...)` without a copy.
 - `SampledSequence(tokens_np=int32 array, logprobs_np=float32 array, ...)` and
   `SampleResponse(prompt_logprobs_np=float32 array with NaN, ...)` keep the arrays;
   `.tokens`, `.logprobs`, `.prompt_logprobs` convert to lists on first access.
@@ -18,6 +20,8 @@ Fast paths for codecs (arrays are never converted until someone asks for lists):
 """
 
 from __future__ import annotations
+
+import sys
 
 from ._base import (
     convert,
@@ -78,6 +82,7 @@ from ._model_input import (
     ModelInput,
     ModelInputChunk,
 )
+from ._paths import register_official_paths
 from ._requests import (
     AdamOptimizerConfig,
     CopyWeightsRequest,
@@ -92,6 +97,7 @@ from ._requests import (
     DimuonParams,
     ForwardBackwardRequest,
     ForwardRequest,
+    FutureRetrieveResponse,
     GetInfoRequest,
     GetInfoResponse,
     JoinSamplingSessionRequest,
@@ -275,6 +281,7 @@ __all__ = [
     "FutureMetadataOnly",
     "FuturePending",
     "FutureRetrieveRequest",
+    "FutureRetrieveResponse",
     "FuturesRetrieveRequest",
     "FuturesRetrieveResponse",
     "GenericEvent",
@@ -378,3 +385,5 @@ __all__ = [
     "to_builtins",
     "to_json",
 ]
+
+register_official_paths(sys.modules[__name__], globals())

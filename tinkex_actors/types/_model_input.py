@@ -1,7 +1,9 @@
 """ModelInput and its chunks: the tokens (and images) a model reads.
 
-Reading tokens fast (for codecs): `EncodedTextChunk.tokens` is exactly what the
-caller gave, a `list[int]` or a 1-D integer numpy array, never copied. Use
+Reading tokens fast (for codecs): `EncodedTextChunk.tokens` reads as a new `list[int]`
+when the caller gave a list (the chunk keeps its own int32 copy, so the caller may reuse
+the list, as with the official SDK), or as the 1-D integer numpy array the caller gave,
+never copied. Use
 `chunk.tokens_array(np.int32)` to get an array of the wanted dtype (no copy when
 it already is one) and `.tobytes()` for the little-endian payload.
 
@@ -10,7 +12,7 @@ with `struct` (one pass that also proves every id is an int in int32's range,
 faster than `min()` over the list), an array of another integer dtype is
 converted, an int32 array is used as is. The binary encoder sends that array. So,
 as with any frozen value, change tokens by building a new chunk, not by editing
-the list or array you passed in.
+the array you passed in.
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ ImageFormat: TypeAlias = Literal["png", "jpeg"]
 _IMAGE_FORMATS = ("png", "jpeg")
 _INT32: Final = np.dtype(np.int32)
 _INT32_MAX: Final = (1 << 31) - 1
-_PACKED = "_int32_tokens"  # where a chunk keeps its list packed as int32 (in __dict__)
+_PACKED = "_int32_tokens"  # where a chunk keeps its tokens packed as int32 (in __dict__)
+
+
+class _ListTokens(np.ndarray):
+    """Token ids packed as int32 from a caller's list: `.tokens` reads them back as a list.
+
+    A subclass rather than a flag, so that pickling, copying and `structs.replace` keep it.
+    """
 
 
 class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text", dict=True):
@@ -52,17 +61,26 @@ class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text", dict=True):
     tokens: Tokens
 
     def __post_init__(self) -> None:
-        tokens: Any = self.tokens
+        tokens: Any = _RAW_TOKENS.__get__(self)
+        if type(tokens) is _ListTokens:  # a copy (pickle, copy, replace) of a packed chunk
+            tokens.flags.writeable = False
+            self.__dict__[_PACKED] = tokens.view(np.ndarray)
+            return
         if type(tokens) is list:
             packed = pack_flat_list(tokens, _INT32)
             if packed is not None:
                 if packed.size and int(packed.min()) < 0:
                     raise ValueError(_negative_token_error(int(packed.min())))
                 packed.flags.writeable = False
+                # The packed copy replaces the caller's list (who may reuse it, as the
+                # cookbook does); `.tokens` reads it back as a list.
                 self.__dict__[_PACKED] = packed
+                _RAW_TOKENS.__set__(self, packed.view(_ListTokens))
                 return
             # Not all ints in int32's range: the checks below name the problem (ids past
             # int32 are fine here; the binary encoder refuses them, the JSON wire does not).
+            tokens = tokens.copy()
+            _RAW_TOKENS.__set__(self, tokens)
         if isinstance(tokens, np.ndarray):
             if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
                 raise ValueError(
@@ -75,7 +93,7 @@ class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text", dict=True):
         elif isinstance(tokens, list | tuple):
             if isinstance(tokens, tuple):
                 tokens = list(tokens)
-                msgspec.structs.force_setattr(self, "tokens", tokens)
+                _RAW_TOKENS.__set__(self, tokens)
             try:
                 lowest = min(tokens) if tokens else 0
             except TypeError:
@@ -105,11 +123,17 @@ class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text", dict=True):
     @property
     def length(self) -> int:
         """Number of tokens."""
-        return len(self.tokens)
+        return len(_RAW_TOKENS.__get__(self))
 
     def tokens_array(self, dtype: npt.DTypeLike = np.int64) -> npt.NDArray[Any]:
-        """The tokens as a numpy array of `dtype` (no copy when they already are)."""
-        return np.asarray(self.tokens, dtype=dtype)
+        """The tokens as a numpy array of `dtype` (no copy when they already are one).
+
+        For a chunk built from a list this is a new array (never the packed copy).
+        """
+        raw = _RAW_TOKENS.__get__(self)
+        if type(raw) is _ListTokens:  # never hand out the read-only packed copy
+            return np.array(raw.view(np.ndarray), dtype=dtype)
+        return np.asarray(raw, dtype=dtype)
 
     def packed_int32(self) -> npt.NDArray[np.int32] | None:
         """The tokens as int32, packed once at construction (for codecs; do not write to it).
@@ -117,14 +141,36 @@ class EncodedTextChunk(TypeTagged, frozen=True, tag="encoded_text", dict=True):
         None when they hold ids past int32's range (the binary wire cannot carry them).
         """
         packed: npt.NDArray[np.int32] | None = self.__dict__.get(_PACKED)
+        if packed is None:
+            raw = _RAW_TOKENS.__get__(self)
+            if type(raw) is _ListTokens:  # a shallow copy, made without __post_init__
+                packed = raw.view(np.ndarray)
+                self.__dict__[_PACKED] = packed
         return packed
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EncodedTextChunk):
             return NotImplemented
-        return bool(np.array_equal(self.tokens, other.tokens))
+        return bool(np.array_equal(_RAW_TOKENS.__get__(self), _RAW_TOKENS.__get__(other)))
+
+    def __repr__(self) -> str:
+        return f"EncodedTextChunk(tokens={self.tokens!r})"
 
     __hash__ = None  # type: ignore[assignment]
+
+
+# `tokens` reads as the caller gave it (an array stays that array) or, for a list, as a new
+# list; the struct slot keeps the int32 array a list was packed into, which msgspec encodes.
+_RAW_TOKENS: Any = EncodedTextChunk.__dict__["tokens"]
+
+
+def _tokens(self: EncodedTextChunk) -> Any:
+    """Token ids: a new list for a chunk built from a list, else the array it was given."""
+    raw = _RAW_TOKENS.__get__(self)
+    return raw.tolist() if type(raw) is _ListTokens else raw
+
+
+setattr(EncodedTextChunk, "tokens", property(_tokens, doc=_tokens.__doc__))  # noqa: B010
 
 
 def _negative_token_error(lowest: int) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, Literal, TypeAlias
 
 from ._base import Metrics, TypeTagged, WireStruct, coerce_floats, float_dict, sent
-from ._training import AdamParams, ForwardBackwardInput, LoraConfig
+from ._futures import RequestFailedResponse, TryAgainResponse
+from ._training import AdamParams, ForwardBackwardInput, ForwardBackwardOutput, LoraConfig
 
 __all__ = [
     "AdamOptimizerConfig",
@@ -25,6 +26,7 @@ __all__ = [
     "DimuonParams",
     "ForwardBackwardRequest",
     "ForwardRequest",
+    "FutureRetrieveResponse",
     "GetInfoRequest",
     "GetInfoResponse",
     "JoinSamplingSessionRequest",
@@ -468,3 +470,19 @@ class CopyWeightsResponse(WireStruct, frozen=True):
     """The path of the new copy."""
 
     tinker_path: str
+
+
+# What one polled future can hold (official `FutureRetrieveResponse`); the poller reads the
+# body with `read_future_response` instead of decoding this union.
+FutureRetrieveResponse: TypeAlias = (
+    TryAgainResponse
+    | ForwardBackwardOutput
+    | OptimStepResponse
+    | SaveWeightsResponse
+    | LoadWeightsResponse
+    | SaveWeightsForSamplerResponse
+    | SaveWeightsExternalResponse
+    | CreateModelResponse
+    | UnloadModelResponse
+    | RequestFailedResponse
+)

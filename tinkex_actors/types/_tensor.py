@@ -1,11 +1,15 @@
 """TensorData: a typed numeric array on the wire (`{data, dtype, shape?}`).
 
-Reading tensors fast (for codecs): `td.data` is always a flat, C-contiguous numpy
-array of the declared dtype (`int64` or `float32`), built without a copy when the
-caller's array already had that dtype and layout; `td.to_numpy()` is a view of it
-in the declared shape. So `td.data.tobytes()` (or `memoryview(td.data)`) gives the
-little-endian payload, and `TensorData(data=np.frombuffer(buf, np.float32),
-dtype="float32", shape=[...])` builds one from bytes without a copy.
+`td.data` is a new flat list of Python numbers on each read, as in the official SDK
+(so a value taken from it is an `int`/`float` that JSON and metrics accept, and editing
+that list changes nothing). Reading tensors fast (for codecs): `td.data_np` is the
+flat, C-contiguous numpy array of the declared dtype (`int64` or `float32`) the
+values are kept in, built without a copy when the caller's array already had that
+dtype and layout; `td.to_numpy()` is a view of it in the declared shape. So
+`td.data_np.tobytes()` gives the little-endian payload, and `TensorData(data=
+np.frombuffer(buf, np.float32), dtype="float32", shape=[...])` builds one from bytes
+without a copy. A list given as `data` is packed into a new array: the caller may
+reuse the list.
 
 A flat list of numbers is converted with `struct` (one checked pass, 2-3x faster
 than numpy); anything struct refuses (nested lists, None, mixed kinds) takes numpy's
@@ -151,12 +155,13 @@ def as_array(values: Any, np_dtype: np.dtype[Any], field: str) -> npt.NDArray[An
     return np.ascontiguousarray(arr)
 
 
-def _require_torch() -> Any:
+def _require_torch(method: str) -> Any:
     try:
         import torch  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         raise ImportError(
-            "PyTorch is not installed; install torch or use from_numpy/to_numpy"
+            f"PyTorch is not installed, and TensorData.{method} needs it: "
+            "pip install 'tinkex-actors[torch]' (or torch), or use from_numpy/to_numpy"
         ) from None
     return torch
 
@@ -188,9 +193,10 @@ class TensorData(WireStruct, frozen=True):
                 "TensorData.dtype is required; pass dtype='int64' or dtype='float32'"
             )
         np_dtype = numpy_dtype(self.dtype, "TensorData.dtype")
-        arr = as_flat_array(self.data, np_dtype, "TensorData.data")
-        if arr is not self.data:
-            msgspec.structs.force_setattr(self, "data", arr)
+        given = _RAW_DATA.__get__(self)
+        arr = as_flat_array(given, np_dtype, "TensorData.data")
+        if arr is not given:
+            _RAW_DATA.__set__(self, arr)
         sparse = self.sparse_crow_indices is not None or self.sparse_col_indices is not None
         shape = self.shape
         if (
@@ -234,6 +240,12 @@ class TensorData(WireStruct, frozen=True):
                 f"{nnz} column indices (one per value), got {len(crow)} and {len(col)}"
             )
 
+    @property
+    def data_np(self) -> npt.NDArray[Any]:
+        """The values as the flat C-contiguous array they are kept in (for codecs; read only)."""
+        arr: npt.NDArray[Any] = _RAW_DATA.__get__(self)
+        return arr
+
     @classmethod
     def from_numpy(cls, array: npt.NDArray[Any]) -> TensorData:
         """A TensorData of the array's kind (ints -> int64, floats -> float32) and shape."""
@@ -243,21 +255,49 @@ class TensorData(WireStruct, frozen=True):
     @classmethod
     def from_torch(cls, tensor: Any) -> TensorData:
         """A TensorData from a torch tensor (bfloat16 widened to float32); needs torch."""
-        _require_torch()
+        _require_torch("from_torch")
         if str(tensor.dtype) == "torch.bfloat16":
             tensor = tensor.float()
         return cls.from_numpy(tensor.detach().cpu().contiguous().numpy())
 
+    @classmethod
+    def from_torch_sparse(cls, tensor: Any, pad_value: int = 0) -> TensorData:
+        """A sparse CSR TensorData of a 2-D torch tensor, entries equal to `pad_value` left out.
+
+        Falls back to a dense TensorData for other ranks, or when CSR would not be smaller
+        (row pointers + column indices + values against rows x columns values).
+        """
+        _require_torch("from_torch_sparse")
+        pad = _check_pad_value(pad_value)
+        if tensor.ndim != 2:
+            return cls.from_torch(tensor)
+        if str(tensor.dtype) == "torch.bfloat16":
+            tensor = tensor.float()
+        dense = tensor.detach().cpu().contiguous().numpy()
+        rows, cols = np.nonzero(dense != pad)
+        n_rows, n_cols = dense.shape
+        if (n_rows + 1) + 2 * rows.size >= n_rows * n_cols:
+            return cls.from_numpy(dense)
+        crow = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n_rows), out=crow[1:])
+        return cls(
+            data=dense[rows, cols],
+            dtype=tensor_dtype_of(dense.dtype, "tensor"),
+            shape=[int(n_rows), int(n_cols)],
+            sparse_crow_indices=crow.tolist(),
+            sparse_col_indices=cols.tolist(),
+        )
+
     def to_torch(self, pad_value: int = 0) -> Any:
         """The values as a torch tensor of the declared dtype and shape; needs torch."""
-        torch = _require_torch()
-        return torch.from_numpy(np.array(self.to_numpy(pad_value)))
+        torch = _require_torch("to_torch")
+        return torch.from_numpy(np.array(self.to_numpy(_check_pad_value(pad_value))))
 
     def to_numpy(self, pad_value: int = 0) -> npt.NDArray[Any]:
         """The values in the declared dtype and shape (a view; sparse tensors densified)."""
-        arr: npt.NDArray[Any] = self.data  # type: ignore[assignment]
+        arr = self.data_np
         if self.sparse_crow_indices is not None:
-            return self._densify(arr, pad_value)
+            return self._densify(arr, _check_pad_value(pad_value))
         if self.shape is not None:
             return arr.reshape(self.shape)
         return arr
@@ -283,7 +323,29 @@ class TensorData(WireStruct, frozen=True):
             and self.shape == other.shape
             and self.sparse_crow_indices == other.sparse_crow_indices
             and self.sparse_col_indices == other.sparse_col_indices
-            and np.array_equal(self.data, other.data, equal_nan=self.dtype == "float32")
+            and np.array_equal(self.data_np, other.data_np, equal_nan=self.dtype == "float32")
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+# `data` reads as a list (official), while the struct slot keeps the array: msgspec encodes,
+# decodes, copies and pickles through the slot, and attribute reads go to this property.
+_RAW_DATA: Any = TensorData.__dict__["data"]
+
+
+def _data_list(self: TensorData) -> list[Any]:
+    """The values as a new flat list of Python numbers (official `TensorData.data`)."""
+    values: list[Any] = self.data_np.tolist()
+    return values
+
+
+setattr(TensorData, "data", property(_data_list, doc=_data_list.__doc__))  # noqa: B010
+
+
+def _check_pad_value(pad_value: Any) -> int:
+    if isinstance(pad_value, bool) or not isinstance(pad_value, int | np.integer):
+        raise TypeError(
+            f"pad_value must be an integer, got {type(pad_value).__name__} {pad_value!r}"
+        )
+    return int(pad_value)

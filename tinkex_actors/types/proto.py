@@ -228,7 +228,7 @@ def _put_plain_datum(out: list[Any], datum: Datum, index: int) -> bool:
     layout: list[Any] = [tokens.nbytes]
     arrays = [tokens]
     for name, tensor in datum.loss_fn_inputs.items():
-        data = tensor.data
+        data = tensor.data_np
         if (
             tensor.sparse_crow_indices is not None
             or type(data) is not np.ndarray
@@ -382,7 +382,7 @@ def _tensor_parts(tensor: TensorData, what: str) -> tuple[list[Any], int]:
             f"{what}: TensorData.dtype must be 'float32' or 'int64', got {tensor.dtype!r}"
         )
     wire = _WIRE_NUMPY[dtype_enum]
-    data: npt.NDArray[Any] = tensor.data  # type: ignore[assignment]
+    data = tensor.data_np
     if data.dtype != wire or not data.flags.c_contiguous:
         data = np.ascontiguousarray(data, dtype=wire)
     shape = tensor.shape
@@ -729,7 +729,7 @@ def _put_array_record(
 def _dense(tensor: TensorData) -> npt.NDArray[Any]:
     if tensor.sparse_crow_indices is not None:
         return tensor.to_numpy()
-    data: npt.NDArray[Any] = tensor.data  # type: ignore[assignment]
+    data = tensor.data_np
     return data
 
 

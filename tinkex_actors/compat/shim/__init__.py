@@ -1,0 +1,1 @@
+"""A directory that `tinkex-actors exec` puts first on the child's PYTHONPATH (see `tinker/`)."""

@@ -1,0 +1,60 @@
+"""The clients and futures at the official `tinker.lib.public_interfaces` paths.
+
+Official code imports them from here, or from one module per client
+(`tinker.lib.public_interfaces.rest_client.RestClient`); both spellings give our classes.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+
+from tinkex_actors.futures import Future
+from tinkex_actors.rest import RestClient
+from tinkex_actors.sampling import SamplingClient
+from tinkex_actors.service import ClientFuture, ServiceClient
+from tinkex_actors.training import TrainingClient
+
+__all__ = [
+    "APIFuture",
+    "BackcompatSamplingClientFuture",
+    "BackcompatTrainingClientFuture",
+    "RestClient",
+    "SamplingClient",
+    "ServiceClient",
+    "TrainingClient",
+]
+
+# Every future we return is a `Future`; a creation method's future of a client is a
+# `ClientFuture`, usable as the client itself (the official back-compat futures).
+APIFuture = Future
+BackcompatTrainingClientFuture = ClientFuture
+BackcompatSamplingClientFuture = ClientFuture
+
+# One official module per class: (module, names it defines that we have).
+_MODULES: dict[str, tuple[str, ...]] = {
+    "api_future": ("APIFuture",),
+    "backcompat_sampling_client_future": ("BackcompatSamplingClientFuture",),
+    "backcompat_training_client_future": ("BackcompatTrainingClientFuture",),
+    "rest_client": ("RestClient",),
+    "sampling_client": ("SamplingClient",),
+    "service_client": ("ServiceClient",),
+    "training_client": ("TrainingClient",),
+}
+
+
+def _register() -> None:
+    package = sys.modules[__name__]
+    for relative, names in _MODULES.items():
+        name = f"{__name__}.{relative}"
+        module = sys.modules.get(name)
+        if module is None:
+            module = ModuleType(name, f"Alias of the official `{relative}` module.")
+            module.__spec__ = ModuleSpec(name, loader=None)  # importlib.util.find_spec works
+            module.__dict__.update({n: globals()[n] for n in names})
+            sys.modules[name] = module
+        setattr(package, relative, module)
+
+
+_register()

@@ -15,6 +15,7 @@ from tinkex_actors._version import __version__
 from tinkex_actors.config import Config
 from tinkex_actors.futures import CancelledError, Future, FutureTimeoutError
 from tinkex_actors.queue_state import QueueState, QueueStateObserver
+from tinkex_actors.recovery_log import RecoveryPolicy
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import RetryPolicy
 from tinkex_actors.sampling import SamplingClient
@@ -49,6 +50,7 @@ __all__ = [
     "ModelInput",
     "QueueState",
     "QueueStateObserver",
+    "RecoveryPolicy",
     "RestClient",
     "RetryPolicy",
     "SampleResponse",

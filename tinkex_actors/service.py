@@ -54,6 +54,7 @@ from tinkex_actors.errors import ClientClosedError, ConflictError, SessionExpire
 from tinkex_actors.futures import Future
 from tinkex_actors.orphans import session_models, unload_orphans
 from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.recovery import Origin, RecoveryPolicy, SessionRecovery
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker
 from tinkex_actors.sampling import (
@@ -165,8 +166,15 @@ class ServiceClient:
         pollers: int = 4,
         timers: TimerService | None = None,
         environ: dict[str, str] | None = None,
+        recovery: RecoveryPolicy | None = None,
         **config_options: Any,
     ) -> None:
+        if recovery is not None and not isinstance(recovery, RecoveryPolicy):
+            raise TypeError(
+                f"recovery is a {type(recovery).__name__}; pass "
+                "tinkex_actors.RecoveryPolicy(...) or None"
+            )
+        self._recovery = None if recovery is None else SessionRecovery(self, recovery)
         env = os.environ if environ is None else environ
         self._server: Any = None
         if (
@@ -258,7 +266,9 @@ class ServiceClient:
         session_id, health = self.session_id, self.transport.health
 
         def on_event(event: Any) -> None:
-            if isinstance(event, SessionLost) and event.session_id == session_id:
+            # Only the current session: a recovered client must not lose its new one.
+            current = event.session_id == session_id == self.session_id
+            if isinstance(event, SessionLost) and current:
                 health.declare_lost(event.error)
 
         self._manager.current().tell(Subscribe(session_id, on_event))
@@ -268,6 +278,8 @@ class ServiceClient:
         pending operation fails with `error` at once, and so does every later call."""
         failed = self._fail_pending(error)
         log.warning("session_lost_failed_pending", failed=failed, error=str(error))
+        if self._recovery is not None:  # only internal futures failed: rebuild and replay
+            self._recovery.session_lost(error)
 
     def _fail_pending(self, error: BaseException) -> int:
         with self._lock:
@@ -511,13 +523,22 @@ class ServiceClient:
             train_unembed=train_unembed,
         )
         self._check_open()
-        return self._background(lambda: self._create_model(base_model, lora, user_metadata))
+        return self._background(
+            lambda: self._recoverable(
+                self._create_model(base_model, lora, user_metadata),
+                Origin(base_model, lora=lora, user_metadata=user_metadata),
+            )
+        )
 
     async def create_lora_training_client_async(self, *args: Any, **kwargs: Any) -> TrainingClient:
         """The awaitable twin of `create_lora_training_client`."""
         return await self.create_lora_training_client(*args, **kwargs)
 
-    def _from_state(self, path: str, optimizer: bool) -> TrainingClient:
+    def _recoverable(self, client: TrainingClient, origin: Origin) -> TrainingClient:
+        """With a recovery policy, the handle that survives a lost session (see recovery.py)."""
+        return client if self._recovery is None else self._recovery.adopt(client, origin)
+
+    def _from_state(self, path: str, optimizer: bool, recover: bool = False) -> TrainingClient:
         info = (
             self.transport.submit(
                 HttpRequest(
@@ -539,19 +560,23 @@ class ServiceClient:
         client = self._create_model(info["base_model"], lora, None)
         loader = client.load_state_with_optimizer if optimizer else client.load_state
         loader(path).result()
+        if recover:
+            return self._recoverable(
+                client, Origin(info["base_model"], path=path, optimizer=optimizer)
+            )
         return client
 
     def create_training_client_from_state(self, path: str) -> ClientFuture[TrainingClient]:
         """A new model with the weights of a checkpoint (fresh optimizer state)."""
         self._check_path(path)
-        return self._background(lambda: self._from_state(path, optimizer=False))
+        return self._background(lambda: self._from_state(path, optimizer=False, recover=True))
 
     def create_training_client_from_state_with_optimizer(
         self, path: str
     ) -> ClientFuture[TrainingClient]:
         """A new model with the weights and optimizer state of a checkpoint."""
         self._check_path(path)
-        return self._background(lambda: self._from_state(path, optimizer=True))
+        return self._background(lambda: self._from_state(path, optimizer=True, recover=True))
 
     # -- sampling and REST ---------------------------------------------------------------------
 
@@ -741,12 +766,13 @@ class ServiceClient:
             self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
         _open_clients.discard(self)
         try:
-            self._fail_pending(
-                ClientClosedError(
-                    "the ServiceClient was closed while this operation was pending; "
-                    "make a new ServiceClient to go on"
-                )
+            closed = ClientClosedError(
+                "the ServiceClient was closed while this operation was pending; "
+                "make a new ServiceClient to go on"
             )
+            if self._recovery is not None:
+                self._recovery.close(closed, timeout_s=self._left_s(0.25))
+            self._fail_pending(closed)
             self._teardown()
         except Exception as exc:  # never replace the user's own exception (leaving `with`)
             log.warning("close_incomplete", error=repr(exc))

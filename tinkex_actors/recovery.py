@@ -1,0 +1,549 @@
+"""Session recovery (opt-in): rebuild a lost session and replay what it lost.
+
+    with ServiceClient(recovery=RecoveryPolicy(checkpoint_every_steps=10)) as service:
+        trainer = service.create_lora_training_client("tiny-byte-lm", seed=0)
+
+With a policy, each TrainingClient is a `RecoverableTrainingClient`: the user's Futures are its
+own, answered from internal ones, and every operation is recorded in the model's `OpLog`
+(`tinkex_actors.recovery_log`). When the session or a model is lost (a heartbeat or a request
+answered 404/410, the server restarted empty, or the connection given up), the internal
+futures fail, the user's do not: `SessionRecovery` opens a new session in a thread of its own,
+recreates each model from its latest checkpoint with the optimizer state (or from its origin
+when none landed yet), replays the recorded operations in order, and relays their answers.
+
+Exactly once: every send of an op is stamped with the handle's generation, and only the answer
+of its latest send may settle the user's Future; an op whose Future was already answered is
+replayed for its effect only (`Future.set_result` never settles twice). When a model cannot be
+rebuilt (log over budget, checkpoint gone, `max_attempts` used up), its unsettled Futures and
+later calls fail with `RecoveryFailedError`, naming the last safe step and its checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from supervisors import terminate_child
+from supervisors._logging import get_logger
+from tinkex_actors import types
+from tinkex_actors.errors import (
+    APIConnectionError,
+    APIStatusError,
+    ClientClosedError,
+    RecoveryFailedError,
+    SessionExpiredError,
+)
+from tinkex_actors.futures import Future
+from tinkex_actors.recovery_log import Op, OpKind, OpLog, RecoveryPolicy
+from tinkex_actors.training import (
+    TrainingClient,
+    TrainingState,
+    _check_name,
+    check_data,
+    check_loss,
+    estimate_bytes,
+)
+
+if TYPE_CHECKING:
+    from tinkex_actors.service import ServiceClient
+
+__all__ = [
+    "Origin",
+    "RecoverableTrainingClient",
+    "RecoveryPolicy",
+    "SessionRecovery",
+    "is_session_loss",
+]
+
+log = get_logger("tinkex_actors.recovery")
+
+OP_OVERHEAD_BYTES = 256
+"""What an op costs in the log beyond its data (the record, its Future, small arguments)."""
+RETIRE_TIMEOUT_S = 2.0
+_REQUEST_TYPES = {
+    "forward": "Forward",
+    "forward_backward": "ForwardBackward",
+    "optim_step": "OptimStep",
+    "save_state": "SaveWeights",
+    "save_weights_for_sampler": "SaveWeightsForSampler",
+    "load_state": "LoadWeights",
+    "load_state_with_optimizer": "LoadWeights",
+    "unload_model": "UnloadModel",
+}
+
+
+def is_session_loss(error: BaseException) -> bool:
+    """True for an error that means the session or the model is gone on the server (what a
+    recovery rebuilds), not for the user's own mistakes or a closed client."""
+    if isinstance(error, RecoveryFailedError | ClientClosedError):
+        return False
+    if isinstance(error, SessionExpiredError):
+        return True
+    if isinstance(error, APIStatusError) and error.status_code in (404, 410):
+        return "tinker://" not in _detail(error)  # a missing checkpoint is the caller's path
+    return False
+
+
+def _detail(error: APIStatusError) -> str:
+    """What the server said (not our hint, which names tinker:// paths in general)."""
+    body = error.body
+    if isinstance(body, Mapping):
+        return str(body.get("detail", body))
+    return str(body)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How a model was first made: a fresh LoRA (`lora`) or a checkpoint (`path`)."""
+
+    base_model: str
+    lora: types.LoraConfig | None = None
+    user_metadata: dict[str, Any] | None = None
+    path: str | None = None
+    optimizer: bool = True
+
+
+class _ImpossibleError(Exception):
+    """This model cannot be rebuilt (a reason for the user, not a retry)."""
+
+
+class RecoverableTrainingClient(TrainingClient):
+    """A TrainingClient whose operations survive a lost session (see the module docstring)."""
+
+    def __init__(self, inner: TrainingClient, recovery: SessionRecovery, origin: Origin) -> None:
+        super().__init__(
+            inner._state, inner._actor, inner._transport, sampling_factory=inner._sampling_factory
+        )
+        self._recovery = recovery
+        self._origin = origin
+        policy = recovery.policy
+        self._log = OpLog(policy.max_log_bytes, policy.checkpoint_every_steps)
+        self._gen = recovery.generation
+        self._deferred = False
+        """Set from a loss until the replay is sent: new calls are recorded, not sent."""
+        self._failed: RecoveryFailedError | None = None
+        self._auto = itertools.count(1)
+
+    @property
+    def op_log(self) -> OpLog:
+        """The operations recorded since this model's latest checkpoint."""
+        return self._log
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def forward(
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, Any] | None = None,
+    ) -> Future[types.ForwardBackwardOutput]:
+        """Compute the loss and per-datum outputs without accumulating gradients (recorded)."""
+        items = check_data(data)
+        check_loss(loss_fn, loss_fn_config)
+        size = sum(estimate_bytes(d) for d in items)
+        return self._call("op", "forward", (items, loss_fn, loss_fn_config), size)
+
+    def forward_backward(
+        self,
+        data: Sequence[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, Any] | None = None,
+    ) -> Future[types.ForwardBackwardOutput]:
+        """Compute the loss and accumulate its gradients (recorded for replay)."""
+        items = check_data(data)
+        check_loss(loss_fn, loss_fn_config)
+        size = sum(estimate_bytes(d) for d in items)
+        return self._call("op", "forward_backward", (items, loss_fn, loss_fn_config), size)
+
+    def optim_step(self, adam_params: types.AdamParams) -> Future[types.OptimStepResponse]:
+        """Apply the accumulated gradients (recorded; may be followed by a checkpoint)."""
+        if not isinstance(adam_params, types.AdamParams):
+            raise TypeError(
+                f"adam_params is a {type(adam_params).__name__}; pass "
+                "tinkex_actors.types.AdamParams(learning_rate=...)"
+            )
+        return self._call("step", "optim_step", (adam_params,), 0)
+
+    def save_state(
+        self, name: str, ttl_seconds: int | None = None
+    ) -> Future[types.SaveWeightsResponse]:
+        """Save weights and optimizer state (right after an optim_step, also a checkpoint)."""
+        _check_name(name)
+        return self._call("save", "save_state", (name, ttl_seconds), 0)
+
+    def save_weights_for_sampler(
+        self, name: str, ttl_seconds: int | None = None
+    ) -> Future[types.SaveWeightsForSamplerResponse]:
+        """Save sampler weights (recorded)."""
+        _check_name(name)
+        return self._call("op", "save_weights_for_sampler", (name, ttl_seconds), 0)
+
+    def load_state(self, path: str) -> Future[types.LoadWeightsResponse]:
+        """Load weights from a checkpoint (recorded)."""
+        _check_tinker_path(path)
+        return self._call("op", "load_state", (path,), 0)
+
+    def load_state_with_optimizer(self, path: str) -> Future[types.LoadWeightsResponse]:
+        """Load weights and optimizer state from a checkpoint (recorded)."""
+        _check_tinker_path(path)
+        return self._call("op", "load_state_with_optimizer", (path,), 0)
+
+    def unload_model(self) -> Future[types.UnloadModelResponse]:
+        """Free the model on the server (recorded)."""
+        return self._call("op", "unload_model", (), 0)
+
+    def _call(self, kind: OpKind, method: str, args: tuple[Any, ...], size: int) -> Future[Any]:
+        lost: BaseException | None = None
+        with self._log.lock:
+            if self._failed is not None:
+                raise self._failed
+            lost = self._state.lost
+            if lost is not None and not is_session_loss(lost):
+                raise lost
+            user: Future[Any] = Future(request_type=_REQUEST_TYPES[method])
+            if lost is None and not self._deferred:
+                internal = getattr(TrainingClient, method)(self, *args)  # raises: nothing kept
+                op = self._log.record(kind, method, args, {}, user, size + OP_OVERHEAD_BYTES)
+                self._watch(op, internal)
+            else:
+                self._log.record(kind, method, args, {}, user, size + OP_OVERHEAD_BYTES)
+            if self._log.checkpoint_due():
+                self._checkpoint()
+            gen = self._gen
+        if lost is not None:
+            self._recovery.trigger(gen, lost)
+        return user
+
+    def _checkpoint(self) -> None:
+        """Record (and send, unless deferred) an automatic checkpoint; log lock held."""
+        name = f"{self._recovery.policy.checkpoint_prefix}-{next(self._auto)}-step{self._log.steps}"
+        future: Future[Any] = Future(request_type="SaveWeights")
+        op = self._log.record("save", "save_state", (name, None), {}, future, OP_OVERHEAD_BYTES)
+        self._log.checkpoint_taken()
+        if not self._deferred and self._state.lost is None:
+            self._send(op)
+
+    # -- sending and settling ----------------------------------------------------------------
+
+    def _send(self, op: Op) -> None:
+        """Send `op` to the current model, stamped with this handle's generation (lock held)."""
+        assert op.args is not None
+        op.attempt = self._gen
+        try:
+            internal = getattr(TrainingClient, op.method)(self, *op.args, **op.kwargs)
+        except BaseException as exc:
+            if is_session_loss(exc):
+                gen = self._gen
+                threading.Thread(  # never trigger while holding the log lock
+                    target=self._recovery.trigger, args=(gen, exc), daemon=True,
+                    name="tinkex-recovery-trigger",
+                ).start()
+            else:
+                op.future.set_exception(exc)
+            return
+        self._watch(op, internal)
+
+    def _watch(self, op: Op, internal: Future[Any]) -> None:
+        op.attempt = self._gen
+        gen = self._gen
+        internal.add_done_callback(lambda f: self._settled(op, gen, f))
+
+    def _settled(self, op: Op, gen: int, internal: Future[Any]) -> None:
+        if op.attempt != gen:
+            return  # an earlier send of a replayed op: its latest send answers
+        error = internal.exception(0) if not internal.cancelled() else None
+        if error is not None and is_session_loss(error) and self._failed is None:
+            self._recovery.trigger(gen, error)
+            return
+        request_id = getattr(internal, "request_id", None)
+        if request_id is not None and not op.future.done():
+            op.future.request_id = request_id
+        if error is None and not internal.cancelled():
+            result = internal.result(0)
+            op.future.set_result(result)
+            self._recovery.succeeded()
+            if op.kind == "checkpoint":
+                self._log.landed(op, str(result.path))
+        elif error is not None:
+            op.future.set_exception(error)
+        else:
+            op.future.cancel()
+        self._log.advance()
+
+    # -- rebuilding --------------------------------------------------------------------------
+
+    def _rebuild(self, service: ServiceClient, gen: int) -> int:
+        """Recreate the model in the (new) session and replay the log; returns ops replayed."""
+        reason = self._log.unrecoverable()
+        if reason is not None:
+            raise _ImpossibleError(reason)
+        checkpoint = self._log.checkpoint_path
+        path = checkpoint or self._origin.path
+        try:
+            if path is not None:
+                optimizer = True if checkpoint is not None else self._origin.optimizer
+                inner = service._from_state(path, optimizer=optimizer)
+            else:
+                assert self._origin.lora is not None
+                inner = service._create_model(
+                    self._origin.base_model, self._origin.lora, self._origin.user_metadata
+                )
+        except BaseException as exc:
+            if path is not None and _is_refusal(exc):
+                raise _ImpossibleError(f"the checkpoint {path} could not be loaded: {exc}") from exc
+            raise
+        old_state, old_actor = self._state, self._actor
+        with self._log.lock:
+            self._state, self._actor = inner._state, inner._actor
+            self._gen = gen
+            ops = self._log.ops()
+            for op in ops:
+                self._send(op)
+            self._deferred = False
+        self._recovery.retire(old_state, old_actor)
+        return len(ops)
+
+    def _fail(self, error: RecoveryFailedError) -> int:
+        """Give this model up: unsettled Futures and later calls fail with `error`."""
+        with self._log.lock:
+            self._failed = error
+            self._deferred = False
+        return self._log.fail_unsettled(lambda: error)
+
+    def _give_up_error(self, reason: str) -> RecoveryFailedError:
+        path = self._log.checkpoint_path or self._origin.path
+        step = self._log.safe_step
+        where = (
+            f"the last safe step is {step} (optim_steps), saved in {path}; resume with "
+            f"create_training_client_from_state_with_optimizer({path!r})"
+            if path is not None
+            else "no checkpoint was taken yet; the last safe step is the model's creation "
+            "(step 0): create the model again"
+        )
+        return RecoveryFailedError(
+            f"session recovery failed for model {self.model_id}: {reason}; {where}",
+            last_safe_step=step,
+            checkpoint_path=path,
+            reason=reason,
+        )
+
+
+def _check_tinker_path(path: object) -> None:
+    if not isinstance(path, str) or not path.startswith("tinker://"):
+        raise ValueError(
+            f"path={path!r} is not a tinker path; pass 'tinker://<run>/weights/<name>'"
+        )
+
+
+def _is_refusal(error: BaseException) -> bool:
+    """A definite no from the server (not an outage nor a loss): the checkpoint is gone."""
+    if isinstance(error, APIConnectionError | SessionExpiredError | TimeoutError):
+        return False
+    if isinstance(error, APIStatusError):
+        if error.status_code in (408, 429) or error.status_code >= 500:
+            return False
+        return "tinker://" in _detail(error) or not is_session_loss(error)
+    return not isinstance(error, ClientClosedError)
+
+
+class SessionRecovery:
+    """The recovery of one ServiceClient: one rebuild at a time, in a thread of its own."""
+
+    def __init__(
+        self,
+        service: ServiceClient,
+        policy: RecoveryPolicy,
+        *,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.policy = policy
+        self._service = weakref.proxy(service)
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.recovering = False
+        self.recoveries = 0
+        """Recoveries completed (for tests and reports)."""
+        self._again = False
+        self._attempts = 0
+        self._closed = threading.Event()
+        self._sleep = sleep or self._closed.wait
+        self._handles: list[RecoverableTrainingClient] = []
+        self._thread: threading.Thread | None = None
+
+    def adopt(self, client: TrainingClient, origin: Origin) -> RecoverableTrainingClient:
+        """The recoverable handle of a client just made."""
+        handle = RecoverableTrainingClient(client, self, origin)
+        with self._lock:
+            self._handles.append(handle)
+        return handle
+
+    def succeeded(self) -> None:
+        """An operation answered: the server is back for good; attempts start over."""
+        self._attempts = 0
+
+    def trigger(self, gen: int, error: BaseException) -> None:
+        """A loss seen by an op sent in generation `gen` (or by the session's watcher)."""
+        with self._lock:
+            if self._closed.is_set() or gen < self.generation:
+                return  # already rebuilt (or being rebuilt) past that send
+            if self.recovering:
+                self._again = True
+                return
+            self.recovering = True
+            self.generation += 1
+            handles = list(self._handles)
+            thread = threading.Thread(
+                target=self._run, args=(error,), daemon=True, name="tinkex-recovery"
+            )
+            self._thread = thread
+        for handle in handles:
+            handle._deferred = True
+        log.warning("session_recovery_started", error=str(error), generation=self.generation)
+        thread.start()
+
+    def session_lost(self, error: BaseException) -> None:
+        """The client's session was declared lost: rebuild it now, even if nothing is pending."""
+        self.trigger(self.generation, error)
+
+    def _run(self, error: BaseException) -> None:
+        cause = str(error)
+        while True:
+            with self._lock:
+                gen = self.generation
+                self._again = False
+                self._attempts += 1
+                attempt = self._attempts
+            started = time.monotonic()
+            failure = self._attempt(gen, attempt, cause, started)
+            with self._lock:
+                if self._closed.is_set():
+                    self.recovering = False
+                    return
+                if failure is None and not self._again:
+                    self.recovering = False
+                    self.recoveries += 1
+                    return
+                if self._attempts >= self.policy.max_attempts:
+                    handles = list(self._handles)
+                    self.recovering = False
+                    break
+                self.generation += 1
+                handles = list(self._handles)
+            for handle in handles:
+                handle._deferred = True
+            cause = failure or cause
+            if self._sleep(min(2.0 ** (attempt - 1), 10.0)):
+                return  # closed while waiting
+        reason = (
+            f"{self.policy.max_attempts} recovery attempts failed (RecoveryPolicy.max_attempts); "
+            f"last error: {failure or cause}"
+        )
+        failed = sum(h._fail(h._give_up_error(reason)) for h in handles if h._failed is None)
+        log.error("session_recovery_failed", reason=reason, failed=failed)
+        self._report("session_recovery_failed", {"reason": reason, "failed_futures": failed})
+
+    def _attempt(self, gen: int, attempt: int, cause: str, started: float) -> str | None:
+        """One rebuild of everything; None when done, else what went wrong."""
+        service = self._service
+        try:
+            old_session = service.session_id
+            new_session = service.reconnect()
+        except ClientClosedError:
+            self._closed.set()
+            return "the client was closed"
+        except Exception as exc:
+            log.warning("session_recovery_attempt_failed", attempt=attempt, error=repr(exc))
+            return repr(exc)
+        with self._lock:
+            handles = list(self._handles)
+        replayed = 0
+        models = []
+        for handle in handles:
+            if handle._failed is not None:
+                continue
+            try:
+                replayed += handle._rebuild(service, gen)
+                models.append(handle.model_id)
+            except _ImpossibleError as exc:
+                error = handle._give_up_error(str(exc))
+                failed = handle._fail(error)
+                log.error("model_recovery_impossible", model_id=handle.model_id, error=str(error))
+                self._report(
+                    "model_recovery_impossible",
+                    {"model_id": handle.model_id, "reason": str(exc), "failed_futures": failed},
+                )
+            except Exception as exc:
+                log.warning("session_recovery_attempt_failed", attempt=attempt, error=repr(exc))
+                return repr(exc)
+        samplers = reopen_samplers(service)
+        event = {
+            "old_session_id": old_session,
+            "session_id": new_session,
+            "models": models,
+            "samplers": samplers,
+            "replayed_ops": replayed,
+            "attempt": attempt,
+            "cause": cause,
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        log.warning("session_recovered", **event)
+        self._report("session_recovered", event)
+        return None
+
+    def retire(self, state: TrainingState, actor: Any) -> None:
+        """Stop the actor of a model that was replaced (its state stays failed)."""
+        service = self._service
+        with service._lock:
+            if state in service._training_states:
+                service._training_states.remove(state)
+        sup = service.registry.whereis("training_clients")
+        try:
+            ref = actor.resolve(RETIRE_TIMEOUT_S) if hasattr(actor, "resolve") else actor
+            if sup is not None:
+                terminate_child(sup, ref, timeout_s=RETIRE_TIMEOUT_S)
+        except Exception as exc:  # best effort: an old actor left over only costs a thread
+            log.info("retire_old_model_actor_failed", model_id=state.model_id, error=repr(exc))
+
+    def _report(self, name: str, data: dict[str, Any]) -> None:
+        try:
+            self._service.report(name, data)
+        except Exception as exc:  # telemetry never breaks a recovery
+            log.debug("recovery_report_failed", error=repr(exc))
+
+    def close(self, error: BaseException, timeout_s: float = 0.5) -> int:
+        """The client closes: no more rebuilds; unsent recorded Futures fail with `error`."""
+        self._closed.set()
+        with self._lock:
+            handles = list(self._handles)
+            thread = self._thread
+        failed = sum(h._log.fail_unsettled(lambda: error) for h in handles)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+        return failed
+
+
+def reopen_samplers(service: ServiceClient) -> int:
+    """Give every in-process sampler a new sampling session over the same weights; returns
+    how many (their pending samples failed with the loss; later calls go to the new one)."""
+    with service._lock:
+        states = list(service._sampler_states)
+    reopened = 0
+    for state in states:
+        try:
+            sid, _ = service._open_sampling_session(
+                state.model_path, None if state.model_path else state.base_model
+            )
+        except Exception as exc:
+            log.warning("sampler_recovery_failed", error=repr(exc))
+            continue
+        with state.lock:
+            state.sampling_session_id = sid
+            if state.lost is not None and is_session_loss(state.lost):
+                state.lost = None
+        reopened += 1
+    return reopened

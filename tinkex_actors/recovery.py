@@ -20,6 +20,7 @@ later calls fail with `RecoveryFailedError`, naming the last safe step and its c
 
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
 import time
@@ -38,7 +39,7 @@ from tinkex_actors.errors import (
     RecoveryFailedError,
     SessionExpiredError,
 )
-from tinkex_actors.futures import Future
+from tinkex_actors.futures import CancelledError, Future
 from tinkex_actors.recovery_log import Op, OpKind, OpLog, RecoveryPolicy
 from tinkex_actors.training import (
     TrainingClient,
@@ -128,6 +129,8 @@ class RecoverableTrainingClient(TrainingClient):
         """Set from a loss until the replay is sent: new calls are recorded, not sent."""
         self._failed: RecoveryFailedError | None = None
         self._auto = itertools.count(1)
+        self._order: collections.deque[Op] = collections.deque()
+        self._order_lock = threading.RLock()
 
     @property
     def op_log(self) -> OpLog:
@@ -208,10 +211,10 @@ class RecoverableTrainingClient(TrainingClient):
             user: Future[Any] = Future(request_type=_REQUEST_TYPES[method])
             if lost is None and not self._deferred:
                 internal = getattr(TrainingClient, method)(self, *args)  # raises: nothing kept
-                op = self._log.record(kind, method, args, {}, user, size + OP_OVERHEAD_BYTES)
+                op = self._record(kind, method, args, user, size)
                 self._watch(op, internal)
             else:
-                self._log.record(kind, method, args, {}, user, size + OP_OVERHEAD_BYTES)
+                self._record(kind, method, args, user, size)
             if self._log.checkpoint_due():
                 self._checkpoint()
             gen = self._gen
@@ -219,11 +222,19 @@ class RecoverableTrainingClient(TrainingClient):
             self._recovery.trigger(gen, lost)
         return user
 
+    def _record(
+        self, kind: OpKind, method: str, args: tuple[Any, ...], user: Future[Any], size: int
+    ) -> Op:
+        op = self._log.record(kind, method, args, {}, user, size + OP_OVERHEAD_BYTES)
+        with self._order_lock:
+            self._order.append(op)
+        return op
+
     def _checkpoint(self) -> None:
         """Record (and send, unless deferred) an automatic checkpoint; log lock held."""
         name = f"{self._recovery.policy.checkpoint_prefix}-{next(self._auto)}-step{self._log.steps}"
         future: Future[Any] = Future(request_type="SaveWeights")
-        op = self._log.record("save", "save_state", (name, None), {}, future, OP_OVERHEAD_BYTES)
+        op = self._record("save", "save_state", (name, None), future, 0)
         self._log.checkpoint_taken()
         if not self._deferred and self._state.lost is None:
             self._send(op)
@@ -265,15 +276,30 @@ class RecoverableTrainingClient(TrainingClient):
             op.future.request_id = request_id
         if error is None and not internal.cancelled():
             result = internal.result(0)
-            op.future.set_result(result)
-            self._recovery.succeeded()
-            if op.kind == "checkpoint":
+            if op.kind == "checkpoint":  # before the Future: its waiter sees the log trimmed
                 self._log.landed(op, str(result.path))
-        elif error is not None:
-            op.future.set_exception(error)
+            op.outcome = (True, result)
+            self._recovery.succeeded()
         else:
-            op.future.cancel()
+            op.outcome = (False, error or CancelledError())
+        self._flush()
         self._log.advance()
+
+    def _flush(self) -> None:
+        """Hand outcomes to the user's Futures in the order of the calls (pollers answer in
+        any order): a Future settles only after every earlier one did."""
+        with self._order_lock:
+            while self._order:
+                head = self._order[0]
+                if not head.future.done():
+                    if head.outcome is None:
+                        return
+                    ok, value = head.outcome
+                    if ok:
+                        head.future.set_result(value)
+                    else:
+                        head.future.set_exception(value)
+                self._order.popleft()
 
     # -- rebuilding --------------------------------------------------------------------------
 

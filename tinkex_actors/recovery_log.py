@@ -88,6 +88,8 @@ class Op:
     """How many optim_steps were recorded up to and including this op."""
     attempt: int = -1
     """The recovery generation of its last send (-1: not sent yet)."""
+    outcome: tuple[bool, Any] | None = None
+    """`(ok, result or error)` of its latest send, until handed to `future` in order."""
 
 
 @dataclass
@@ -133,7 +135,8 @@ class OpLog:
                 kind = "checkpoint"
             if kind == "step":
                 self.steps += 1
-            keep = not self.overflowed or self._payload_from is not None
+            # A checkpoint's own arguments are a name: kept, so it can always be sent.
+            keep = not self.overflowed or self._payload_from is not None or kind == "checkpoint"
             op = Op(
                 self._next_index,
                 kind,

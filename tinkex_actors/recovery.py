@@ -21,6 +21,7 @@ later calls fail with `RecoveryFailedError`, naming the last safe step and its c
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import itertools
 import threading
 import time
@@ -394,9 +395,13 @@ class SessionRecovery:
         self.recovering = False
         self.recoveries = 0
         """Recoveries completed (for tests and reports)."""
+        self.running = threading.Event()
+        """Set while a rebuild is under way."""
         self._again = False
         self._attempts = 0
         self._closed = threading.Event()
+        self._cancel: concurrent.futures.Future[None] = concurrent.futures.Future()
+        """Set at close: ends a rebuild's wait for the new session."""
         self._sleep = sleep or self._closed.wait
         self._handles: list[RecoverableTrainingClient] = []
         self._thread: threading.Thread | None = None
@@ -421,22 +426,28 @@ class SessionRecovery:
                 self._again = True
                 return
             self.recovering = True
+            self.running.set()
             self.generation += 1
-            handles = list(self._handles)
+            for handle in self._handles:
+                handle._deferred = True  # before the thread runs: it clears them
             thread = threading.Thread(
                 target=self._run, args=(error,), daemon=True, name="tinkex-recovery"
             )
             self._thread = thread
-        for handle in handles:
-            handle._deferred = True
+            thread.start()
         log.warning("session_recovery_started", error=str(error), generation=self.generation)
-        thread.start()
 
     def session_lost(self, error: BaseException) -> None:
         """The client's session was declared lost: rebuild it now, even if nothing is pending."""
         self.trigger(self.generation, error)
 
     def _run(self, error: BaseException) -> None:
+        try:
+            self._rebuild_all(error)
+        finally:
+            self.running.clear()
+
+    def _rebuild_all(self, error: BaseException) -> None:
         cause = str(error)
         while True:
             with self._lock:
@@ -478,13 +489,15 @@ class SessionRecovery:
         service = self._service
         try:
             old_session = service.session_id
-            new_session = service.reconnect()
+            new_session = service.reconnect(cancel=self._cancel)
         except ClientClosedError:
             self._closed.set()
             return "the client was closed"
         except Exception as exc:
             log.warning("session_recovery_attempt_failed", attempt=attempt, error=repr(exc))
             return repr(exc)
+        # Samplers first: a replayed op may answer its user, who may then sample at once.
+        samplers = reopen_samplers(service)
         with self._lock:
             handles = list(self._handles)
         replayed = 0
@@ -506,7 +519,6 @@ class SessionRecovery:
             except Exception as exc:
                 log.warning("session_recovery_attempt_failed", attempt=attempt, error=repr(exc))
                 return repr(exc)
-        samplers = reopen_samplers(service)
         event = {
             "old_session_id": old_session,
             "session_id": new_session,
@@ -544,6 +556,8 @@ class SessionRecovery:
     def close(self, error: BaseException, timeout_s: float = 0.5) -> int:
         """The client closes: no more rebuilds; unsent recorded Futures fail with `error`."""
         self._closed.set()
+        if not self._cancel.done():
+            self._cancel.set_result(None)
         with self._lock:
             handles = list(self._handles)
             thread = self._thread

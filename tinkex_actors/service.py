@@ -702,13 +702,19 @@ class ServiceClient:
         """The awaitable twin of `get_server_capabilities`."""
         return await self.get_server_capabilities()
 
-    def reconnect(self, tags: list[str] | None = None) -> str:
+    def reconnect(
+        self,
+        tags: list[str] | None = None,
+        *,
+        cancel: concurrent.futures.Future[Any] | None = None,
+    ) -> str:
         """Open a new session after the old one was lost; returns its id.
 
         Models and samplers of a lost session are gone on the server: recreate training clients
         from your last checkpoint (`create_training_client_from_state_with_optimizer`) and
         samplers from their weights. Clients made before keep failing with
-        SessionExpiredError.
+        SessionExpiredError. `cancel` (set by a recovery that is told to stop) ends the wait
+        for the new session with ClientClosedError.
         """
         self._check_open()
         self.transport.health.reset()
@@ -719,6 +725,12 @@ class ServiceClient:
                 CreateSession(tuple(tags or ()), None), timeout=CALL_TIMEOUT_S
             ),
         )
+        if cancel is not None:
+            concurrent.futures.wait(
+                [created, cancel], CALL_TIMEOUT_S, concurrent.futures.FIRST_COMPLETED
+            )
+            if not created.done():
+                raise ClientClosedError("the ServiceClient closed while reconnecting")
         self.session_id = created.result(CALL_TIMEOUT_S)
         self._watch_session()
         self._model_seq = itertools.count()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from tinkex_actors import RecoveryPolicy, ServiceClient, types
-from tinkex_actors.errors import RecoveryFailedError
+from tinkex_actors.errors import ClientClosedError, RecoveryFailedError
 from tinkex_actors.futures import Future
 from tinkex_actors.local import LocalServer
 from tinkex_actors.recovery import RecoverableTrainingClient
@@ -174,3 +175,42 @@ class TestRecoveryImpossible:
             error = trainer.forward_backward(batch(), "cross_entropy").exception(WAIT_S)
             assert isinstance(error, RecoveryFailedError)
             assert error.checkpoint_path == path and "could not be loaded" in str(error)
+
+
+class TestServerGone:
+    def test_attempts_used_up_fail_every_future(self) -> None:
+        """The server never comes back: after max_attempts rebuilds every future fails with
+        RecoveryFailedError, within the attempts' connection_lost_after_s and backoff."""
+        server = LocalServer().start()
+        policy = RecoveryPolicy(max_attempts=2)
+        with ServiceClient(
+            base_url=server.url, api_key=KEY, recovery=policy, connection_lost_after_s=0.5
+        ) as service:
+            trainer = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+            trainer.forward_backward(batch(), "cross_entropy").result(WAIT_S)
+            server.stop()
+            started = time.monotonic()
+            pending = [trainer.forward_backward(batch(), "cross_entropy"), trainer.optim_step(ADAM)]
+            errors = [f.exception(WAIT_S) for f in pending]
+            took = time.monotonic() - started
+        assert all(isinstance(e, RecoveryFailedError) for e in errors), errors
+        assert "max_attempts" in str(errors[0]) and errors[0].last_safe_step == 0
+        assert took < 0.5 * 3 + 1 + 5, took
+
+    def test_close_during_recovery_is_bounded(self) -> None:
+        """close() while a rebuild waits for a dead server returns within 2 s; every future
+        ends with ClientClosedError and no thread is left."""
+        server = LocalServer().start()
+        service = ServiceClient(
+            base_url=server.url, api_key=KEY, recovery=RecoveryPolicy(), connection_lost_after_s=0.5
+        )
+        trainer = service.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
+        trainer.forward_backward(batch(), "cross_entropy").result(WAIT_S)
+        server.stop()
+        pending = trainer.forward_backward(batch(), "cross_entropy")
+        assert service._recovery is not None
+        assert service._recovery.running.wait(WAIT_S), "no recovery started"
+        started = time.monotonic()
+        service.close()
+        assert time.monotonic() - started < 2.5
+        assert isinstance(pending.exception(WAIT_S), ClientClosedError)

@@ -42,6 +42,7 @@ from tinkex_actors.errors import (
 )
 from tinkex_actors.futures import CancelledError, Future
 from tinkex_actors.recovery_log import Op, OpKind, OpLog, RecoveryPolicy
+from tinkex_actors.rest import RestClient
 from tinkex_actors.training import (
     TrainingClient,
     TrainingState,
@@ -132,6 +133,8 @@ class RecoverableTrainingClient(TrainingClient):
         self._auto = itertools.count(1)
         self._order: collections.deque[Op] = collections.deque()
         self._order_lock = threading.RLock()
+        self.pruning: list[Future[None]] = []
+        """Deletions of replaced automatic checkpoints still under way."""
 
     @property
     def op_log(self) -> OpLog:
@@ -268,6 +271,7 @@ class RecoverableTrainingClient(TrainingClient):
     def _settled(self, op: Op, gen: int, internal: Future[Any]) -> None:
         if op.attempt != gen:
             return  # an earlier send of a replayed op: its latest send answers
+        before = self._log.checkpoint_path
         error = internal.exception(0) if not internal.cancelled() else None
         if error is not None and is_session_loss(error) and self._failed is None:
             self._recovery.trigger(gen, error)
@@ -285,6 +289,24 @@ class RecoverableTrainingClient(TrainingClient):
             op.outcome = (False, error or CancelledError())
         self._flush()
         self._log.advance()
+        if before is not None and self._log.checkpoint_path != before:
+            self._prune(before)
+
+    def _prune(self, path: str) -> None:
+        """Delete an automatic checkpoint a newer one replaced (best effort, in the
+        background): a run of days must not fill the server's storage with them."""
+        name = path.rsplit("/", 1)[-1]
+        if not name.startswith(f"{self._recovery.policy.checkpoint_prefix}-"):
+            return  # the user's own checkpoints are the user's
+        deleted = RestClient(self._transport).delete_checkpoint_from_tinker_path(path)
+
+        def done(f: Future[None]) -> None:
+            error = f.exception(0) if not f.cancelled() else None
+            if error is not None:
+                log.info("old_recovery_checkpoint_kept", path=path, error=str(error))
+
+        deleted.add_done_callback(done)
+        self.pruning = [f for f in self.pruning if not f.done()] + [deleted]
 
     def _flush(self) -> None:
         """Hand outcomes to the user's Futures in the order of the calls (pollers answer in

@@ -42,7 +42,8 @@ class RecoveryPolicy:
       checkpoint lands.
     - `max_attempts`: consecutive recoveries without a single operation succeeding in between
       before giving up (`RecoveryFailedError`).
-    - `checkpoint_prefix`: name prefix of the automatic checkpoints.
+    - `checkpoint_prefix`: name prefix of the automatic checkpoints (each is deleted once a
+      newer one is in place; your own `save_state` checkpoints are never deleted).
     - `attempt_timeout_s`: how long one recovery attempt may wait for the server.
     """
 

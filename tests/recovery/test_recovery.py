@@ -135,6 +135,30 @@ class TestExpiredSession:
                 trainer.forward_backward(batch(), "cross_entropy").result(WAIT_S)
 
 
+class TestCheckpoints:
+    def test_only_the_latest_automatic_checkpoint_is_kept(self, server: LocalServer) -> None:
+        """Every N steps a checkpoint is taken and the one it replaces deleted; the user's own
+        checkpoints stay."""
+        policy = RecoveryPolicy(checkpoint_every_steps=2)
+        with ServiceClient(base_url=server.url, api_key=KEY, recovery=policy) as service:
+            trainer = service.create_lora_training_client("tiny-byte-lm", rank=4, seed=0).result(
+                WAIT_S
+            )
+            assert isinstance(trainer, RecoverableTrainingClient)
+            for step in range(6):
+                trainer.forward_backward(batch(), "cross_entropy").result(WAIT_S)
+                trainer.optim_step(ADAM).result(WAIT_S)
+                if step == 0:
+                    trainer.save_state("mine").result(WAIT_S)
+            trainer.forward(batch(), "cross_entropy").result(WAIT_S)  # the last save answered
+            for deletion in list(trainer.pruning):
+                deletion.result(WAIT_S)
+            listed = service.create_rest_client().list_checkpoints(trainer.model_id).result(WAIT_S)
+            names = sorted(c.checkpoint_id.rsplit("/", 1)[-1] for c in listed.checkpoints)
+            assert names == ["mine", "tinkex-recovery-3-step6"], names
+            assert trainer.op_log.safe_step == 6 and trainer.op_log.ops()[-1].method == "forward"
+
+
 class TestRecoveryImpossible:
     def _checkpointed(self, service: ServiceClient) -> tuple[Any, str]:
         trainer = service.create_lora_training_client("tiny-byte-lm", rank=4, seed=0).result(

@@ -213,12 +213,17 @@ class RecoverableTrainingClient(TrainingClient):
             if lost is not None and not is_session_loss(lost):
                 raise lost
             user: Future[Any] = Future(request_type=_REQUEST_TYPES[method])
+            internal: Future[Any] | None = None
             if lost is None and not self._deferred:
-                internal = getattr(TrainingClient, method)(self, *args)  # raises: nothing kept
-                op = self._record(kind, method, args, user, size)
+                try:
+                    internal = getattr(TrainingClient, method)(self, *args)
+                except BaseException as exc:
+                    if not is_session_loss(exc):
+                        raise  # a refused call: nothing was recorded
+                    lost = exc  # lost meanwhile: recorded, sent by the rebuild
+            op = self._record(kind, method, args, user, size)
+            if internal is not None:
                 self._watch(op, internal)
-            else:
-                self._record(kind, method, args, user, size)
             if self._log.checkpoint_due():
                 self._checkpoint()
             gen = self._gen
@@ -259,7 +264,8 @@ class RecoverableTrainingClient(TrainingClient):
                     name="tinkex-recovery-trigger",
                 ).start()
             else:
-                op.future.set_exception(exc)
+                op.outcome = (False, exc)
+                self._flush()
             return
         self._watch(op, internal)
 

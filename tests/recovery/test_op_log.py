@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tinkex_actors import RecoveryPolicy
+from tinkex_actors import RecoveryPolicy, ServiceClient
 from tinkex_actors.errors import (
     APIStatusError,
     ClientClosedError,
@@ -46,6 +46,12 @@ class TestRecoveryPolicy:
         """A bad knob is refused with its name in the message."""
         with pytest.raises(ValueError, match=f"RecoveryPolicy.{field}"):
             RecoveryPolicy(**{field: value})  # type: ignore[arg-type]
+
+
+    def test_service_client_refuses_a_non_policy(self) -> None:
+        """ServiceClient(recovery=...) takes a RecoveryPolicy or None, and says so."""
+        with pytest.raises(TypeError, match="recovery is a dict"):
+            ServiceClient(base_url="http://127.0.0.1:9", api_key="tml-x", recovery={})  # type: ignore[arg-type]
 
 
 class TestOpLog:

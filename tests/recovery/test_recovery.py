@@ -94,6 +94,11 @@ class TestExpiredSession:
         final, losses, seen, first, last, recoveries = _train(server, 10, policy, expire_at=4)
         assert recoveries == 1 and first != last
         assert seen.order == list(range(20))
+        recovered = [
+            e for e in server.service.telemetry_events if e.get("event_name") == "session_recovered"
+        ]
+        assert len(recovered) == 1, "the recovery is sent as a telemetry event"
+        assert recovered[0]["event_data"]["models"] == [last]
         assert losses == clean_losses
         assert all(np.array_equal(a, b) for a, b in zip(final, clean, strict=True))
 

@@ -41,17 +41,17 @@ class RecoveryPolicy:
       operations since its checkpoint); past it, that model is not recoverable until the next
       checkpoint lands.
     - `max_attempts`: consecutive recoveries without a single operation succeeding in between
-      before giving up (`RecoveryFailedError`).
+      before giving up (`RecoveryFailedError`). An attempt waits for the server as any request
+      does: a server that never comes back fails the run after about `max_attempts` times the
+      client's `connection_lost_after_s`.
     - `checkpoint_prefix`: name prefix of the automatic checkpoints (each is deleted once a
       newer one is in place; your own `save_state` checkpoints are never deleted).
-    - `attempt_timeout_s`: how long one recovery attempt may wait for the server.
     """
 
     checkpoint_every_steps: int = 10
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
     max_attempts: int = 3
     checkpoint_prefix: str = "tinkex-recovery"
-    attempt_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         for name in ("checkpoint_every_steps", "max_log_bytes", "max_attempts"):
@@ -65,11 +65,6 @@ class RecoveryPolicy:
             raise ValueError(
                 f"RecoveryPolicy.checkpoint_prefix={prefix!r} is not valid; use letters, "
                 "digits, '.', '_' or '-'"
-            )
-        timeout = self.attempt_timeout_s
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ValueError(
-                f"RecoveryPolicy.attempt_timeout_s={timeout!r} is not valid; use seconds > 0"
             )
 
 

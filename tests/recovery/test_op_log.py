@@ -39,7 +39,6 @@ class TestRecoveryPolicy:
             ("max_log_bytes", -1),
             ("max_attempts", True),
             ("checkpoint_prefix", "a/b"),
-            ("attempt_timeout_s", 0),
         ],
     )
     def test_bad_value_names_the_field(self, field: str, value: object) -> None:

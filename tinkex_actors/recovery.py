@@ -425,6 +425,8 @@ class SessionRecovery:
         """Recoveries completed (for tests and reports)."""
         self.running = threading.Event()
         """Set while a rebuild is under way."""
+        self.recovered = threading.Event()
+        """Set once a rebuild has completed (never cleared)."""
         self._again = False
         self._attempts = 0
         self._closed = threading.Event()
@@ -492,6 +494,7 @@ class SessionRecovery:
                 if failure is None and not self._again:
                     self.recovering = False
                     self.recoveries += 1
+                    self.recovered.set()
                     return
                 if self._attempts >= self.policy.max_attempts:
                     handles = list(self._handles)

@@ -10,11 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from supervisors.testing import FakeClock
+from supervisors.timers import TimerService
 from tinkex_actors import RecoveryPolicy, ServiceClient, types
 from tinkex_actors.errors import ClientClosedError, RecoveryFailedError
 from tinkex_actors.futures import Future
 from tinkex_actors.local import LocalServer
 from tinkex_actors.recovery import RecoverableTrainingClient
+from tinkex_actors.session import SessionLost, Subscribe
 
 from .conftest import KEY, batch
 
@@ -112,6 +115,54 @@ class TestExpiredSession:
         assert recoveries >= 1 and sorted(seen.order) == list(range(12))
         assert losses == clean_losses
         assert all(np.array_equal(a, b) for a, b in zip(final, clean, strict=True))
+
+    def test_idle_client_recovers_when_a_heartbeat_finds_the_loss(
+        self, server: LocalServer
+    ) -> None:
+        """Nothing pending: the heartbeat that meets the expired session starts the rebuild at
+        once, and the next call goes to the new model."""
+        clock = FakeClock(1000.0)
+        with ServiceClient(
+            base_url=server.url, api_key=KEY, recovery=RecoveryPolicy(), timers=TimerService(clock)
+        ) as service:
+            trainer = service.create_lora_training_client("tiny-byte-lm", rank=4, seed=0).result(
+                WAIT_S
+            )
+            trainer.forward_backward(batch(), "cross_entropy").result(WAIT_S)
+            before, old_session = trainer.model_id, service.session_id
+            server.expire_session(old_session)
+            clock.advance(10.0)  # the heartbeat's turn
+            assert service._recovery is not None
+            assert service._recovery.recovered.wait(WAIT_S)
+            assert trainer.model_id != before and service.session_id != old_session
+            out = trainer.forward_backward(batch(), "cross_entropy").result(WAIT_S)
+            assert out.metrics["loss:sum"] > 0
+
+    def test_late_heartbeat_of_the_old_session_spares_the_new_one(
+        self, server: LocalServer
+    ) -> None:
+        """A request found the loss first; when the old session's heartbeat reports it later,
+        the new session is not given up."""
+        clock = FakeClock(1000.0)
+        with ServiceClient(
+            base_url=server.url, api_key=KEY, recovery=RecoveryPolicy(), timers=TimerService(clock)
+        ) as service:
+            trainer = service.create_lora_training_client("tiny-byte-lm", rank=4, seed=0).result(
+                WAIT_S
+            )
+            old_session = service.session_id
+            server.expire_session(old_session)
+            trainer.forward_backward(batch(), "cross_entropy").result(WAIT_S)
+            assert service._recovery is not None and service._recovery.recoveries == 1
+            reported = threading.Event()
+            service._manager.current().tell(
+                Subscribe(old_session, lambda e: isinstance(e, SessionLost) and reported.set())
+            )
+            clock.advance(10.0)
+            assert reported.wait(WAIT_S), "the old session's heartbeat reported its loss"
+            assert service.transport.health.lost is None
+            assert service._recovery.recoveries == 1 and not service._recovery.running.is_set()
+            trainer.optim_step(ADAM).result(WAIT_S)
 
     def test_samplers_get_a_new_session(self, server: LocalServer) -> None:
         """After a recovery, a sampler made before it samples from a new sampling session."""

@@ -10,6 +10,8 @@ answered 404/410, the server restarted empty, or the connection given up), the i
 futures fail, the user's do not: `SessionRecovery` opens a new session in a thread of its own,
 recreates each model from its latest checkpoint with the optimizer state (or from its origin
 when none landed yet), replays the recorded operations in order, and relays their answers.
+Samplers (`tinkex_actors.recovery_sampling`) get a new sampling session over the same weights,
+and their samples caught by the loss are sent again.
 
 Exactly once: every send of an op is stamped with the handle's generation, and only the answer
 of its latest send may settle the user's Future; an op whose Future was already answered is
@@ -29,14 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 from supervisors import terminate_child
 from supervisors._logging import get_logger
-from tinkex_actors.errors import ClientClosedError
+from tinkex_actors.errors import ClientClosedError, RecoveryFailedError
 from tinkex_actors.recovery_log import RecoveryPolicy
+from tinkex_actors.recovery_sampling import RecoverableSamplingClient, SampleCall
 from tinkex_actors.recovery_training import (
     ImpossibleError,
     Origin,
     RecoverableTrainingClient,
     is_session_loss,
 )
+from tinkex_actors.sampling import SamplingClient
 from tinkex_actors.training import TrainingClient, TrainingState
 
 if TYPE_CHECKING:
@@ -83,6 +87,8 @@ class SessionRecovery:
         """Set at close: ends a rebuild's wait for the new session."""
         self._sleep = sleep or self._closed.wait
         self._handles: list[RecoverableTrainingClient] = []
+        self._samplers: list[RecoverableSamplingClient] = []
+        self._gave_up: RecoveryFailedError | None = None
         self._thread: threading.Thread | None = None
 
     def adopt(self, client: TrainingClient, origin: Origin) -> RecoverableTrainingClient:
@@ -92,6 +98,52 @@ class SessionRecovery:
             self._handles.append(handle)
         return handle
 
+    def adopt_sampler(self, client: SamplingClient) -> RecoverableSamplingClient:
+        """The recoverable handle of a sampler just made."""
+        sampler = RecoverableSamplingClient(client, self)
+        with self._lock:
+            self._samplers.append(sampler)
+        return sampler
+
+    def hold_sample(
+        self, sampler: RecoverableSamplingClient, call: SampleCall, gen: int, error: BaseException
+    ) -> bool:
+        """A sample sent in generation `gen` met a loss: hold it for the rebuild (True), or
+        False when the sampler was given a new session since (send it again now)."""
+        user = call[1]
+        with self._lock:
+            if self._closed.is_set():
+                failure: BaseException | None = ClientClosedError("the ServiceClient closed")
+            elif self._gave_up is not None:
+                failure = self._gave_up
+            elif self.recovering or gen >= self.generation:
+                failure = None
+                sampler.waiting.append(call)
+                start = not self.recovering
+            else:
+                return False
+        if failure is not None:
+            user.set_exception(failure)
+        elif start:
+            self.trigger(gen, error)
+        return True
+
+    def _release_samples(self, error: BaseException | None) -> int:
+        """Send the held samples again (or fail them with `error`); returns how many."""
+        with self._lock:
+            held = [(sampler, sampler.waiting) for sampler in self._samplers]
+            for sampler in self._samplers:
+                sampler.waiting = []
+        count = 0
+        for sampler, calls in held:
+            for args, user in calls:
+                count += 1
+                if error is None:
+                    sampler.send(args, user)
+                else:
+                    user.set_exception(error)
+        return count
+
     def succeeded(self) -> None:
         """An operation answered: the server is back for good; attempts start over."""
         self._attempts = 0
@@ -99,8 +151,8 @@ class SessionRecovery:
     def trigger(self, gen: int, error: BaseException) -> None:
         """A loss seen by an op sent in generation `gen` (or by the session's watcher)."""
         with self._lock:
-            if self._closed.is_set() or gen < self.generation:
-                return  # already rebuilt (or being rebuilt) past that send
+            if self._closed.is_set() or self._gave_up is not None or gen < self.generation:
+                return  # already rebuilt (or being rebuilt) past that send, or given up
             if self.recovering:
                 self._again = True
                 return
@@ -140,13 +192,26 @@ class SessionRecovery:
                 if self._closed.is_set():
                     self.recovering = False
                     return
-                if failure is None and not self._again:
+                done = failure is None and not self._again
+                if done:
                     self.recovering = False
                     self.recoveries += 1
                     self.recovered.set()
-                    return
+            if done:
+                self._release_samples(None)
+                return
+            with self._lock:
                 if self._attempts >= self.policy.max_attempts:
                     handles = list(self._handles)
+                    reason = (
+                        f"{self.policy.max_attempts} recovery attempts failed "
+                        f"(RecoveryPolicy.max_attempts); last error: {failure or cause}"
+                    )
+                    self._gave_up = RecoveryFailedError(
+                        f"session recovery failed: {reason}; make a new ServiceClient and new "
+                        "samplers from their weights",
+                        reason=reason,
+                    )
                     self.recovering = False
                     break
                 self.generation += 1
@@ -156,11 +221,8 @@ class SessionRecovery:
             cause = failure or cause
             if self._sleep(min(2.0 ** (attempt - 1), 10.0)):
                 return  # closed while waiting
-        reason = (
-            f"{self.policy.max_attempts} recovery attempts failed (RecoveryPolicy.max_attempts); "
-            f"last error: {failure or cause}"
-        )
         failed = sum(h._fail(h._give_up_error(reason)) for h in handles if h._failed is None)
+        failed += self._release_samples(self._gave_up)
         log.error("session_recovery_failed", reason=reason, failed=failed)
         self._report("session_recovery_failed", {"reason": reason, "failed_futures": failed})
 
@@ -242,6 +304,7 @@ class SessionRecovery:
             handles = list(self._handles)
             thread = self._thread
         failed = sum(h._log.fail_unsettled(lambda: error) for h in handles)
+        failed += self._release_samples(error)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
         return failed

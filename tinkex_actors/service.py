@@ -598,7 +598,8 @@ class ServiceClient:
         actor = self._start_client_actor(
             "sampling_clients", ("sampling", sid), SamplingClientActor.start, state
         )
-        return SamplingClient(state, actor)
+        client = SamplingClient(state, actor)
+        return client if self._recovery is None else self._recovery.adopt_sampler(client)
 
     def _sampling_out_of_process(
         self, model_path: str | None, base_model: str | None

@@ -181,6 +181,22 @@ class TestExpiredSession:
             sample = sampler.sample(prompt, 1, params).result(WAIT_S)
             assert len(sample.sequences) == 1 and sampler.sampling_session_id != before
 
+    def test_a_sample_that_meets_the_loss_gets_its_answer(self, server: LocalServer) -> None:
+        """A sampler alone: its sample meets the expired session, waits for the rebuild and is
+        answered from the new sampling session, the same as before the loss (fixed seed)."""
+        with ServiceClient(
+            base_url=server.url, api_key=KEY, recovery=RecoveryPolicy()
+        ) as service:
+            sampler = service.create_sampling_client(base_model="tiny-byte-lm").result(WAIT_S)
+            before = sampler.sampling_session_id
+            prompt = types.ModelInput.from_ints([104, 105])
+            params = types.SamplingParams(max_tokens=4, seed=7)
+            first = sampler.sample(prompt, 2, params).result(WAIT_S)
+            server.expire_session(service.session_id)
+            again = sampler.sample(prompt, 2, params).result(WAIT_S)
+            assert sampler.sampling_session_id != before
+            assert [s.tokens for s in again.sequences] == [s.tokens for s in first.sequences]
+
     def test_without_policy_the_loss_is_an_error(self, server: LocalServer) -> None:
         """Recovery is opt-in: without a policy the handle is a plain TrainingClient."""
         with ServiceClient(base_url=server.url, api_key=KEY) as service:

@@ -41,6 +41,7 @@ from tinkex_actors.lib.public_interfaces import (
     BackcompatTrainingClientFuture,
 )
 from tinkex_actors.queue_state import QueueState, QueueStateObserver
+from tinkex_actors.recovery_log import RecoveryPolicy
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import RetryPolicy
 from tinkex_actors.sampling import SamplingClient
@@ -126,6 +127,7 @@ __all__ = [
     "QueueState",
     "QueueStateObserver",
     "RateLimitError",
+    "RecoveryPolicy",
     "RequestFailedError",
     "RestClient",
     "RetryPolicy",

@@ -34,6 +34,7 @@ __all__ = [
     "PermissionDeniedError",
     "PromiseExpiredError",
     "RateLimitError",
+    "RecoveryFailedError",
     "RequestFailedError",
     "RequestTimeoutError",
     "RetryableException",
@@ -123,6 +124,42 @@ class ConnectionLostError(SessionExpiredError):
 def _rebuild_lost(message: str, since: float, failing_for_s: float, last_error: str) -> Any:
     return ConnectionLostError(
         message, since=since, failing_for_s=failing_for_s, last_error=last_error
+    )
+
+
+class RecoveryFailedError(SessionExpiredError):
+    """The session was lost and the client's recovery policy could not rebuild a model.
+
+    `last_safe_step` counts the `optim_step`s held by `checkpoint_path` (None: no checkpoint
+    was taken yet, the last safe step is the model's creation); `reason` says why recovery was
+    impossible. Resume with `create_training_client_from_state_with_optimizer(checkpoint_path)`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        last_safe_step: int = 0,
+        checkpoint_path: str | None = None,
+        reason: str = "",
+    ) -> None:
+        super().__init__(scrub_secrets(message))
+        self.last_safe_step = last_safe_step
+        self.checkpoint_path = checkpoint_path
+        self.reason = scrub_secrets(reason)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_recovery,
+            (str(self), self.last_safe_step, self.checkpoint_path, self.reason),
+        )
+
+
+def _rebuild_recovery(
+    message: str, last_safe_step: int, checkpoint_path: str | None, reason: str
+) -> Any:
+    return RecoveryFailedError(
+        message, last_safe_step=last_safe_step, checkpoint_path=checkpoint_path, reason=reason
     )
 
 

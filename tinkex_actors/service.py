@@ -63,6 +63,7 @@ from tinkex_actors.errors import ClientClosedError, ConflictError, SessionExpire
 from tinkex_actors.futures import Future
 from tinkex_actors.orphans import session_models, unload_orphans
 from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.recovery import Origin, RecoveryPolicy, SessionRecovery
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.sampling import (
@@ -194,8 +195,15 @@ class ServiceClient:
         pollers: int = 4,
         timers: TimerService | None = None,
         environ: dict[str, str] | None = None,
+        recovery: RecoveryPolicy | None = None,
         **config_options: Any,
     ) -> None:
+        if recovery is not None and not isinstance(recovery, RecoveryPolicy):
+            raise TypeError(
+                f"recovery is a {type(recovery).__name__}; pass "
+                "tinkex_actors.RecoveryPolicy(...) or None"
+            )
+        self._recovery = None if recovery is None else SessionRecovery(self, recovery)
         env = os.environ if environ is None else environ
         self._server: Any = None
         if (
@@ -297,7 +305,9 @@ class ServiceClient:
         session_id = self.session_id
 
         def on_event(event: Any) -> None:
-            if isinstance(event, SessionLost) and event.session_id == session_id:
+            # Only the current session: a recovered client must not lose its new one.
+            current = event.session_id == session_id == self.session_id
+            if isinstance(event, SessionLost) and current:
                 self._on_lost(event.error)
 
         self._manager.current().tell(Subscribe(session_id, on_event))
@@ -308,6 +318,8 @@ class ServiceClient:
         pending operation fails with `error` at once, and so does every later call."""
         failed = self._fail_pending(error)
         log.warning("session_lost_failed_pending", failed=failed, error=str(error))
+        if self._recovery is not None:  # only internal futures failed: rebuild and replay
+            self._recovery.session_lost(error)
 
     def _fail_pending(self, error: BaseException) -> int:
         with self._lock:
@@ -566,7 +578,12 @@ class ServiceClient:
         )
         self._check_open()
         return self._background(
-            lambda: self._create_model(base_model, lora, user_metadata, optimizer)
+            lambda: self._recoverable(
+                self._create_model(base_model, lora, user_metadata, optimizer),
+                Origin(
+                    base_model, lora=lora, user_metadata=user_metadata, optimizer_config=optimizer
+                ),
+            )
         )
 
     async def create_lora_training_client_async(
@@ -585,6 +602,10 @@ class ServiceClient:
             base_model, rank, seed, train_mlp, train_attn, train_unembed, user_metadata, optimizer
         )
 
+    def _recoverable(self, client: TrainingClient, origin: Origin) -> TrainingClient:
+        """With a recovery policy, the handle that survives a lost session (see recovery.py)."""
+        return client if self._recovery is None else self._recovery.adopt(client, origin)
+
     def _from_state(
         self,
         path: str,
@@ -593,6 +614,7 @@ class ServiceClient:
         user_metadata: dict[str, str] | None = None,
         weights_access_token: str | None = None,
         optimizer_config: types.OptimizerConfig | None = None,
+        recover: bool = False,
     ) -> TrainingClient:
         info = (
             self.transport.submit(
@@ -612,10 +634,20 @@ class ServiceClient:
             train_attn=info.get("train_attn", True) is not False,
             train_unembed=info.get("train_unembed", True) is not False,
         )
-        client = self._create_model(
-            base_model or info["base_model"], lora, user_metadata, optimizer_config
-        )
+        base = base_model or info["base_model"]
+        client = self._create_model(base, lora, user_metadata, optimizer_config)
         client._load(path, optimizer, weights_access_token).result()
+        if recover:
+            return self._recoverable(
+                client,
+                Origin(
+                    base,
+                    path=path,
+                    optimizer=optimizer,
+                    user_metadata=user_metadata,
+                    optimizer_config=optimizer_config,
+                ),
+            )
         return client
 
     def create_training_client_from_state(
@@ -636,7 +668,8 @@ class ServiceClient:
         check_optimizer(optimizer)
         return self._background(
             lambda: self._from_state(
-                path, False, base_model, user_metadata, weights_access_token, optimizer
+                path, False, base_model, user_metadata, weights_access_token, optimizer,
+                recover=True,
             )
         )
 
@@ -650,7 +683,9 @@ class ServiceClient:
         """A new model with the weights and optimizer state of a checkpoint."""
         self._check_path(path)
         return self._background(
-            lambda: self._from_state(path, True, base_model, user_metadata, weights_access_token)
+            lambda: self._from_state(
+                path, True, base_model, user_metadata, weights_access_token, recover=True
+            )
         )
 
     # -- sampling and REST ---------------------------------------------------------------------
@@ -695,7 +730,7 @@ class ServiceClient:
         actor = self._start_client_actor("sampling_clients", name, start, state)
         client = SamplingClient(state, actor)
         client._telemetry = self.get_telemetry()
-        return client
+        return client if self._recovery is None else self._recovery.adopt_sampler(client)
 
     def _sampling_out_of_process(
         self, model_path: str | None, base_model: str | None
@@ -834,13 +869,19 @@ class ServiceClient:
         """The awaitable twin of `get_server_capabilities`."""
         return await self._capabilities()
 
-    def reconnect(self, tags: list[str] | None = None) -> str:
+    def reconnect(
+        self,
+        tags: list[str] | None = None,
+        *,
+        cancel: concurrent.futures.Future[Any] | None = None,
+    ) -> str:
         """Open a new session after the old one was lost; returns its id.
 
         Models and samplers of a lost session are gone on the server: recreate training clients
         from your last checkpoint (`create_training_client_from_state_with_optimizer`) and
         samplers from their weights. Clients made before keep failing with
-        SessionExpiredError.
+        SessionExpiredError. `cancel` (set by a recovery that is told to stop) ends the wait
+        for the new session with ClientClosedError.
         """
         self._check_open()
         self.transport.health.reset()
@@ -851,6 +892,12 @@ class ServiceClient:
                 CreateSession(tuple(tags or ()), None), timeout=CALL_TIMEOUT_S
             ),
         )
+        if cancel is not None:
+            concurrent.futures.wait(
+                [created, cancel], CALL_TIMEOUT_S, concurrent.futures.FIRST_COMPLETED
+            )
+            if not created.done():
+                raise ClientClosedError("the ServiceClient closed while reconnecting")
         self.session_id = created.result(CALL_TIMEOUT_S)
         self._watch_session()
         self._model_seq = itertools.count()
@@ -901,12 +948,13 @@ class ServiceClient:
             self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
         _open_clients.discard(self)
         try:
-            self._fail_pending(
-                ClientClosedError(
-                    "the ServiceClient was closed while this operation was pending; "
-                    "make a new ServiceClient to go on"
-                )
+            closed = ClientClosedError(
+                "the ServiceClient was closed while this operation was pending; "
+                "make a new ServiceClient to go on"
             )
+            if self._recovery is not None:
+                self._recovery.close(closed, timeout_s=self._left_s(0.25))
+            self._fail_pending(closed)
             self._teardown()
         except Exception as exc:  # never replace the user's own exception (leaving `with`)
             log.warning("close_incomplete", error=repr(exc))

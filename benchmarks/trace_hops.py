@@ -9,7 +9,10 @@ Each figure is the median of `--runs` calls after one untraced warm-up call.
 
 Printed: the threads a ServiceClient, a training client and a sampling client add while idle
 (with their names), the same for the embedded server started in-process, and for each call
-the hops (thread: the first and last function it ran) and the switch count.
+the hand-offs between threads (a message, a loop submit, a timer, the result: the design's
+hops), every thread switch on the request's path (hand-offs plus the interpreter resuming a
+thread that lost the GIL mid-handler), the switches with the telemetry side branch, and the
+hops of the shortest run (thread: the first and last function it ran).
 
     python benchmarks/trace_hops.py [--runs 5]
 """
@@ -94,15 +97,35 @@ def thread_names() -> set[str]:
     return {thread.name for thread in threading.enumerate()}
 
 
+HAND_OFF_ENTRIES = (
+    "_process.Process._slice",  # a pooled actor takes a message
+    "_process.Process._step",  # a threaded actor takes a message
+    "_loop_thread.LoopThread._drain",  # the loop takes work handed to it
+    "timers.",  # the timer thread fires a delayed message
+    "<caller",
+)
+"""Functions a hop starts with when another thread handed it work. A hop that starts elsewhere
+is a thread resuming what it was doing when the GIL went to another thread: a switch the
+interpreter made, not a hop of the design."""
+
+
+def hand_offs(events: list[Event]) -> int:
+    """Thread switches caused by a hand-off (message, loop submit, timer, result)."""
+    return sum(first.startswith(HAND_OFF_ENTRIES) for _, first, _ in hops(events)[1:])
+
+
 def on_path(events: list[Event]) -> list[Event]:
     """The events of the request's own path: the telemetry side branch left out."""
     return [(thread, function) for thread, function in events if role(thread) not in SIDE_BRANCH]
 
 
 def report(label: str, runs: list[list[Event]]) -> None:
+    handed = [hand_offs(on_path(events)) for events in runs]
     every = [len(hops(events)) - 1 for events in runs]
     path = [len(hops(on_path(events))) - 1 for events in runs]
-    print(f"\n{label}: thread switches on the request's path: median "
+    print(f"\n{label}: hand-offs between threads (the design's hops): median "
+          f"{statistics.median(handed):g}, runs {handed}")
+    print(f"  thread switches on the request's path (GIL interleaving included): median "
           f"{statistics.median(path):g}, runs {path}")
     print(f"  counting the telemetry side branch too: median {statistics.median(every):g}, "
           f"runs {every}")

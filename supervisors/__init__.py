@@ -47,6 +47,7 @@ from supervisors._reasons import (
     Unknown,
 )
 from supervisors.dynamic import DynamicSupervisor, MaxChildrenError
+from supervisors.library_logging import LibraryLogger, get_logger
 from supervisors.monitor import Down, Exit, MonitorRef, demonitor, link, monitor, trap_exits, unlink
 from supervisors.registry import AlreadyRegisteredError, Registry, SupervisedRef, default_registry
 from supervisors.scheduler import Scheduler, default_scheduler
@@ -90,6 +91,7 @@ __all__ = [
     "Exit",
     "ExitReason",
     "Killed",
+    "LibraryLogger",
     "MaxChildrenError",
     "MonitorRef",
     "NoProc",
@@ -116,6 +118,7 @@ __all__ = [
     "delete_child",
     "demonitor",
     "get_childspec",
+    "get_logger",
     "kill",
     "link",
     "map_unordered",

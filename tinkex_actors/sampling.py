@@ -472,6 +472,9 @@ def _parse_handle(handle: str) -> dict[str, Any]:
     return fields
 
 
+parse_handle = _parse_handle  # the public name for other modules (no private imports)
+
+
 class SamplerRuntime:
     """Connections, pollers and a supervisor for sampler clones made from handles.
 

@@ -28,7 +28,7 @@ from typing import Any
 from pykka import ActorRef
 
 from supervisors import Process, SupervisedRef
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors.errors import TinkerError
@@ -139,9 +139,9 @@ def _child_main(conn: Connection, api_key: str | None) -> None:
 
 
 def _handle_base_url(handle: str) -> str:
-    from tinkex_actors.sampling import _parse_handle
+    from tinkex_actors.sampling import parse_handle
 
-    return str(_parse_handle(handle)["base_url"])
+    return str(parse_handle(handle)["base_url"])
 
 
 # -- the supervised host in the parent ----------------------------------------------------------

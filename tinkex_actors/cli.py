@@ -184,6 +184,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from tinkex_actors.local.guard import new_api_key
     from tinkex_actors.local.server import serve
     from tinkex_actors.local.service import ServerSettings
 
@@ -192,16 +193,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         long_poll_timeout_s=args.long_poll_timeout,
         session_timeout_s=args.session_timeout,
     )
+    supplied = args.api_key or os.environ.get("TINKER_API_KEY") or None
+    api_key = supplied or new_api_key()
+
     def announce(url: str) -> None:
+        # A key the user chose is theirs already: never echo it. A generated one must be shown,
+        # or nobody could connect.
+        shown = (
+            "the key you gave (--api-key or TINKER_API_KEY)"
+            if supplied
+            else api_key
+        )
         print(
             f"serving the embedded Tinker-compatible server on {url} "
-            f"(data in {data_dir}); Ctrl-C stops it",
+            f"(data in {data_dir}{'; /_control endpoints on' if args.control else ''}); "
+            "Ctrl-C stops it\n"
+            f"connect with TINKER_BASE_URL={url} and TINKER_API_KEY={shown}",
             flush=True,
         )
 
     try:
         serve(args.host, args.port, data_dir, settings, log_level=args.log_level,
-              announce=announce)
+              announce=announce, api_key=api_key, control=args.control)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
     return EXIT_OK
@@ -606,6 +619,14 @@ def _add_serve(sub: Any) -> None:
         help="seconds of silence before a session expires (default 120)",
     )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
+    serve.add_argument(
+        "--api-key", default=None,
+        help="the key clients must send (default: TINKER_API_KEY, else a random one, printed)",
+    )
+    serve.add_argument(
+        "--control", action="store_true",
+        help="serve the /_control/* endpoints (fault injection, stats) for tests and benchmarks",
+    )
 
 
 def _add_checkpoint(sub: Any) -> None:

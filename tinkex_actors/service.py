@@ -154,7 +154,7 @@ class ServiceClient:
             from tinkex_actors.local import LocalServer
 
             self._server = LocalServer().start()
-            base_url, api_key = self._server.url, _EMBEDDED_KEY
+            base_url, api_key = self._server.url, self._server.api_key
             log.warning(
                 "using_embedded_server",
                 url=base_url,

@@ -270,7 +270,7 @@ def _service(options: DemoOptions) -> Iterator[tx.ServiceClient]:
 
     with (
         LocalServer(data_dir=options.output_dir / "server") as server,
-        tx.ServiceClient(api_key=EMBEDDED_KEY, base_url=server.url) as service,
+        tx.ServiceClient(api_key=server.api_key, base_url=server.url) as service,
     ):
         yield service
 

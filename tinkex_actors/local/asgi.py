@@ -33,6 +33,9 @@ PROTOBUF = "application/x-protobuf"
 
 _json_encoder = msgspec.json.Encoder()
 
+MAX_COUNTED_PATHS = 10_000
+"""Distinct paths counted one by one in `App.path_counts` before counting by route."""
+
 MAX_JSON_DEPTH = 64
 """Deepest nesting of objects and arrays a JSON body may have (the protocol needs about 6)."""
 
@@ -247,8 +250,12 @@ class App:
         request = Request(scope["method"], scope["path"], query, headers, body)
         self.request_count += 1
         encoding = headers.get("content-encoding")
-        name = self.router.route_name(request.path)
-        self.path_counts[f"{name}+{encoding}" if encoding else name] += 1
+        name = f"{request.path}+{encoding}" if encoding else request.path
+        if name not in self.path_counts and len(self.path_counts) >= MAX_COUNTED_PATHS:
+            # Past this many distinct paths (ids in REST paths), count by route, so the
+            # counter stays bounded however many clients come and go.
+            name = self.router.route_name(request.path)
+        self.path_counts[name] += 1
 
         fault = self.faults.take(request.path, ("status", "drop", "delay"))
         if fault is not None and fault.kind == "delay":

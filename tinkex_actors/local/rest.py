@@ -11,12 +11,13 @@ as the service's signed URLs do.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 from typing import Any
 from urllib.parse import quote
 
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
-from tinkex_actors.local.guard import Guard
+from tinkex_actors.local.guard import SIGNED_URL_TTL_S, Guard
 from tinkex_actors.local.service import TinkerService, body_of, need
 from tinkex_actors.local.storage import StorageError, checkpoint_view, iso
 
@@ -187,14 +188,15 @@ class RestEndpoints:
             # As the service: a redirect to where the archive can be downloaded.
             self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
             location = self._signed_url(request, f"/_files/{run_id}/{cid}/archive.tar.gz")
-            return Response(302, b"", "text/plain", {"location": location})
+            expires = email.utils.formatdate(time.time() + SIGNED_URL_TTL_S, usegmt=True)
+            return Response(302, b"", "text/plain", {"location": location, "expires": expires})
         if action == "external_weights_urls":
             self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
             urls = {
                 name: self._signed_url(request, f"/_files/{run_id}/{cid}/{name}")
                 for name in ("arrays.npz", "meta.json")
             }
-            return json_response({"urls": urls, "expires": iso(time.time() + 3600)})
+            return json_response({"urls": urls, "expires": iso(time.time() + SIGNED_URL_TTL_S)})
         if action is not None:
             raise HTTPError(404, f"{action} is not offered by the embedded server")
         record = self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")

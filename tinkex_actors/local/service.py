@@ -23,6 +23,7 @@ from supervisors._logging import get_logger
 from tinkex_actors import types
 from tinkex_actors.local import wire
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.checks import check_adam
 from tinkex_actors.local.engine import (
     ModelEntry,
     OrderedWorker,
@@ -31,7 +32,6 @@ from tinkex_actors.local.engine import (
     UserError,
 )
 from tinkex_actors.local.faults import FaultPlan
-from tinkex_actors.local.checks import check_adam
 from tinkex_actors.local.futures import FutureStore
 from tinkex_actors.local.guard import MAX_BODY_BYTES
 from tinkex_actors.local.model import BASE_MODELS, LoraModel, get_base_model
@@ -129,7 +129,7 @@ class TinkerService:
         self.settings = settings
         self.sessions: dict[str, Session] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()
-        """Why each recently ended (expired or finished) session ended: the 410 message."""
+        """How each recently ended session ended: its finish reason, or `expired`."""
         self.models: dict[str, ModelEntry] = {}
         self.samplers: dict[str, SamplerEntry] = {}
         self.sampling = SamplingPool(store, faults)
@@ -148,7 +148,7 @@ class TinkerService:
         if s is None:
             ended = self.ended.get(session_id) if isinstance(session_id, str) else None
             if ended is not None:
-                raise HTTPError(410, ended)
+                raise HTTPError(410, self._ended_message(session_id, ended))
             raise HTTPError(404, f"session not found: {session_id!r}; create a session first")
         if s.finish_reason is not None:
             raise HTTPError(
@@ -342,14 +342,8 @@ class TinkerService:
             if s is None or s.expired:
                 return
             s.expired = True
-            if s.finish_reason is not None:
-                why = f"session {session_id} is finished ({s.finish_reason}); create a new session"
-            else:
-                why = (
-                    f"session {session_id} expired after {self.settings.session_timeout_s:g} s "
-                    "without a heartbeat; create a new session"
-                )
-            self.ended[session_id] = why
+            self.ended[session_id] = s.finish_reason or "expired"
+            why = self._ended_message(session_id, self.ended[session_id])
             while len(self.ended) > self.settings.ended_sessions_kept:
                 self.ended.popitem(last=False)
             workers = []
@@ -364,6 +358,14 @@ class TinkerService:
         for owner in [*s.model_ids, *s.sampler_ids]:
             self.store.drop_owner(owner, why)
         log.info("session_finished" if finished else "session_expired", session_id=session_id)
+
+    def _ended_message(self, session_id: str, how: str) -> str:
+        if how != "expired":
+            return f"session {session_id} is finished ({how}); create a new session"
+        return (
+            f"session {session_id} expired after {self.settings.session_timeout_s:g} s "
+            "without a heartbeat; create a new session"
+        )
 
     def expire_silent_sessions(self, now: float | None = None) -> int:
         """Expire every session silent for longer than the session timeout; returns how many.

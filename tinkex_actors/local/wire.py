@@ -18,7 +18,6 @@ from tinkex_actors.local.asgi import PROTOBUF, HTTPError, Request, decode_json
 from tinkex_actors.local.model import ForwardResult, LoraModel, ModelDatum
 from tinkex_actors.types import proto
 
-
 MAX_DATUMS = 1024
 """Datums per forward / forward_backward request: the protocol's `fwdbwd_max_chunk_len`."""
 
@@ -188,7 +187,9 @@ def check_prompt(prompt: np.ndarray, vocab_size: int) -> None:
     _check_ids(prompt, vocab_size, "prompt tokens")
 
 
-def check_sample_lengths(prompt: np.ndarray, request: types.SampleRequest, max_seq_len: int) -> None:
+def check_sample_lengths(
+    prompt: np.ndarray, request: types.SampleRequest, max_seq_len: int
+) -> None:
     """A 400 when the prompt, or the prompt with `max_tokens`, outgrows the model."""
     if prompt.size > max_seq_len:
         raise HTTPError(

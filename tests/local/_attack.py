@@ -42,14 +42,19 @@ class Raw:
         if self._conn is None:
             self._conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         conn = self._conn
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        for name, value in hdrs.items():
-            conn.putheader(name, value)
-        if body is not None:
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        answer = conn.getresponse()
-        data = answer.read()
+        try:
+            conn.putrequest(method, path, skip_accept_encoding=True,
+                            skip_host="Host" in hdrs)
+            for name, value in hdrs.items():
+                conn.putheader(name, value)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            answer = conn.getresponse()
+            data = answer.read()
+        except BaseException:
+            self.close()  # a fresh connection for the next request; this failure stands
+            raise
         if answer.getheader("connection", "").lower() == "close":
             self.close()
         return answer.status, data

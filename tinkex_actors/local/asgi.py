@@ -149,6 +149,13 @@ class Router:
         self._patterns.append((method, re.compile(f"^{regex}$"), handler))
         self._templates.append((re.compile(f"^{regex}$"), path))
 
+    def routes(self) -> list[tuple[str, str]]:
+        """Every (method, path or pattern) registered, for listings and fuzz tests."""
+        exact = list(self._exact)
+        templates = (t for _, t in self._templates)
+        patterned = [(m, t) for (m, _, _), t in zip(self._patterns, templates, strict=True)]
+        return exact + patterned
+
     def route_name(self, path: str) -> str:
         """The path if routed exactly, else its pattern (`{id}` kept), else `<unknown>`.
 
@@ -236,7 +243,12 @@ class App:
                 query[k] = v
         refusal = self.guard.refusal(scope["method"], scope["path"], headers, query)
         if refusal is not None:
-            await _send(send, _closing(refusal))
+            # Read what was sent (discarding it, up to the size limit) before answering: closing
+            # on unread bytes makes TCP reset the connection, and the client would never see
+            # the answer.
+            if refusal.status == 413 or not await _drain(receive, self.guard.max_body_bytes):
+                refusal = _closing(refusal)
+            await _send(send, refusal)
             return
         body = await _read_body(receive, self.guard.max_body_bytes)
         if body is None:
@@ -338,6 +350,20 @@ async def _read_body(
             return None
         if not message.get("more_body"):
             return bytes(body)
+
+
+async def _drain(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bool:
+    """Read and drop the request body; False when it passed `limit` (the rest left unread)."""
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return True
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            return False
+        if not message.get("more_body"):
+            return True
 
 
 def _closing(response: Response) -> Response:

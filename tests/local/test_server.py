@@ -605,6 +605,8 @@ class TestHeartbeatRecord:
         times = http.get(f"/_control/heartbeats/{sid}").json()["times"]
         assert len(times) == 3 and times == sorted(times)
         assert http.get("/_control/heartbeats/s-nope").status_code == 404
+        http.post(f"/api/v1/sessions/{sid}/finish", json={"reason": {"type": "success"}})
+        assert http.get(f"/_control/heartbeats/{sid}").json()["times"] == times
 
 
 class TestFaultRates:

@@ -304,10 +304,12 @@ class RestEndpoints:
 
     async def control_heartbeats(self, request: Request) -> Response:
         """`GET /_control/heartbeats/{session_id}`: arrival times of its heartbeats (seconds)."""
-        s = self.service.sessions.get(request.params["session_id"])
-        if s is None:
-            raise HTTPError(404, f"session not found: {request.params['session_id']!r}")
-        return json_response({"times": list(s.heartbeats)})
+        sid = request.params["session_id"]
+        s = self.service.sessions.get(sid)
+        times = list(s.heartbeats) if s is not None else self.service.ended_heartbeats.get(sid)
+        if times is None:
+            raise HTTPError(404, f"session not found: {sid!r}")
+        return json_response({"times": times})
 
     async def control_make_futures(self, request: Request) -> Response:
         """`POST /_control/make_futures {count, resolve_after_s, result?, spread_s?}`.

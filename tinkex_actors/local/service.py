@@ -45,6 +45,7 @@ from tinkex_actors.local.storage import (
 log = get_logger("tinkex_actors.local")
 
 API = "/api/v1"
+ENDED_HEARTBEATS_KEPT = 64
 
 
 @dataclass
@@ -130,6 +131,8 @@ class TinkerService:
         self.sessions: dict[str, Session] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()
         """How each recently ended session ended: its finish reason, or `expired`."""
+        self.ended_heartbeats: OrderedDict[str, list[float]] = OrderedDict()
+        """Heartbeat times of the last few ended sessions, for `/_control/heartbeats`."""
         self.models: dict[str, ModelEntry] = {}
         self.samplers: dict[str, SamplerEntry] = {}
         self.sampling = SamplingPool(store, faults)
@@ -346,6 +349,9 @@ class TinkerService:
             why = self._ended_message(session_id, self.ended[session_id])
             while len(self.ended) > self.settings.ended_sessions_kept:
                 self.ended.popitem(last=False)
+            self.ended_heartbeats[session_id] = list(s.heartbeats)
+            while len(self.ended_heartbeats) > ENDED_HEARTBEATS_KEPT:
+                self.ended_heartbeats.popitem(last=False)
             workers = []
             for model_id in s.model_ids:
                 entry = self.models.pop(model_id, None)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import zstandard
@@ -263,18 +264,23 @@ class TestPathTraversal:
         self, server: LocalServer, victim: Victim, layout: tuple[Path, Path]
     ) -> None:
         """A checkpoint folder that links outside is neither read, listed, nor deleted."""
-        before = tree_digest(layout[1])
-        run_dir = next((layout[0] / "runs").iterdir())
+        run_dir = layout[0] / "runs" / quote(victim.model_id, safe="")
         (run_dir / "weights" / "evil").symlink_to(layout[1] / "victim")
+        (run_dir / "weights" / "bad name").mkdir()  # not a name the server makes
         (layout[1] / "victim" / "meta.json").write_text("{}")
         before = tree_digest(layout[1])
-        base = f"/api/v1/training_runs/{victim.model_id}/checkpoints/weights/evil"
-        for method in ("DELETE", "GET"):
-            status, _ = victim.http.request(method, base)
+        try:
+            base = f"/api/v1/training_runs/{victim.model_id}/checkpoints/weights/evil"
+            for method in ("DELETE", "GET"):
+                status, _ = victim.http.request(method, base)
+                assert status == 400
+            status, _ = victim.http.request(
+                "GET", f"/_files/{victim.model_id}/weights/evil/meta.json")
             assert status == 400
-        status, _ = victim.http.request("GET", f"/_files/{victim.model_id}/weights/evil/meta.json")
-        assert status == 400
-        (run_dir / "weights" / "evil").unlink()
+            assert victim.checkpoint_ids() == {"weights/a", "weights/b", "sampler_weights/s"}
+        finally:
+            (run_dir / "weights" / "evil").unlink()
+            (run_dir / "weights" / "bad name").rmdir()
         assert_untouched(victim, layout, before)
 
 

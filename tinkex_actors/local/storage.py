@@ -233,7 +233,7 @@ class CheckpointStore:
                         continue
                     try:
                         out.append(self.meta(f"tinker://{rid}/{seg}/{c.name}"))
-                    except StorageError:
+                    except (StorageError, ValueError):  # expired, or not ours (a bad name)
                         continue
         out.sort(key=lambda r: r.get("created_s", 0.0), reverse=True)
         return out

@@ -12,6 +12,9 @@ import time
 from collections.abc import Iterator
 
 HOST = "127.0.0.1"
+KEY = "tml-bench-embedded-server-key"
+"""The key the benchmarks' server is started with (`--api-key`); every client sends it."""
+HEADERS = {"X-API-Key": KEY}
 
 
 def free_port() -> int:
@@ -23,13 +26,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def embedded_server(*extra: str, log: str = "error") -> Iterator[tuple[str, int]]:
-    """Run `tinkex-actors serve` in a subprocess; yields (base URL, pid); stops it after."""
+    """Run `tinkex-actors serve --control` in a subprocess; yields (base URL, pid); stops it.
+
+    Its key is `KEY`.
+    """
     port = free_port()
     env = dict(os.environ, TINKER_LOG=log, OPENBLAS_NUM_THREADS="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tinkex_actors.cli", "serve", "--port", str(port),
          "--data-dir", tempfile.mkdtemp(prefix="bench-server-"), "--log-level", "warning",
-         "--session-timeout", "3600", *extra],
+         "--session-timeout", "3600", "--api-key", KEY, "--control", *extra],
         env=env, stdout=subprocess.DEVNULL,
     )
     try:

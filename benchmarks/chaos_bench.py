@@ -28,9 +28,8 @@ import time
 import urllib.request
 from typing import Any
 
-from _embedded import embedded_server
+from _embedded import HEADERS, KEY, embedded_server
 
-KEY = "tml-" + "0" * 40
 PATHS = (
     "/api/v1/forward_backward",
     "/api/v1/optim_step",
@@ -44,7 +43,7 @@ CHILD_WAIT_S = 900.0
 def control(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
-        f"{url}{path}", data=data, headers={"content-type": "application/json"}
+        f"{url}{path}", data=data, headers={"content-type": "application/json", **HEADERS}
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return json.loads(answer.read())

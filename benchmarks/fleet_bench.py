@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _embedded import embedded_server
+from _embedded import HEADERS, KEY, embedded_server
 
 TRAINERS = 64
 SAMPLERS = 64
@@ -41,7 +41,7 @@ IN_FLIGHT = 500
 def control(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(f"{url}{path}", data=data,
-                                     headers={"content-type": "application/json"})
+                                     headers={"content-type": "application/json", **HEADERS})
     with urllib.request.urlopen(request, timeout=30) as r:
         return json.loads(r.read())
 
@@ -126,7 +126,7 @@ def run_official(url: str, samples: int, rounds: int) -> dict[str, Any]:
     hog_cpu: list[float] = []
     hog = threading.Thread(target=gil_hog, args=(stop, hog_cpu), daemon=True)
     cpu0, t0, child0 = time.process_time(), time.perf_counter(), children_cpu()
-    with tinker.ServiceClient(base_url=url, api_key="tml-bench-fleet-official") as sc:
+    with tinker.ServiceClient(base_url=url, api_key=KEY) as sc:
         trainers = [sc.create_lora_training_client(base_model="tiny-byte-lm", rank=2)
                     for _ in range(TRAINERS)]
         trainers = [t.result() for t in trainers]
@@ -173,7 +173,7 @@ def run_client(url: str, samples: int, rounds: int, out_of_process: bool) -> dic
     hog_cpu: list[float] = []
     hog = threading.Thread(target=gil_hog, args=(stop, hog_cpu), daemon=True)
     cpu0, t0, child0 = time.process_time(), time.perf_counter(), children_cpu()
-    with tx.ServiceClient(base_url=url, api_key="tml-bench-fleet") as sc:
+    with tx.ServiceClient(base_url=url, api_key=KEY) as sc:
         trainers = [sc.create_lora_training_client("tiny-byte-lm", rank=2)
                     for _ in range(TRAINERS)]
         trainers = [t.result() for t in trainers]

@@ -34,9 +34,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from _embedded import embedded_server
+from _embedded import HEADERS, KEY, embedded_server
 
-API_KEY = "tml-" + "b" * 40  # the embedded server's benchmark key, not a secret
+API_KEY = KEY  # the embedded server's benchmark key, not a secret
 CONCURRENCY = 4
 WAIT_S = 120.0
 
@@ -83,9 +83,12 @@ def _serve_limited(conn: Any, rate: float) -> None:
     from tinkex_actors.local.service import ServerSettings
 
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as data_dir:
-        app, service = build_app(Path(data_dir), ServerSettings(session_timeout_s=3600))
+        app, service = build_app(
+            Path(data_dir), ServerSettings(session_timeout_s=3600), api_key=KEY, control=True
+        )
         thread = ServerThread(RateLimited(app, rate), log_level="error")
         thread.start()
+        app.guard.bind(str(thread.host), int(thread.port))
         conn.send(thread.url)
         with contextlib.suppress(EOFError):
             conn.recv()
@@ -119,7 +122,7 @@ def limits(url: str) -> dict[str, int]:
 def control(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(f"{url}{path}", data=data,
-                                     headers={"content-type": "application/json"})
+                                     headers={"content-type": "application/json", **HEADERS})
     with urllib.request.urlopen(request, timeout=30) as r:
         return json.loads(r.read())
 

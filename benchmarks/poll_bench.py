@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _embedded import embedded_server
+from _embedded import HEADERS, KEY, embedded_server
 
 HOST = "127.0.0.1"
 RESOLVE_AFTER_S = 0.5
@@ -90,6 +90,7 @@ def make_futures(url: str, count: int) -> list[str]:
         url + "/_control/make_futures",
         json={"count": count, "resolve_after_s": RESOLVE_AFTER_S, "spread_s": SPREAD_S},
         timeout=60.0,
+        headers=HEADERS,
     )
     answer.raise_for_status()
     ids: list[str] = answer.json()["request_ids"]
@@ -134,7 +135,7 @@ def ours(url: str, *, pyqwest: bool = False) -> tuple[Callable[[str], Any], Call
         def factory(_kind: Any, _limits: Any) -> Any:
             return AsyncPyqwestTransport(transport=pyqwest_module.HTTPTransport())
 
-    transport = Transport(Config(api_key="tml-bench", base_url=url), transport_factory=factory)
+    transport = Transport(Config(api_key=KEY, base_url=url), transport_factory=factory)
     sent = [0]
     submit = transport.submit
 
@@ -161,7 +162,7 @@ def official(url: str) -> tuple[Callable[[str], Any], Callable[[], int]]:
         return await retrieve(self, *args, **kwargs)
 
     AsyncFuturesResource.retrieve = counting_retrieve  # type: ignore[method-assign]
-    service = tinker.ServiceClient(base_url=url, api_key="tml-" + "0" * 40)
+    service = tinker.ServiceClient(base_url=url, api_key=KEY)
     holder = service._get_session_holder()
 
     def track(rid: str) -> Any:

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _embedded import embedded_server
+from _embedded import HEADERS, KEY, embedded_server
 
 HOST = "127.0.0.1"
 
@@ -68,13 +68,13 @@ def run_client(which: str, url: str, shape: str, n: int, out_tokens: int, plen: 
     if which == "ours":
         import tinkex_actors as tx
 
-        ctx: Any = tx.ServiceClient(base_url=url, api_key="tml-bench-sample-ours")
+        ctx: Any = tx.ServiceClient(base_url=url, api_key=KEY)
         types: Any = tx.types
     else:
         import tinker
         from tinker import types as official_types
 
-        ctx = tinker.ServiceClient(base_url=url, api_key="tml-bench-sample-official")
+        ctx = tinker.ServiceClient(base_url=url, api_key=KEY)
         types = official_types
     with ctx as sc:
         sampler = sc.create_sampling_client(base_model="tiny-byte-lm").result()
@@ -95,7 +95,8 @@ def run_client(which: str, url: str, shape: str, n: int, out_tokens: int, plen: 
 
 
 def requests_seen(url: str) -> int:
-    with urllib.request.urlopen(f"{url}/_control/stats", timeout=30) as r:
+    request = urllib.request.Request(f"{url}/_control/stats", headers=HEADERS)
+    with urllib.request.urlopen(request, timeout=30) as r:
         return sum(json.loads(r.read())["requests"].values())
 
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _embedded import embedded_server
+from _embedded import KEY, embedded_server
 
 HOST = "127.0.0.1"
 
@@ -40,17 +40,20 @@ def free_port() -> int:
 class Conn:
     """One keep-alive HTTP/1.1 connection."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
+    ) -> None:
+        self.reader, self.writer, self.port = reader, writer, port
 
     @classmethod
     async def open(cls, port: int) -> Conn:
         reader, writer = await asyncio.open_connection(HOST, port)
-        return cls(reader, writer)
+        return cls(reader, writer, port)
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
         data = b"" if body is None else json.dumps(body).encode()
-        head = (f"{method} {path} HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\n"
+        head = (f"{method} {path} HTTP/1.1\r\nhost: {HOST}:{self.port}\r\n"
+                f"x-api-key: {KEY}\r\ncontent-type: application/json\r\n"
                 f"content-length: {len(data)}\r\n\r\n").encode()
         self.writer.write(head + data)
         status_line = await self.reader.readline()

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from _embedded import embedded_server
+from _embedded import KEY, embedded_server
 
 import tinkex_actors as tx
 from tinkex_actors import types
@@ -169,7 +169,7 @@ def main() -> None:
     params = types.SamplingParams(max_tokens=8, temperature=1.0, seed=1)
     with embedded_server() as (url, _pid):
         start = thread_names()
-        service: Any = tx.ServiceClient(base_url=url, api_key="tml-trace-hops")
+        service: Any = tx.ServiceClient(base_url=url, api_key=KEY)
         try:
             with_service = thread_names()
             trainer = service.create_lora_training_client(MODEL, rank=8).result(60)

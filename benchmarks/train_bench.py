@@ -26,7 +26,7 @@ import urllib.request
 from typing import Any
 
 import numpy as np
-from _embedded import embedded_server
+from _embedded import HEADERS, KEY, embedded_server
 
 HOST = "127.0.0.1"
 
@@ -95,14 +95,14 @@ def run_client(which: str, url: str, steps: int, large: tuple[int, int]) -> dict
     if which == "ours":
         import tinkex_actors as tx
 
-        sc: Any = tx.ServiceClient(base_url=url, api_key="tml-bench-ours")
+        sc: Any = tx.ServiceClient(base_url=url, api_key=KEY)
         adam: Any = tx.AdamParams(learning_rate=1e-3)
         build, create = build_ours, {}
     else:
         import tinker
         from tinker import types
 
-        sc = tinker.ServiceClient(base_url=url, api_key="tml-bench-official")
+        sc = tinker.ServiceClient(base_url=url, api_key=KEY)
         adam = types.AdamParams(learning_rate=1e-3)
         build, create = build_official, {"base_model": "tiny-byte-lm"}
     with sc:
@@ -131,7 +131,8 @@ def run_client(which: str, url: str, steps: int, large: tuple[int, int]) -> dict
 
 
 def stats(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/_control/stats", timeout=30) as r:
+    request = urllib.request.Request(f"{url}/_control/stats", headers=HEADERS)
+    with urllib.request.urlopen(request, timeout=30) as r:
         data: dict[str, Any] = json.loads(r.read())
         return data
 

@@ -542,7 +542,9 @@ class TestOverHttp:
         budget = DispatchBudget.from_flags(ClientFlags(), rate_limiter=limiter)
         prompt = ModelInput.from_ints(list(range(1, 40)))
         size = estimate_prompt_bytes(prompt)
-        with LocalServer() as server, Transport(Config(base_url=server.url)) as transport:
+        with LocalServer() as server, Transport(
+            Config(base_url=server.url, api_key=server.api_key)
+        ) as transport:
 
             def post(path: str, payload: dict[str, object]) -> HttpResponse:
                 request = HttpRequest.json(

@@ -45,7 +45,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("server")
-    with LocalServer(data_dir=data) as server:
+    with LocalServer(data_dir=data, api_key=KEY) as server:
         with tx.ServiceClient(api_key=KEY, base_url=server.url) as service:
             trainer = service.create_lora_training_client("tiny-byte-lm", rank=4).result(60)
             states = [trainer.save_state(name).result(60).path for name in ("a", "b", "c", "d")]
@@ -306,7 +306,7 @@ class TestErrors:
 class TestCliLogging:
     def test_a_piped_cli_logs_json_lines_without_the_key(self, served: Served) -> None:
         """TINKER_LOG=info with stderr not a TTY: every log line is JSON; the key never shows."""
-        env = {**os.environ, "TINKER_LOG": "info", "TINKER_API_KEY": "tml-secretsecret12345"}
+        env = {**os.environ, "TINKER_LOG": "info", "TINKER_API_KEY": KEY}
         proc = subprocess.run(
             [sys.executable, "-m", "tinkex_actors.cli", "--json", "sample", "--base-model",
              "tiny-byte-lm", "--prompt", "hi", "--max-tokens", "1", "--base-url", served.url],
@@ -316,7 +316,7 @@ class TestCliLogging:
         assert len(json.loads(proc.stdout)["samples"]) == 1
         events = [json.loads(line) for line in proc.stderr.splitlines()]
         assert events and all({"event", "level", "timestamp"} <= set(e) for e in events)
-        assert "secretsecret" not in proc.stderr
+        assert KEY[4:] not in proc.stderr
 
 
 class TestServeArguments:

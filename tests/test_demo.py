@@ -251,7 +251,8 @@ class TestQueueState:
         shown = threading.Event()
         codes: list[int] = []
         # A short long-poll hold, so that the pause is reported within a second.
-        with LocalServer(settings=ServerSettings(long_poll_timeout_s=0.5)) as server:
+        with LocalServer(settings=ServerSettings(long_poll_timeout_s=0.5),
+                         api_key="tml-demo-tests-0000") as server:
 
             def on_text(text: str) -> None:
                 if "training 1/5" in text and not paused.is_set():

@@ -35,12 +35,15 @@ def run_piped(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-def run_in_terminal(*args: str, command: list[str] = DEMO) -> tuple[int, bytes]:
+def run_in_terminal(
+    *args: str, command: list[str] = DEMO, env: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     """Run a command (the demo) with a pseudo-terminal as stdin, stdout and stderr."""
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
         [*command, *args], stdin=terminal, stdout=terminal, stderr=terminal,
-        env={**NO_SERVICE_ENV, "COLUMNS": "120", "TERM": "xterm-256color"}, close_fds=True,
+        env={**NO_SERVICE_ENV, "COLUMNS": "120", "TERM": "xterm-256color", **(env or {})},
+        close_fds=True,
     )
     os.close(terminal)
     output = b""
@@ -84,6 +87,7 @@ class TestTerminalProgress:
             code, raw = run_in_terminal(
                 "--base-url", server.url, "model", "list",
                 command=[sys.executable, "-m", "tinkex_actors.cli"],
+                env={"TINKER_API_KEY": server.api_key},
             )
         text = raw.decode("utf-8", errors="replace")
         assert code == 0, text
@@ -201,7 +205,7 @@ class TestEdges:
         report: dict[str, object] = {}
         with LocalServer() as server:
             options = DemoOptions(steps=3, output_dir=tmp_path, base_url=server.url,
-                                  api_key="tml-demo-tests-0000", learning_rate=2e-2)
+                                  api_key=server.api_key, learning_rate=2e-2)
             code = run_demo(options, stream, report=report)
         assert code == 0, stream.getvalue()
         assert report["base_model"] == "small-byte-lm"

@@ -40,7 +40,7 @@ BEAT = "/api/v1/session_heartbeat"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer() as srv:
+    with LocalServer(api_key="tml-session-tests") as srv:
         yield srv
 
 
@@ -181,7 +181,7 @@ class TestLifecycle:
         sid = harness.create()
         done = harness.ref.ask(FinishSession(sid, "success", "done"), timeout=WAIT_S)
         assert done.result(WAIT_S) is None
-        assert server.service.sessions[sid].finish_reason == "success"
+        assert server.service.ended[sid] == "success"
         harness.clock.advance(20.0)
         assert harness.beats.empty()
 

@@ -197,6 +197,11 @@ SERVE_OPTIONS = [
     click.option("--session-timeout", type=float, default=120.0, show_default=True,
                  help="Seconds of silence before a session expires."),
     click.option("--log-level", default="info", show_default=True, help="uvicorn's log level."),
+    click.option("--api-key", default=None,
+                 help="The key clients must send (default: TINKER_API_KEY, else a new random "
+                 "key, printed once)."),
+    click.option("--control", is_flag=True,
+                 help="Also serve the /_control fault-injection endpoints (tests, benchmarks)."),
 ]
 
 
@@ -207,25 +212,36 @@ def _serve(
     long_poll_timeout: float,
     session_timeout: float,
     log_level: str,
+    api_key: str | None = None,
+    control: bool = False,
     **_more: Any,
 ) -> None:
     """Run the embedded server until Ctrl-C."""
+    from tinkex_actors.local.guard import new_api_key
     from tinkex_actors.local.server import serve as run_server
     from tinkex_actors.local.service import ServerSettings
 
     folder = data_dir or tempfile.mkdtemp(prefix="tinkex-serve-")
     settings = ServerSettings(long_poll_timeout_s=long_poll_timeout,
                               session_timeout_s=session_timeout)
+    supplied = api_key or os.environ.get("TINKER_API_KEY") or None
+    key = supplied or new_api_key()
 
     def announce(url: str) -> None:
+        # A key the user chose is theirs already: never echo it. A generated one must be
+        # shown, or nobody could connect.
+        shown = "the key you gave (--api-key or TINKER_API_KEY)" if supplied else key
         click.echo(
             f"serving the embedded Tinker-compatible server on {url} "
-            f"(data in {folder}); Ctrl-C stops it"
+            f"(data in {folder}{'; /_control endpoints on' if control else ''}); "
+            "Ctrl-C stops it\n"
+            f"connect with TINKER_BASE_URL={url} and TINKER_API_KEY={shown}"
         )
         sys.stdout.flush()
 
     try:
-        run_server(host, port, folder, settings, log_level=log_level, announce=announce)
+        run_server(host, port, folder, settings, log_level=log_level, announce=announce,
+                   api_key=key, control=control)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from exc
 
@@ -238,7 +254,7 @@ def _serve_command() -> click.Command:
         Examples:
           tinkex-actors serve
           tinkex-actors serve --port 9000 --data-dir tinkex-demo-out/server
-          TINKER_BASE_URL=http://127.0.0.1:8765 TINKER_API_KEY=tml-local tinker run list
+          TINKER_API_KEY=tml-my-key tinkex-actors serve --data-dir tinker-data
         """
         _serve(**flags)
 

@@ -240,7 +240,7 @@ def open_service(options: DemoOptions) -> Iterator[tuple[tx.ServiceClient, Path 
     data_dir = options.output_dir / "server"
     with (
         LocalServer(data_dir=data_dir) as server,
-        tx.ServiceClient(api_key=EMBEDDED_KEY, base_url=server.url) as service,
+        tx.ServiceClient(api_key=server.api_key, base_url=server.url) as service,
     ):
         yield service, data_dir
 

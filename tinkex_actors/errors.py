@@ -67,6 +67,36 @@ def scrub_secrets(text: str) -> str:
     return _SECRET_PATTERN.sub(mask, text)
 
 
+_SECRET_HEADER_WORDS: Final = ("key", "auth", "token", "cookie", "secret")
+
+
+def _scrub_value(value: object, depth: int = 0) -> object:
+    """A decoded body with every secret-looking string masked, however deeply nested."""
+    if isinstance(value, str):
+        return scrub_secrets(value)
+    if depth > 64:  # a body this deep is not worth walking; keep nothing of it
+        return None
+    if isinstance(value, dict):
+        return {
+            scrub_secrets(k) if isinstance(k, str) else k: _scrub_value(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub_value(v, depth + 1) for v in value)
+    if isinstance(value, bytes | bytearray):
+        return scrub_secrets(bytes(value).decode("utf-8", errors="replace")).encode()
+    return value
+
+
+def _scrub_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        lowered = name.lower()
+        secret = any(word in lowered for word in _SECRET_HEADER_WORDS)
+        out[lowered] = "<masked>" if secret else scrub_secrets(str(value))
+    return out
+
+
 class TinkerError(Exception):
     """Base of every error this package raises."""
 
@@ -173,8 +203,10 @@ class APIError(TinkerError):
         super().__init__(message)
         self.message = message
         self.method = method
-        self.url = url
-        self.body = body
+        # The server may echo a key back (in the body, a header, a redirect URL): every field
+        # is scrubbed, so neither the exception nor its pickle carries a secret.
+        self.url = scrub_secrets(url)
+        self.body = _scrub_value(body)
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild, (type(self), self.__dict__.copy()))
@@ -226,7 +258,7 @@ class APIStatusError(APIError):
     ) -> None:
         super().__init__(message, method=method, url=url, body=body)
         self.status_code = status_code
-        self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
+        self.headers: dict[str, str] = _scrub_headers(headers)
 
     @property
     def request_id(self) -> str | None:

@@ -107,9 +107,26 @@ class CheckpointDeleteError(APIStatusError):
         self.failures = failures
 
 
+_URL_SIGNIFICANT: Final = frozenset("/\\?#%")
+
+
 def _check_id(field: str, value: object) -> str:
-    if not isinstance(value, str) or not value or "/" in value or value.strip() != value:
-        raise ValueError(f"{field} must be a non-empty id without '/' or spaces, got {value!r}")
+    """`value` if it is safe as one URL path segment; ValueError naming the field otherwise.
+
+    `.`, `..` and separators would be normalised away by URL handling and reach another
+    endpoint (or, on a server, another directory), so they are refused before sending.
+    """
+    if (
+        not isinstance(value, str)
+        or not value
+        or ".." in value
+        or value == "."
+        or any(c in _URL_SIGNIFICANT or c.isspace() or not c.isprintable() for c in value)
+    ):
+        raise ValueError(
+            f"{field} must be a non-empty id without '/', '\\', '.' or '..', '%', '?', '#', "
+            f"spaces or control characters; got {value!r}"
+        )
     return value
 
 
@@ -143,13 +160,18 @@ def parse_tinker_path(tinker_path: object) -> ParsedCheckpointTinkerPath:
             f"Invalid tinker path: {tinker_path!r}; the run id and the checkpoint name must not "
             "be empty: tinker://<run_id>/<weights|sampler_weights|external_weights>/<name>"
         )
+    _check_id("the run id of the tinker path", parsed.training_run_id)
+    _check_id("the checkpoint name of the tinker path", name)
     return parsed
 
 
 def _checkpoint_route(training_run_id: str, checkpoint_id: str, action: str = "") -> str:
     _check_id("training_run_id", training_run_id)
-    if not isinstance(checkpoint_id, str) or not checkpoint_id or ".." in checkpoint_id:
+    kind, _, name = checkpoint_id.partition("/") if isinstance(checkpoint_id, str) else ("", "", "")
+    if not kind or not name:
         raise ValueError(f"checkpoint_id must look like 'weights/<name>', got {checkpoint_id!r}")
+    _check_id("checkpoint_id", kind)
+    _check_id("checkpoint_id", name)
     route = f"training_runs/{quote(training_run_id, safe='')}/checkpoints/"
     route += quote(checkpoint_id, safe="/")
     return f"{route}/{action}" if action else route

@@ -215,7 +215,7 @@ class ServiceClient:
             from tinkex_actors.local import LocalServer
 
             self._server = LocalServer().start()
-            base_url, api_key = self._server.url, _EMBEDDED_KEY
+            base_url, api_key = self._server.url, self._server.api_key
             # The documented default, not a problem: only visible when logging is turned up.
             log.info(
                 "using_embedded_server",

@@ -34,7 +34,7 @@ GREEDY = types.SamplingParams(max_tokens=4, temperature=0.0, seed=1)
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer(settings=ServerSettings(long_poll_timeout_s=1.0)) as srv:
+    with LocalServer(api_key=KEY, settings=ServerSettings(long_poll_timeout_s=1.0)) as srv:
         yield srv
 
 

@@ -22,7 +22,7 @@ KEY = "tml-sampling-tests"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer(settings=ServerSettings(long_poll_timeout_s=0.5)) as srv:
+    with LocalServer(settings=ServerSettings(long_poll_timeout_s=0.5), api_key=KEY) as srv:
         yield srv
 
 

@@ -18,7 +18,7 @@ PROMPT = types.ModelInput.from_ints(list(b"abc"))
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer() as srv:
+    with LocalServer(api_key="tml-sampling-process") as srv:
         yield srv
 
 

@@ -24,7 +24,7 @@ PATH = "/api/v1/telemetry"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer() as srv:
+    with LocalServer(api_key="tml-telemetry") as srv:
         yield srv
 
 

@@ -22,7 +22,8 @@ TEXT = list(b"hello -> ellohay\n")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer(settings=ServerSettings(long_poll_timeout_s=1.0)) as srv:
+    with LocalServer(settings=ServerSettings(long_poll_timeout_s=1.0),
+                     api_key="tml-training-tests") as srv:
         yield srv
 
 
@@ -251,7 +252,7 @@ class TestLifecycle:
         sc = ServiceClient(base_url=server.url, api_key="tml-training-tests")
         sc.create_lora_training_client("tiny-byte-lm", rank=4).result(WAIT_S)
         sc.close()
-        assert server.service.sessions[sc.session_id].finish_reason == "success"
+        assert server.service.ended[sc.session_id] == "success"
         for t in set(threading.enumerate()) - before:
             t.join(WAIT_S)
             assert not t.is_alive(), t.name
@@ -363,7 +364,7 @@ class TestEmbedding:
             assert tc.forward([datum()], "cross_entropy").result(WAIT_S).metrics
         finally:
             stop(parent, timeout_s=WAIT_S)
-        assert server.service.sessions[client.session_id].finish_reason == "success"
+        assert server.service.ended[client.session_id] == "success"
         assert not client.transport.is_running
 
     def test_reconnect_opens_a_new_session_for_new_clients(

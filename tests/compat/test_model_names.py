@@ -26,7 +26,8 @@ TEXTS = ["hello", "héllo → wörld 🙂", "User: hi\n\nAssistant: ok<eos>", "<
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer(settings=ServerSettings(long_poll_timeout_s=1.0)) as srv:
+    settings = ServerSettings(long_poll_timeout_s=1.0)
+    with LocalServer(api_key="tml-compat-names", settings=settings) as srv:
         yield srv
 
 

@@ -31,7 +31,7 @@ Key = tuple[str, str]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer(settings=ServerSettings(long_poll_timeout_s=1.0)) as srv:
+    with LocalServer(api_key=API_KEY, settings=ServerSettings(long_poll_timeout_s=1.0)) as srv:
         yield srv
 
 

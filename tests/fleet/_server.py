@@ -3,10 +3,9 @@
 `RecordedServer` starts a spawned child that serves the embedded server's app behind a thin
 ASGI recorder: for each `POST /api/v1/asample` it keeps the server-side arrival and answer times
 (its own monotonic clock), the HTTP status and the prompt's estimated bytes, and serves them at
-`GET /_fleet_record`. Faults go through the server's `POST /_control/faults` endpoint.
-
-Adapting to opt-in control endpoints or API-key auth touches only `_build_app` (pass the flag
-that turns control on) and `API_KEY` (the key the server accepts).
+`GET /_fleet_record`. Faults go through the server's `POST /_control/faults` endpoint, which
+exists because `_build_app` turns control on, and which needs the server's key (`API_KEY`) like
+every other request.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ def _build_app(data_dir: str, client_config: dict[str, Any]) -> tuple[Any, Any]:
 
     # A short long poll: a paused queue is reported when a poll ends, and the tests wait for it.
     settings = ServerSettings(client_config=client_config, long_poll_timeout_s=LONG_POLL_S)
-    return build_app(Path(data_dir), settings)
+    return build_app(Path(data_dir), settings, api_key=API_KEY, control=True)
 
 
 class _Recorder:
@@ -98,6 +97,7 @@ def _serve(conn: Any, client_config: dict[str, Any]) -> None:
         app, service = _build_app(data_dir, client_config)
         thread = ServerThread(_Recorder(app), log_level="warning")
         thread.start()
+        app.guard.bind(str(thread.host), int(thread.port))
         conn.send(thread.url)
         with contextlib.suppress(EOFError):
             conn.recv()  # until told to stop (or the parent is gone)
@@ -128,7 +128,10 @@ class RecordedServer:
 
     def control(self, command: dict[str, Any]) -> None:
         """One `POST /_control/faults` command (add a fault, pause, resume, clear)."""
-        answer = httpx.post(f"{self.url}/_control/faults", json=command, timeout=10.0)
+        answer = httpx.post(
+            f"{self.url}/_control/faults", json=command, timeout=10.0,
+            headers={"X-API-Key": API_KEY},
+        )
         answer.raise_for_status()
 
     def record(self) -> list[dict[str, Any]]:

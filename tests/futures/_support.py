@@ -170,6 +170,7 @@ def make_futures(server: LocalServer, count: int = 1, resolve_after_s: float = 0
         server.url + "/_control/make_futures",
         json={"count": count, "resolve_after_s": resolve_after_s, "spread_s": spread_s},
         timeout=10.0,
+        headers=server.headers,
     )
     answer.raise_for_status()
     ids: list[str] = answer.json()["request_ids"]

@@ -18,7 +18,8 @@ __all__ = ["actors_cleanup"]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer(settings=ServerSettings(long_poll_timeout_s=0.2)) as srv:
+    with LocalServer(settings=ServerSettings(long_poll_timeout_s=0.2),
+                     api_key="tml-futures-tests", control=True) as srv:
         yield srv
 
 

@@ -26,7 +26,7 @@ NOISE = ("Traceback", "Exception in thread", "Event loop is closed", "CancelledE
 _SERVE = """
 import sys
 from tinkex_actors.local import LocalServer
-server = LocalServer().start()
+server = LocalServer(api_key=sys.argv[1], control=True).start()
 print(server.url, flush=True)
 sys.stdin.read()
 """
@@ -46,7 +46,7 @@ def leak_check() -> Iterator[None]:
 @pytest.fixture
 def server() -> Iterator[LocalServer]:
     """An embedded server in this process, for one test."""
-    with LocalServer() as local:
+    with LocalServer(api_key=KEY, control=True) as local:
         yield local
 
 
@@ -67,7 +67,7 @@ class ServerProcess:
 def server_process() -> Iterator[ServerProcess]:
     """A killable embedded server in its own process."""
     process = subprocess.Popen(
-        [sys.executable, "-c", _SERVE],
+        [sys.executable, "-c", _SERVE, KEY],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -88,9 +88,9 @@ def train(server: LocalServer, steps: int) -> Run:
 def run_profile_b(steps: int) -> str:
     """Profile (b); returns its figure line (asserting what it reports)."""
     before = set(threading.enumerate())
-    with LocalServer() as calm:
+    with LocalServer(api_key=KEY) as calm:
         reference = train(calm, steps)
-    with LocalServer() as server:
+    with LocalServer(api_key=KEY) as server:
         faults = [Fault(path="*", times=1_000_000, every=40, **spec) for spec in FAULTS]
         for fault in faults:
             server.faults.add(fault)

@@ -55,7 +55,7 @@ class WireLog:
 def strict_server() -> Iterator[LocalServer]:
     """A server that waits at most 2 s for a missing seq_id (30 s by default): a gap left by
     the client shows as a step taking 2 s or more."""
-    with LocalServer(settings=ServerSettings(gap_timeout_s=2.0)) as local:
+    with LocalServer(api_key=KEY, settings=ServerSettings(gap_timeout_s=2.0)) as local:
         yield local
 
 

@@ -17,7 +17,9 @@ TEXT = list(b"pig latin: hello -> ellohay")
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with LocalServer(settings=ServerSettings(long_poll_timeout_s=2.0)) as srv:
+    with LocalServer(
+        settings=ServerSettings(long_poll_timeout_s=2.0), api_key="tml-" + "0" * 40
+    ) as srv:
         yield srv
 
 
@@ -102,7 +104,7 @@ class TestServerDrivenConfiguration:
             long_poll_timeout_s=1.0,
             client_config={"proto_compress_fwdbwd": True, "sample_use_retrieve_futures": True},
         )
-        with LocalServer(settings=settings) as srv, tinker.ServiceClient(
+        with LocalServer(settings=settings, api_key="tml-" + "1" * 40) as srv, tinker.ServiceClient(
             base_url=srv.url, api_key="tml-" + "1" * 40
         ) as sc:
             tc = sc.create_lora_training_client(base_model="tiny-byte-lm", rank=4).result()

@@ -24,7 +24,8 @@ ADAM = {"learning_rate": 1e-2, "beta1": 0.9, "beta2": 0.95, "eps": 1e-12,
 @pytest.fixture
 def server() -> Iterator[LocalServer]:
     before = set(threading.enumerate())
-    srv = LocalServer(settings=ServerSettings(long_poll_timeout_s=0.3, gap_timeout_s=5.0))
+    srv = LocalServer(settings=ServerSettings(long_poll_timeout_s=0.3, gap_timeout_s=5.0),
+                      control=True)
     with srv:
         yield srv
     # Every thread the server started has ended (joined by stop()).
@@ -35,7 +36,7 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture
 def http(server: LocalServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+    with httpx.Client(base_url=server.url, timeout=10.0, headers=server.headers) as client:
         yield client
 
 
@@ -173,8 +174,8 @@ class TestSessions:
         url = f"/api/v1/sessions/{sid}/finish"
         assert http.post(url, json={"reason": {"type": "success"}, "detail": None}).is_success
         assert http.post(url, json={"reason": {"type": "errored"}}).is_success
-        assert server.service.sessions[sid].finish_reason == "success"
-        assert http.post("/api/v1/session_heartbeat", json={"session_id": sid}).status_code == 410
+        late = http.post("/api/v1/session_heartbeat", json={"session_id": sid})
+        assert late.status_code == 410 and "(success)" in late.json()["detail"]
         bad = http.post(url, json={"reason": {"type": "done"}})
         assert bad.status_code == 400 and "reason.type" in bad.json()["detail"]
 
@@ -182,9 +183,9 @@ class TestSessions:
                                                       http: httpx.Client) -> None:
         """A session silent past session_timeout_s is expired by housekeeping."""
         sid = new_session(http)
-        server.settings.session_timeout_s = 0.0
-        server.service.expire_silent_sessions()
-        assert server.service.sessions[sid].expired
+        later = time.monotonic() + server.settings.session_timeout_s + 1.0
+        assert server.service.expire_silent_sessions(now=later) == 1
+        assert sid not in server.service.sessions and sid in server.service.ended
 
 
 class TestModels:
@@ -461,12 +462,15 @@ class TestCheckpoints:
 
     def test_state_survives_a_server_restart(self, tmp_path: Path) -> None:
         """A checkpoint saved before a restart loads after it, from the same data_dir."""
-        with LocalServer(data_dir=tmp_path) as first, httpx.Client(base_url=first.url) as h:
+        with LocalServer(data_dir=tmp_path) as first, httpx.Client(base_url=first.url,
+                                                                  headers=first.headers) as h:
             mid = new_model(h, new_session(h))
             r = h.post("/api/v1/save_weights", json={"model_id": mid, "path": "keep",
                                                      "seq_id": 1})
             path = result(h, r.json()["request_id"])["path"]
-        with LocalServer(data_dir=tmp_path) as second, httpx.Client(base_url=second.url) as h:
+        with LocalServer(data_dir=tmp_path) as second, httpx.Client(
+            base_url=second.url, headers=second.headers
+        ) as h:
             runs = h.get("/api/v1/training_runs").json()["training_runs"]
             assert [run["training_run_id"] for run in runs] == [mid]
             sid = new_session(h)
@@ -601,6 +605,8 @@ class TestHeartbeatRecord:
         times = http.get(f"/_control/heartbeats/{sid}").json()["times"]
         assert len(times) == 3 and times == sorted(times)
         assert http.get("/_control/heartbeats/s-nope").status_code == 404
+        http.post(f"/api/v1/sessions/{sid}/finish", json={"reason": {"type": "success"}})
+        assert http.get(f"/_control/heartbeats/{sid}").json()["times"] == times
 
 
 class TestFaultRates:

@@ -80,7 +80,7 @@ class TestActorsKilled:
         steps = 30
         kills = dict(zip(rng.sample(range(1, steps - 1), len(VICTIMS)), VICTIMS, strict=True))
         before = set(threading.enumerate())
-        with LocalServer() as server:
+        with LocalServer(api_key=KEY) as server:
             clean, clean_losses, _, _, _ = _run(server, steps, {})
             started = time.monotonic()
             final, losses, bad, killed, applied = _run(server, steps, kills)

@@ -28,7 +28,7 @@ ADAM = types.AdamParams(learning_rate=1e-2)
 @pytest.fixture
 def server() -> Iterator[LocalServer]:
     """An embedded server in this process, for one test."""
-    with LocalServer() as local:
+    with LocalServer(api_key=KEY) as local:
         yield local
 
 
@@ -277,7 +277,7 @@ class TestServerGone:
     def test_attempts_used_up_fail_every_future(self) -> None:
         """The server never comes back: after max_attempts rebuilds every future fails with
         RecoveryFailedError, within the attempts' connection_lost_after_s and backoff."""
-        server = LocalServer().start()
+        server = LocalServer(api_key=KEY).start()
         policy = RecoveryPolicy(max_attempts=2)
         with ServiceClient(
             base_url=server.url, api_key=KEY, recovery=policy, connection_lost_after_s=0.5
@@ -296,7 +296,7 @@ class TestServerGone:
     def test_close_during_recovery_is_bounded(self) -> None:
         """close() while a rebuild waits for a dead server returns within 2 s; every future
         ends with ClientClosedError and no thread is left."""
-        server = LocalServer().start()
+        server = LocalServer(api_key=KEY).start()
         service = ServiceClient(
             base_url=server.url, api_key=KEY, recovery=RecoveryPolicy(), connection_lost_after_s=0.5
         )

@@ -88,7 +88,8 @@ def make_client(
 
     def make(max_retries: int = 3, **kwargs: Any) -> RestClient:
         transport = Transport(
-            Config(base_url=server.url, max_retries=max_retries, timeout_s=10.0),
+            Config(base_url=server.url, api_key=server.api_key, max_retries=max_retries,
+                   timeout_s=10.0),
             sleep=no_sleep,
             random=lambda: 0.0,
         )
@@ -121,7 +122,7 @@ def count(server: LocalServer, path: str) -> int:
 
 def new_session(server: LocalServer) -> str:
     """A session created over HTTP, as a ServiceClient would."""
-    with Transport(Config(base_url=server.url)) as transport:
+    with Transport(Config(base_url=server.url, api_key=server.api_key)) as transport:
         answer = transport.submit(
             HttpRequest.json(
                 "POST",
@@ -139,7 +140,7 @@ def new_session(server: LocalServer) -> str:
 
 def new_sampler(server: LocalServer, session_id: str) -> str:
     """A sampling session of `session_id` on the base model."""
-    with Transport(Config(base_url=server.url)) as transport:
+    with Transport(Config(base_url=server.url, api_key=server.api_key)) as transport:
         answer = transport.submit(
             HttpRequest.json(
                 "POST",

@@ -338,14 +338,14 @@ class TestLifetime:
     ) -> None:
         """RestClient(base_url=...) works alone and leaves no thread after close()."""
         before = {t for t in threading.enumerate() if t.name.startswith("tinkex")}
-        with RestClient(base_url=server.url, api_key="tml-local-test-key-000000000000") as rest:
+        with RestClient(base_url=server.url, api_key=server.api_key) as rest:
             assert rest.whoami().result(WAIT_S).user_urn
         after = {t for t in threading.enumerate() if t.name.startswith("tinkex") and t.is_alive()}
         assert after <= before
 
     def test_a_shared_transport_stays_open_after_close(self, server: LocalServer) -> None:
         """RestClient(transport) does not close what it does not own."""
-        with Transport(Config(base_url=server.url)) as transport:
+        with Transport(Config(base_url=server.url, api_key=server.api_key)) as transport:
             RestClient(transport).close()
             assert transport.is_running
 

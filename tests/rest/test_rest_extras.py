@@ -21,8 +21,6 @@ from tinkex_actors.rest import RestClient
 from tinkex_actors.rest_admin import TRACE_POLL_INTERVAL_S
 from tinkex_actors.transport import HttpRequest, Transport
 
-KEY = "tml-rest-extras-tests"
-
 
 def open_session(server: LocalServer, **fields: Any) -> str:
     """A session made over HTTP with extra create_session fields (display_name, project_id)."""
@@ -33,7 +31,7 @@ def open_session(server: LocalServer, **fields: Any) -> str:
 
 def raw(server: LocalServer, method: str, route: str, body: Any = None, **params: Any) -> Any:
     """One request as any HTTP client would send it (no client-side checks)."""
-    with Transport(Config(base_url=server.url, max_retries=0)) as transport:
+    with Transport(Config(base_url=server.url, api_key=server.api_key, max_retries=0)) as transport:
         request = (
             HttpRequest.json(method, route, body, params=params or None)
             if body is not None
@@ -61,7 +59,7 @@ class TestStandaloneRestClient:
         """RestClient(base_url=, api_key=) reads runs without any ServiceClient or session."""
         run_id, _ = seed.run(1)
         sessions_before = len(server.service.sessions)
-        with RestClient(base_url=server.url, api_key=KEY) as rest:
+        with RestClient(base_url=server.url, api_key=server.api_key) as rest:
             assert rest.get_training_run(run_id).result(WAIT_S).training_run_id == run_id
             assert rest.get_telemetry() is None
         assert len(server.service.sessions) == sessions_before

@@ -16,12 +16,15 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from supervisors._logging import get_logger
 from tinkex_actors.local.faults import FaultPlan
+
+if TYPE_CHECKING:
+    from tinkex_actors.local.guard import Guard
 
 log = get_logger("tinkex_actors.local")
 
@@ -29,6 +32,12 @@ JSON = "application/json"
 PROTOBUF = "application/x-protobuf"
 
 _json_encoder = msgspec.json.Encoder()
+
+MAX_COUNTED_PATHS = 10_000
+"""Distinct paths counted one by one in `App.path_counts` before counting by route."""
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of objects and arrays a JSON body may have (the protocol needs about 6)."""
 
 
 class HTTPError(Exception):
@@ -65,10 +74,38 @@ class Request:
 
     def json(self) -> Any:
         """The body decoded as JSON; an HTTPError 400 when it is not JSON."""
-        try:
-            return msgspec.json.decode(self.body) if self.body else {}
-        except msgspec.DecodeError as exc:
-            raise HTTPError(400, f"request body is not valid JSON: {exc}") from exc
+        return decode_json(self.body)
+
+
+def decode_json(body: bytes) -> Any:
+    """A JSON body decoded; HTTPError 400 when it is not JSON or nests too deeply."""
+    try:
+        data = msgspec.json.decode(body) if body else {}
+    except msgspec.DecodeError as exc:
+        raise HTTPError(400, f"request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        too_deep = True
+    else:
+        too_deep = not _depth_within(data, MAX_JSON_DEPTH)
+    if too_deep:
+        raise HTTPError(
+            400, f"request body nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
+        )
+    return data
+
+
+def _depth_within(data: Any, limit: int) -> bool:
+    # Iterative, so the check itself cannot overflow the stack.
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        if depth > limit:
+            return False
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
+    return True
 
 
 @dataclass
@@ -100,6 +137,7 @@ class Router:
     def __init__(self) -> None:
         self._exact: dict[tuple[str, str], Handler] = {}
         self._patterns: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._templates: list[tuple[re.Pattern[str], str]] = []
 
     def add(self, method: str, path: str, handler: Handler) -> None:
         """Register a handler for a method and a path (or path pattern)."""
@@ -109,6 +147,23 @@ class Router:
         regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", path)
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         self._patterns.append((method, re.compile(f"^{regex}$"), handler))
+        self._templates.append((re.compile(f"^{regex}$"), path))
+
+    def routes(self) -> list[tuple[str, str]]:
+        """Every (method, path or pattern) registered, for listings and fuzz tests."""
+        exact = list(self._exact)
+        templates = (t for _, t in self._templates)
+        patterned = [(m, t) for (m, _, _), t in zip(self._patterns, templates, strict=True)]
+        return exact + patterned
+
+    def route_name(self, path: str) -> str:
+        """The path if routed exactly, else its pattern (`{id}` kept), else `<unknown>`.
+
+        Counting requests by this name keeps the counter bounded however many ids clients use.
+        """
+        if any(p == path for _, p in self._exact):
+            return path
+        return next((t for regex, t in self._templates if regex.match(path)), "<unknown>")
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
         """The handler and captured parameters for a request, or None."""
@@ -158,9 +213,10 @@ class IdempotencyCache:
 class App:
     """The ASGI application: routes, faults, idempotency replays and error shapes."""
 
-    def __init__(self, router: Router, faults: FaultPlan) -> None:
+    def __init__(self, router: Router, faults: FaultPlan, guard: Guard) -> None:
         self.router = router
         self.faults = faults
+        self.guard = guard
         self.idempotency = IdempotencyCache()
         self.request_count = 0
         self.path_counts: Counter[str] = Counter()
@@ -179,22 +235,39 @@ class App:
             return
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query: dict[str, str] = {}
         for part in scope.get("query_string", b"").decode("latin-1").split("&"):
             if part:
                 k, _, v = part.partition("=")
                 query[k] = v
-        request = Request(scope["method"], scope["path"], query, headers, bytes(body))
+        refusal = self.guard.refusal(scope["method"], scope["path"], headers, query)
+        if refusal is not None:
+            # Read what was sent (discarding it, up to the size limit) before answering: closing
+            # on unread bytes makes TCP reset the connection, and the client would never see
+            # the answer.
+            if refusal.status == 413 or not await _drain(receive, self.guard.max_body_bytes):
+                refusal = _closing(refusal)
+            await _send(send, refusal)
+            return
+        body = await _read_body(receive, self.guard.max_body_bytes)
+        if body is None:
+            await _send(send, _closing(self.guard.too_large()))
+            return
+        if body and "content-type" not in headers:
+            await _send(
+                send, error_response(415, "a request body needs a Content-Type: application/json")
+            )
+            return
+        request = Request(scope["method"], scope["path"], query, headers, body)
         self.request_count += 1
         encoding = headers.get("content-encoding")
-        self.path_counts[f"{request.path}+{encoding}" if encoding else request.path] += 1
+        name = f"{request.path}+{encoding}" if encoding else request.path
+        if name not in self.path_counts and len(self.path_counts) >= MAX_COUNTED_PATHS:
+            # Past this many distinct paths (ids in REST paths), count by route, so the
+            # counter stays bounded however many clients come and go.
+            name = self.router.route_name(request.path)
+        self.path_counts[name] += 1
 
         fault = self.faults.take(request.path, ("status", "drop", "delay"))
         if fault is not None and fault.kind == "delay":
@@ -236,6 +309,8 @@ class App:
             return error_response(exc.status, exc.message, exc.headers)
         except (msgspec.ValidationError, ValueError, TypeError) as exc:
             return error_response(400, str(exc))
+        except RecursionError:
+            return error_response(400, "request body nests too deeply; flatten it")
         except Exception as exc:
             log.exception("handler_crashed", path=request.path)
             return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -259,6 +334,43 @@ class App:
                     await hook()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _read_body(
+    receive: Callable[[], Awaitable[dict[str, Any]]], limit: int
+) -> bytes | None:
+    """The request body, or None as soon as it grows past `limit` (the rest is never read)."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return bytes(body)
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body"):
+            return bytes(body)
+
+
+async def _drain(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bool:
+    """Read and drop the request body; False when it passed `limit` (the rest left unread)."""
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return True
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            return False
+        if not message.get("more_body"):
+            return True
+
+
+def _closing(response: Response) -> Response:
+    # The body of a refused request may still be on its way: end the connection after the
+    # answer rather than read (and discard) what is left of it.
+    response.headers["connection"] = "close"
+    return response
 
 
 async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], response: Response) -> None:

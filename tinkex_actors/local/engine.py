@@ -35,8 +35,13 @@ class UserError(ValueError):
 
 @dataclass
 class _Queued:
-    request_id: str
+    request_id: str | None
+    """None for a seq_id whose request was refused before queueing: nothing to run."""
     job: Job
+
+
+def _nothing() -> tuple[Any, bytes | None]:
+    return None, None
 
 
 def run_job(store: FutureStore, request_id: str, job: Job) -> None:
@@ -91,6 +96,17 @@ class OrderedWorker:
             queued = self._pending.get(seq_id)
             return queued.request_id if queued is not None else None
 
+    def consume(self, seq_id: int) -> None:
+        """Count `seq_id` as used by a request refused before queueing.
+
+        Its successors then run at once instead of waiting `gap_timeout_s` for it.
+        """
+        with self._cond:
+            if self._stopping or seq_id < self._expected or seq_id in self._pending:
+                return
+            self._pending[seq_id] = _Queued(None, _nothing)
+            self._cond.notify_all()
+
     def submit(self, seq_id: int | None, request_id: str, job: Job) -> None:
         """Queue a job; a seq_id below the next expected one is refused (UserError)."""
         with self._cond:
@@ -143,6 +159,8 @@ class OrderedWorker:
             if item is None:
                 return
             seq, queued = item
+            if queued.request_id is None:
+                continue
             while not self._faults.wait_resumed(self.kind, self.owner, 0.5):
                 with self._cond:
                     if self._stopping:
@@ -153,6 +171,11 @@ class OrderedWorker:
                     while len(self._applied) > self._applied_capacity:
                         self._applied.popitem(last=False)
             run_job(self._store, queued.request_id, queued.job)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread still runs."""
+        return self._thread.is_alive()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Finish what is queued, then end the thread."""

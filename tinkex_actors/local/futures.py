@@ -67,6 +67,7 @@ class FutureStore:
     ) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, FutureRecord] = {}
+        self._by_owner: dict[str, set[str]] = {}
         self._retention_s = retention_s
         self._clock = clock
         self._ids = itertools.count(1)
@@ -83,6 +84,7 @@ class FutureStore:
                 request_id=rid, request_type=request_type, owner=owner, created_s=self._clock()
             )
             self._records[rid] = record
+            self._by_owner.setdefault(owner, set()).add(rid)
             return record
 
     def get(self, request_id: str) -> FutureRecord | None:
@@ -173,7 +175,7 @@ class FutureStore:
             for rid in request_ids:
                 record = self._records.get(rid)
                 if record is not None and record.owner == owner and record.state != "pending":
-                    del self._records[rid]
+                    self._forget(rid)
 
     async def wait_log(
         self, owner: str, prev_cursor: int | None, timeout_s: float
@@ -217,8 +219,40 @@ class FutureStore:
                 if r.finished_s is not None and now - r.finished_s > self._retention_s
             ]
             for rid in old:
-                del self._records[rid]
+                self._forget(rid)
             return len(old)
+
+    def drop_owner(self, owner: str, reason: str) -> int:
+        """Forget every record and the completion log of an owner (a model or sampler gone).
+
+        Pending records fail with `reason` first, so a poll waiting on one answers at once.
+        Returns how many records were dropped.
+        """
+        wake: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        with self._lock:
+            ids = self._by_owner.pop(owner, set())
+            for rid in ids:
+                record = self._records.pop(rid, None)
+                if record is not None and record.state == "pending":
+                    record.state, record.error, record.category = "failed", reason, "user"
+                    record.finished_s = self._clock()
+                    wake += record._waiters
+                    record._waiters = []
+            self._logs.pop(owner, None)
+            self._acked.pop(owner, None)
+            wake += self._log_waiters.pop(owner, [])
+        for loop, event in wake:
+            _wake(loop, event)
+        return len(ids)
+
+    def _forget(self, request_id: str) -> None:
+        record = self._records.pop(request_id, None)
+        if record is not None:
+            ids = self._by_owner.get(record.owner)
+            if ids is not None:
+                ids.discard(request_id)
+                if not ids:
+                    del self._by_owner[record.owner]
 
     def waiting_count(self) -> int:
         """How many polls are waiting on a record right now."""

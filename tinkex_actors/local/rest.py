@@ -1,18 +1,23 @@
 """The embedded server's REST endpoints: runs, checkpoints, sessions, samplers, telemetry, control.
 
 Listings page with `limit` / `offset` and answer a `cursor {offset, limit, total_count}` as the
-service does. `POST /_control/faults` drives the fault plan (see `faults.py`) from another
-process; it exists only on this loopback server.
+service does. The `/_control/*` endpoints (fault plan, expiry, stats, synthetic futures) drive
+the server from another process for tests and benchmarks; they exist only when the server is
+started with `control=True` (`serve --control`), and need the key like everything else.
+Archive and file links are signed (`?expires=&signature=`) so they download without the key,
+as the service's signed URLs do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import time
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.guard import SIGNED_URL_TTL_S, Guard
 from tinkex_actors.local.service import TinkerService, body_of, need
 from tinkex_actors.local.storage import StorageError, checkpoint_view, iso
 
@@ -31,12 +36,13 @@ def _page(request: Request, default_limit: int = 20) -> tuple[int, int]:
 class RestEndpoints:
     """REST listings and management over the service's state and checkpoint store."""
 
-    def __init__(self, service: TinkerService) -> None:
+    def __init__(self, service: TinkerService, guard: Guard) -> None:
         self.service = service
         self.storage = service.storage
+        self._guard = guard
 
-    def register(self, router: Router) -> None:
-        """Add every endpoint of this module to a router."""
+    def register(self, router: Router, *, control: bool = False) -> None:
+        """Add every endpoint of this module to a router (`/_control/*` only with `control`)."""
         run = "/api/v1/training_runs/{run_id}"
         ckpt = run + "/checkpoints/{checkpoint_id:path}"
         for method, path, handler in (
@@ -54,6 +60,11 @@ class RestEndpoints:
             ("GET", "/api/v1/whoami", self.whoami),
             ("GET", "/_files/{run_id}/{checkpoint_id:path}", self.download),
             ("POST", "/api/v1/telemetry", self.telemetry),
+        ):
+            router.add(method, path, handler)
+        if not control:
+            return
+        for method, path, handler in (
             ("POST", "/_control/faults", self.control_faults),
             ("POST", "/_control/expire_session", self.control_expire_session),
             ("GET", "/_control/stats", self.control_stats),
@@ -176,29 +187,33 @@ class RestEndpoints:
         if action == "archive":
             # As the service: a redirect to where the archive can be downloaded.
             self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
-            location = f"{self._origin(request)}/_files/{quote(run_id)}/{cid}/archive.tar.gz"
-            return Response(302, b"", "text/plain", {"location": location})
+            location = self._signed_url(request, f"/_files/{run_id}/{cid}/archive.tar.gz")
+            expires = email.utils.formatdate(time.time() + SIGNED_URL_TTL_S, usegmt=True)
+            return Response(302, b"", "text/plain", {"location": location, "expires": expires})
         if action == "external_weights_urls":
             self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
-            base = f"{self._origin(request)}/_files/{quote(run_id)}/{cid}"
-            return json_response(
-                {
-                    "urls": {name: f"{base}/{name}" for name in ("arrays.npz", "meta.json")},
-                    "expires": iso(time.time() + 3600),
-                }
-            )
+            urls = {
+                name: self._signed_url(request, f"/_files/{run_id}/{cid}/{name}")
+                for name in ("arrays.npz", "meta.json")
+            }
+            return json_response({"urls": urls, "expires": iso(time.time() + SIGNED_URL_TTL_S)})
         if action is not None:
             raise HTTPError(404, f"{action} is not offered by the embedded server")
         record = self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
         return json_response(checkpoint_view(record))
 
-    @staticmethod
-    def _origin(request: Request) -> str:
-        return f"http://{request.headers.get('host', '127.0.0.1')}"
+    def _signed_url(self, request: Request, path: str) -> str:
+        """An absolute download URL of `path` that works without the key for an hour."""
+        expires, signature = self._guard.sign(path)
+        # The Host header was checked against the bound address before the handler ran.
+        origin = f"http://{request.headers.get('host', '127.0.0.1')}"
+        return f"{origin}{quote(path)}?expires={expires}&signature={signature}"
 
     async def download(self, request: Request) -> Response:
         """`GET /_files/<run>/<checkpoint>/<file>`: where archive and file URLs point."""
-        run_id = unquote(request.params["run_id"])
+        # The ASGI path is percent-decoded once already: decoding again would let `%252E`
+        # through as `.`.
+        run_id = request.params["run_id"]
         cid, _, name = request.params["checkpoint_id"].rpartition("/")
         if name == "archive.tar.gz":
             data = self._storage_call(self.storage.archive, run_id, cid)
@@ -289,10 +304,12 @@ class RestEndpoints:
 
     async def control_heartbeats(self, request: Request) -> Response:
         """`GET /_control/heartbeats/{session_id}`: arrival times of its heartbeats (seconds)."""
-        s = self.service.sessions.get(request.params["session_id"])
-        if s is None:
-            raise HTTPError(404, f"session not found: {request.params['session_id']!r}")
-        return json_response({"times": list(s.heartbeats)})
+        sid = request.params["session_id"]
+        s = self.service.sessions.get(sid)
+        times = list(s.heartbeats) if s is not None else self.service.ended_heartbeats.get(sid)
+        if times is None:
+            raise HTTPError(404, f"session not found: {sid!r}")
+        return json_response({"times": times})
 
     async def control_make_futures(self, request: Request) -> Response:
         """`POST /_control/make_futures {count, resolve_after_s, result?, spread_s?}`.

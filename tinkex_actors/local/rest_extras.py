@@ -8,7 +8,7 @@
   the project `DEFAULT_PROJECT`.
 - `GET sessions/{id}/trace_export`: builds a trace of the session (Chrome trace-event JSON,
   which Perfetto opens); the first ask answers `pending`, later ones `ready` with a URL under
-  `/_traces/` (the service's signed URL needs no API key either).
+  `/_traces/` (signed, like the service's URL: it needs no API key).
 - `POST sessions/search`, `PUT sessions/{id}/project`.
 
 `create_session` is routed through here to remember each session's `project_id` and
@@ -30,6 +30,7 @@ import msgspec
 
 from tinkex_actors import types
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.guard import Guard
 from tinkex_actors.local.service import Session, TinkerService, body_of, need
 from tinkex_actors.local.storage import StorageError, iso, parse_tinker_path
 
@@ -66,8 +67,9 @@ def _instant(request: Request, name: str) -> datetime:
 class RestExtras:
     """Copies, admin reports and session tools over the service's state and checkpoint store."""
 
-    def __init__(self, service: TinkerService) -> None:
+    def __init__(self, service: TinkerService, guard: Guard) -> None:
         self.service = service
+        self.guard = guard
         self.storage = service.storage
         self.lock = threading.Lock()
         self.projects: dict[str, str] = {}
@@ -110,7 +112,7 @@ class RestExtras:
         return response
 
     def _session(self, session_id: str) -> Session:
-        s = self.service.sessions.get(session_id)
+        s = self.service.sessions.get(session_id) or self.service.ended_sessions.get(session_id)
         if s is None:
             raise HTTPError(404, f"session not found: {session_id!r}")
         return s
@@ -143,7 +145,9 @@ class RestExtras:
         owner = self._owner_urn()
         if isinstance(query.owner, types.UserSearchOwner) and owner not in query.owner.owner_urns:
             return json_response({"sessions": [], "next_cursor": None})
-        found = [s for s in self.service.sessions.values() if self._matches(s, query)]
+        with self.service.lock:
+            known = [*self.service.sessions.values(), *self.service.ended_sessions.values()]
+        found = [s for s in known if self._matches(s, query)]
         found.sort(key=lambda s: (s.created_s, s.session_id), reverse=True)
         if query.cursor is not None:
             # Compared as the cursor was written (microseconds), not as raw floats.
@@ -231,9 +235,15 @@ class RestExtras:
         if first:
             return json_response({"status": "pending"})
         self.traces[session_id] = self._trace(s)
-        host = request.headers.get("host", "127.0.0.1")
+        # Signed, as the service's URL is: it downloads without the key for an hour.
+        path = f"/_traces/{session_id}.json"
+        expires, signature = self.guard.sign(path)
+        host = request.headers.get("host", "127.0.0.1")  # checked against the bound address
         return json_response(
-            {"status": "ready", "url": f"http://{host}/_traces/{session_id}.json"}
+            {
+                "status": "ready",
+                "url": f"http://{host}{path}?expires={expires}&signature={signature}",
+            }
         )
 
     def _trace(self, s: Session) -> bytes:

@@ -118,11 +118,17 @@ def serve_foreground(
     port: int,
     log_level: str = "info",
     announce: Callable[[str], None] | None = None,
+    on_bound: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Serve in the calling thread until interrupted (the `tinkex-actors serve` command)."""
+    """Serve in the calling thread until interrupted (the `tinkex-actors serve` command).
+
+    `on_bound(host, port)` then `announce(url)` are called once the socket is bound.
+    """
     sock = bind_loopback(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    if on_bound is not None:
+        on_bound(str(bound_host), int(bound_port))
     if announce is not None:
-        bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in str(bound_host) else bound_host
         announce(f"http://{shown}:{bound_port}")
     server = uvicorn.Server(_config(app, log_level))

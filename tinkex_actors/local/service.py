@@ -10,10 +10,13 @@ REST listings, telemetry and the fault-control endpoint live in `rest.py`.
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +24,7 @@ from supervisors._logging import get_logger
 from tinkex_actors import types
 from tinkex_actors.local import wire
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.checks import check_adam
 from tinkex_actors.local.engine import (
     ModelEntry,
     OrderedWorker,
@@ -30,12 +34,21 @@ from tinkex_actors.local.engine import (
 )
 from tinkex_actors.local.faults import FaultPlan
 from tinkex_actors.local.futures import FutureStore
+from tinkex_actors.local.guard import MAX_BODY_BYTES
 from tinkex_actors.local.model import BASE_MODELS, LoraModel, get_base_model
-from tinkex_actors.local.storage import CheckpointStore, StorageError, parse_tinker_path
+from tinkex_actors.local.storage import (
+    CheckpointStore,
+    StorageError,
+    check_name,
+    parse_tinker_path,
+)
 
 log = get_logger("tinkex_actors.local")
 
 API = "/api/v1"
+ENDED_SESSIONS_LISTED = 1_000
+"""How many ended sessions searches and trace exports still find."""
+ENDED_HEARTBEATS_KEPT = 64
 
 
 @dataclass
@@ -45,13 +58,17 @@ class ServerSettings:
     long_poll_timeout_s: float = 30.0
     """How long `retrieve_future` holds a poll before answering 408 (the client waits 45 s)."""
     session_timeout_s: float = 120.0
-    """Silence after which a session expires and its models and samplers are unloaded."""
+    """Silence after which a session expires and its models, samplers and futures are freed."""
     gap_timeout_s: float = 30.0
     """How long a request waits for a missing earlier seq_id before the gap is skipped."""
     client_config: dict[str, Any] = field(default_factory=dict)
     """Flags merged into the answer of `client/config` (server-driven client configuration)."""
     dynamic_config: dict[str, Any] = field(default_factory=dict)
     """Flags merged into the answer of `client/dynamic_config`."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    """Largest request body accepted (413 past it), and largest a zstd body may inflate to."""
+    ended_sessions_kept: int = 10_000
+    """How many ended sessions are remembered, so their late requests get 410 rather than 404."""
 
 
 @dataclass
@@ -115,6 +132,13 @@ class TinkerService:
         self.storage = storage
         self.settings = settings
         self.sessions: dict[str, Session] = {}
+        self.ended: OrderedDict[str, str] = OrderedDict()
+        """How each recently ended session ended: its finish reason, or `expired`."""
+        self.ended_heartbeats: OrderedDict[str, list[float]] = OrderedDict()
+        """Heartbeat times of the last few ended sessions, for `/_control/heartbeats`."""
+        self.ended_sessions: OrderedDict[str, Session] = OrderedDict()
+        """Slim records of the last ended sessions (no models, no heartbeats), for listings
+        and searches, which show finished sessions as the service does."""
         self.models: dict[str, ModelEntry] = {}
         self.samplers: dict[str, SamplerEntry] = {}
         self.sampling = SamplingPool(store, faults)
@@ -128,9 +152,12 @@ class TinkerService:
     # -- lookups ----------------------------------------------------------------------------------
 
     def session(self, session_id: Any) -> Session:
-        """A live session; 404 when unknown or expired."""
+        """A live session; 404 when unknown, 410 when it ended."""
         s = self.sessions.get(session_id) if isinstance(session_id, str) else None
         if s is None:
+            ended = self.ended.get(session_id) if isinstance(session_id, str) else None
+            if ended is not None:
+                raise HTTPError(410, self._ended_message(session_id, ended))
             raise HTTPError(404, f"session not found: {session_id!r}; create a session first")
         if s.finish_reason is not None:
             raise HTTPError(
@@ -180,6 +207,20 @@ class TinkerService:
             return False
         self.store.fail(request_id, fault.error, fault.category)
         return True
+
+    @contextlib.contextmanager
+    def refusing(self, entry: ModelEntry, seq_id: Any) -> Iterator[None]:
+        """Count `seq_id` as used when the request is refused inside this block.
+
+        Without this a refused request would leave a hole in the model's seq_id order, and the
+        next good request would wait `gap_timeout_s` for a request that never comes.
+        """
+        try:
+            yield
+        except BaseException:
+            if isinstance(seq_id, int) and not isinstance(seq_id, bool):
+                entry.worker.consume(seq_id)
+            raise
 
     # -- routes -----------------------------------------------------------------------------------
 
@@ -287,6 +328,8 @@ class TinkerService:
             )
         session_id = request.params["session_id"]
         s = self.sessions.get(session_id)
+        if s is None and session_id in self.ended:
+            return json_response({})  # already ended: finishing again changes nothing
         if s is None:
             raise HTTPError(404, f"session not found: {session_id!r}")
         with self.lock:
@@ -298,26 +341,65 @@ class TinkerService:
         return json_response({})
 
     def expire_session(self, session_id: str, *, finished: bool = False) -> None:
-        """Expire a session now: its models and samplers are unloaded."""
+        """End a session now: its models, samplers and their futures are freed.
+
+        The session is forgotten but for a line in `ended`, so a late request of its client
+        gets 410 (create a new session) and the server's memory does not grow with churn.
+        """
         with self.lock:
-            s = self.sessions.get(session_id)
+            s = self.sessions.pop(session_id, None)
             if s is None or s.expired:
                 return
             s.expired = True
+            self.ended[session_id] = s.finish_reason or "expired"
+            why = self._ended_message(session_id, self.ended[session_id])
+            while len(self.ended) > self.settings.ended_sessions_kept:
+                self.ended.popitem(last=False)
+            self.ended_heartbeats[session_id] = list(s.heartbeats)
+            self.ended_sessions[session_id] = dataclasses.replace(
+                s, heartbeats=collections.deque(maxlen=0)
+            )
+            while len(self.ended_sessions) > ENDED_SESSIONS_LISTED:
+                self.ended_sessions.popitem(last=False)
+            while len(self.ended_heartbeats) > ENDED_HEARTBEATS_KEPT:
+                self.ended_heartbeats.popitem(last=False)
+            workers = []
             for model_id in s.model_ids:
                 entry = self.models.pop(model_id, None)
                 if entry is not None:
-                    entry.worker.stop(timeout_s=0.0)
+                    workers.append(entry.worker)
             for sid in s.sampler_ids:
                 self.samplers.pop(sid, None)
+        for worker in workers:
+            worker.stop(timeout_s=0.0)
+        for owner in [*s.model_ids, *s.sampler_ids]:
+            self.store.drop_owner(owner, why)
         log.info("session_finished" if finished else "session_expired", session_id=session_id)
 
-    def expire_silent_sessions(self) -> None:
-        """Expire every session silent for longer than the session timeout."""
-        now = time.monotonic()
-        for s in list(self.sessions.values()):
-            if not s.expired and now - s.last_seen_s > self.settings.session_timeout_s:
-                self.expire_session(s.session_id)
+    def _ended_message(self, session_id: str, how: str) -> str:
+        if how != "expired":
+            return f"session {session_id} is finished ({how}); create a new session"
+        return (
+            f"session {session_id} expired after {self.settings.session_timeout_s:g} s "
+            "without a heartbeat; create a new session"
+        )
+
+    def expire_silent_sessions(self, now: float | None = None) -> int:
+        """Expire every session silent for longer than the session timeout; returns how many.
+
+        `now` is a `time.monotonic()` reading (given by tests to stand in for waiting).
+        """
+        now = time.monotonic() if now is None else now
+        silent = [
+            s.session_id
+            for s in list(self.sessions.values())
+            if now - s.last_seen_s > self.settings.session_timeout_s
+        ]
+        for session_id in silent:
+            self.expire_session(session_id)
+        with self.lock:
+            self.workers = [w for w in self.workers if w.alive]
+        return len(silent)
 
     # -- models -----------------------------------------------------------------------------------
 
@@ -469,6 +551,8 @@ class TinkerService:
                 return self.future_answer(known, entry.model_id)
         record = self.store.create(request_type, entry.model_id)
         if self.fail_if_scripted(request.path, record.request_id):
+            if seq_id is not None:
+                entry.worker.consume(seq_id)
             return self.future_answer(record.request_id, entry.model_id)
         try:
             entry.worker.submit(seq_id, record.request_id, job)
@@ -478,17 +562,20 @@ class TinkerService:
 
     async def forward_backward(self, request: Request) -> Response:
         """`POST forward_backward` (protobuf or JSON); also forward when `forward_only`."""
-        fb = wire.read_forward_backward(request)
+        fb = wire.read_forward_backward(request, max_size_bytes=self.settings.max_body_bytes)
         return self._queue_forward(request, fb)
 
     async def forward(self, request: Request) -> Response:
         """`POST forward` (JSON, older SDKs)."""
-        fb = wire.read_forward_backward(request, forward_only=True)
+        fb = wire.read_forward_backward(
+            request, max_size_bytes=self.settings.max_body_bytes, forward_only=True
+        )
         return self._queue_forward(request, fb)
 
     def _queue_forward(self, request: Request, fb: wire.ForwardBackwardCall) -> Response:
         entry = self.model(fb.model_id)
-        datums = wire.model_datums(fb.data, entry.model.spec.vocab_size)
+        with self.refusing(entry, fb.seq_id):
+            datums = wire.model_datums(fb.data, entry.model.spec.vocab_size)
 
         def run() -> tuple[Any, bytes | None]:
             result = entry.model.forward_backward(
@@ -503,10 +590,21 @@ class TinkerService:
         """`POST optim_step {adam_params, model_id, seq_id}`."""
         body = body_of(request)
         entry = self.model(body.get("model_id"))
-        raw = body.get("adam_params", body.get("optim_params"))
-        if not isinstance(raw, dict):
-            raise HTTPError(400, "field 'adam_params' is required (an object of Adam settings)")
-        adam = types.convert(raw, types.AdamParams)
+        with self.refusing(entry, body.get("seq_id")):
+            raw = body.get("adam_params", body.get("optim_params"))
+            if not isinstance(raw, dict):
+                raise HTTPError(
+                    400, "field 'adam_params' is required (an object of Adam settings)"
+                )
+            adam = types.convert(raw, types.AdamParams)
+            check_adam(
+                adam.learning_rate,
+                adam.beta1,
+                adam.beta2,
+                adam.eps,
+                adam.weight_decay,
+                adam.grad_clip_norm,
+            )
 
         def run() -> tuple[Any, bytes | None]:
             metrics = entry.model.optim_step(
@@ -532,9 +630,12 @@ class TinkerService:
         """`POST save_weights`: weights and optimizer state, as `tinker://<model>/weights/<name>`."""
         body = body_of(request)
         entry = self.model(body.get("model_id"))
-        name = need(body, "path", str, optional=True) or f"ckpt-{uuid.uuid4().hex[:8]}"
-        ttl = need(body, "ttl_seconds", int, optional=True)
-        metadata = need(body, "user_metadata", dict, optional=True)
+        with self.refusing(entry, body.get("seq_id")):
+            name = check_name(
+                need(body, "path", str, optional=True) or f"ckpt-{uuid.uuid4().hex[:8]}"
+            )
+            ttl = need(body, "ttl_seconds", int, optional=True)
+            metadata = need(body, "user_metadata", dict, optional=True)
 
         def run() -> tuple[Any, bytes | None]:
             state = entry.model.state(include_optimizer=True)
@@ -554,14 +655,15 @@ class TinkerService:
         """`POST save_weights_external`: weights for download, `tinker://<m>/external_weights/<n>`."""
         body = body_of(request)
         entry = self.model(body.get("model_id"))
-        name = need(body, "path", str)
-        ttl = need(body, "ttl_seconds", int, optional=True)
-        if body.get("age_encryption_recipients"):
-            raise HTTPError(
-                400,
-                "field 'age_encryption_recipients' is not supported by the "
-                "embedded server; leave it out",
-            )
+        with self.refusing(entry, body.get("seq_id")):
+            name = check_name(need(body, "path", str))
+            ttl = need(body, "ttl_seconds", int, optional=True)
+            if body.get("age_encryption_recipients"):
+                raise HTTPError(
+                    400,
+                    "field 'age_encryption_recipients' is not supported by the "
+                    "embedded server; leave it out",
+                )
 
         def run() -> tuple[Any, bytes | None]:
             state = entry.model.state(include_optimizer=False)
@@ -581,16 +683,19 @@ class TinkerService:
         """`POST save_weights_for_sampler`: a sampler checkpoint, or an ephemeral sampler."""
         body = body_of(request)
         entry = self.model(body.get("model_id"))
-        name = need(body, "path", str, optional=True)
-        ttl = need(body, "ttl_seconds", int, optional=True)
-        seq = need(body, "sampling_session_seq_id", int, optional=True)
-        metadata = need(body, "user_metadata", dict, optional=True)
-        if name is None and seq is None:
-            raise HTTPError(
-                400,
-                "give 'path' (a checkpoint name) or 'sampling_session_seq_id' "
-                "(an ephemeral sampler)",
-            )
+        with self.refusing(entry, body.get("seq_id")):
+            name = need(body, "path", str, optional=True)
+            if name is not None:
+                check_name(name)
+            ttl = need(body, "ttl_seconds", int, optional=True)
+            seq = need(body, "sampling_session_seq_id", int, optional=True)
+            metadata = need(body, "user_metadata", dict, optional=True)
+            if name is None and seq is None:
+                raise HTTPError(
+                    400,
+                    "give 'path' (a checkpoint name) or 'sampling_session_seq_id' "
+                    "(an ephemeral sampler)",
+                )
         session = self.session(entry.session_id)
 
         def run() -> tuple[Any, bytes | None]:
@@ -614,23 +719,25 @@ class TinkerService:
     async def load_weights(self, request: Request) -> Response:
         """`POST load_weights`: into a model (model_id form) or a new one (session form)."""
         body = body_of(request)
-        path = need(body, "path", str)
-        optimizer = bool(body.get("optimizer", False))
-        try:
-            parse_tinker_path(path)
-            meta = self.storage.meta(path)
-        except ValueError as exc:
-            raise HTTPError(400, str(exc)) from exc
-        except StorageError as exc:
-            raise HTTPError(exc.status, str(exc)) from exc
-        if optimizer and meta.get("checkpoint_type") != "training":
-            raise HTTPError(
-                400,
-                f"{path} is a sampler checkpoint without optimizer state; "
-                "load a 'weights' checkpoint (save_state) instead",
-            )
-        if body.get("model_id") is not None:
-            entry = self.model(body["model_id"])
+        into = self.model(body["model_id"]) if body.get("model_id") is not None else None
+        with contextlib.nullcontext() if into is None else self.refusing(into, body.get("seq_id")):
+            path = need(body, "path", str)
+            optimizer = bool(body.get("optimizer", False))
+            try:
+                parse_tinker_path(path)
+                meta = self.storage.meta(path)
+            except ValueError as exc:
+                raise HTTPError(400, str(exc)) from exc
+            except StorageError as exc:
+                raise HTTPError(exc.status, str(exc)) from exc
+            if optimizer and meta.get("checkpoint_type") != "training":
+                raise HTTPError(
+                    400,
+                    f"{path} is a sampler checkpoint without optimizer state; "
+                    "load a 'weights' checkpoint (save_state) instead",
+                )
+        if into is not None:
+            entry = into
             seq_id = body.get("seq_id")
         else:
             session = self.session(body.get("session_id"))
@@ -735,6 +842,7 @@ class TinkerService:
             owner = "sampling"
         prompt = wire.prompt_tokens(sample.prompt)
         wire.check_prompt(prompt, model.spec.vocab_size)
+        wire.check_sample_lengths(prompt, sample, model.spec.max_seq_len)
         record = self.store.create("Sample", owner)
         if sample.sampling_session_id is not None and sample.seq_id is not None:
             entry.seen_seq_ids[sample.seq_id] = record.request_id

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import shutil
 import tarfile
 import threading
@@ -29,6 +28,8 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
+from tinkex_actors.local.names import check_component, inside
+
 CheckpointKind = Literal["training", "sampler", "external"]
 _SEGMENT: dict[CheckpointKind, str] = {
     "training": "weights",
@@ -40,7 +41,6 @@ _KIND_OF_SEGMENT: dict[str, CheckpointKind] = {
     "sampler_weights": "sampler",
     "external_weights": "external",
 }
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class StorageError(Exception):
@@ -82,17 +82,13 @@ def parse_tinker_path(path: str) -> ParsedPath:
             f"path must look like 'tinker://<run_id>/weights/<name>' or "
             f"'tinker://<run_id>/sampler_weights/<name>', got {path!r}"
         )
-    return ParsedPath(parts[0], _KIND_OF_SEGMENT[parts[1]], parts[2])
+    run_id = check_component(f"the run id of {path!r}", parts[0])
+    return ParsedPath(run_id, _KIND_OF_SEGMENT[parts[1]], check_name(parts[2]))
 
 
 def check_name(name: str) -> str:
-    """Validate a checkpoint name (letters, digits, `.`, `_`, `-`; up to 128 characters)."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
-        raise ValueError(
-            f"checkpoint name must be 1-128 letters, digits, '.', '_' or '-' (starting with a "
-            f"letter or digit), got {name!r}"
-        )
-    return name
+    """Validate a checkpoint name (see `names.COMPONENT_RULE`)."""
+    return check_component("checkpoint name", name)
 
 
 def iso(ts: float) -> str:
@@ -112,7 +108,8 @@ class CheckpointStore:
     # -- training runs ----------------------------------------------------------------------------
 
     def _run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / quote(run_id, safe="")
+        check_component("training_run_id", run_id)
+        return inside(self.root / "runs", self.root / "runs" / quote(run_id, safe=""))
 
     def put_run(self, run_id: str, meta: dict[str, Any]) -> None:
         """Create or update a training run's metadata."""
@@ -122,11 +119,12 @@ class CheckpointStore:
             current = self.get_run(run_id) or {}
             current.update(meta)
             current["training_run_id"] = run_id
-            _write_json(d / "run.json", current)
+            _write_json(inside(d, d / "run.json"), current)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         """A training run's metadata, or None."""
-        f = self._run_dir(run_id) / "run.json"
+        d = self._run_dir(run_id)
+        f = inside(d, d / "run.json")
         if not f.exists():
             return None
         data: dict[str, Any] = json.loads(f.read_text())
@@ -136,7 +134,10 @@ class CheckpointStore:
         """Every training run, newest first."""
         runs = []
         for d in (self.root / "runs").iterdir():
-            meta = self.get_run(unquote(d.name))
+            try:
+                meta = self.get_run(unquote(d.name))
+            except ValueError:  # not a run this server wrote (a stray file, a bad name)
+                continue
             if meta is not None:
                 runs.append(meta)
         runs.sort(key=lambda r: r.get("created_s", 0.0), reverse=True)
@@ -145,7 +146,9 @@ class CheckpointStore:
     # -- checkpoints ------------------------------------------------------------------------------
 
     def _ckpt_dir(self, p: ParsedPath) -> Path:
-        return self._run_dir(p.run_id) / _SEGMENT[p.kind] / p.name
+        check_name(p.name)
+        run = self._run_dir(p.run_id)
+        return inside(run, run / _SEGMENT[p.kind] / p.name)
 
     def save(
         self,
@@ -194,7 +197,8 @@ class CheckpointStore:
     def meta(self, path: str) -> dict[str, Any]:
         """A checkpoint's metadata; StorageError 404 when missing or expired."""
         p = parse_tinker_path(path)
-        f = self._ckpt_dir(p) / "meta.json"
+        d = self._ckpt_dir(p)
+        f = inside(d, d / "meta.json")
         if not f.exists():
             raise StorageError(f"checkpoint not found: {path}", 404)
         record: dict[str, Any] = json.loads(f.read_text())
@@ -208,7 +212,8 @@ class CheckpointStore:
         """A checkpoint's arrays and metadata."""
         record = self.meta(path)
         p = parse_tinker_path(path)
-        with np.load(self._ckpt_dir(p) / "arrays.npz") as npz:
+        d = self._ckpt_dir(p)
+        with np.load(inside(d, d / "arrays.npz"), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         return arrays, record
 
@@ -228,7 +233,7 @@ class CheckpointStore:
                         continue
                     try:
                         out.append(self.meta(f"tinker://{rid}/{seg}/{c.name}"))
-                    except StorageError:
+                    except (StorageError, ValueError):  # expired, or not ours (a bad name)
                         continue
         out.sort(key=lambda r: r.get("created_s", 0.0), reverse=True)
         return out
@@ -246,6 +251,8 @@ class CheckpointStore:
             d = self._ckpt_dir(p)
             if not d.exists():
                 raise StorageError(f"checkpoint not found: {p.tinker_path}", 404)
+            if d.is_symlink() or not d.is_dir():
+                raise StorageError(f"{p.tinker_path} is not a checkpoint folder; refusing it", 400)
             shutil.rmtree(d)
 
     def update(self, run_id: str, checkpoint_id: str, **changes: Any) -> dict[str, Any]:
@@ -254,7 +261,8 @@ class CheckpointStore:
         with self._lock:
             record = self.meta(p.tinker_path)
             record.update(changes)
-            _write_json(self._ckpt_dir(p) / "meta.json", record)
+            d = self._ckpt_dir(p)
+            _write_json(inside(d, d / "meta.json"), record)
             return record
 
     def set_ttl(self, run_id: str, checkpoint_id: str, ttl_seconds: int | None) -> dict[str, Any]:
@@ -275,7 +283,8 @@ class CheckpointStore:
         self.meta(p.tinker_path)
         if name not in ("arrays.npz", "meta.json"):
             raise StorageError(f"no file {name!r} in {p.tinker_path}", 404)
-        return (self._ckpt_dir(p) / name).read_bytes()
+        d = self._ckpt_dir(p)
+        return inside(d, d / name).read_bytes()
 
     def archive(self, run_id: str, checkpoint_id: str) -> bytes:
         """The checkpoint's files as a tar.gz archive."""
@@ -283,8 +292,9 @@ class CheckpointStore:
         self.meta(p.tinker_path)
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            for f in sorted(self._ckpt_dir(p).iterdir()):
-                tar.add(f, arcname=f.name)
+            d = self._ckpt_dir(p)
+            for f in sorted(d.iterdir()):
+                tar.add(inside(d, f), arcname=f.name, recursive=False)
         return buf.getvalue()
 
     def reap_expired(self) -> int:

@@ -11,13 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from tinkex_actors import types
-from tinkex_actors.local.asgi import PROTOBUF, HTTPError, Request
+from tinkex_actors.local.asgi import PROTOBUF, HTTPError, Request, decode_json
 from tinkex_actors.local.model import ForwardResult, LoraModel, ModelDatum
 from tinkex_actors.types import proto
+
+MAX_DATUMS = 1024
+"""Datums per forward / forward_backward request: the protocol's `fwdbwd_max_chunk_len`."""
 
 
 @dataclass
@@ -32,11 +34,16 @@ class ForwardBackwardCall:
     forward_only: bool
 
 
-def read_forward_backward(request: Request, *, forward_only: bool = False) -> ForwardBackwardCall:
-    """Decode a forward_backward (protobuf, maybe zstd) or forward / forward_backward JSON body."""
+def read_forward_backward(
+    request: Request, *, max_size_bytes: int, forward_only: bool = False
+) -> ForwardBackwardCall:
+    """Decode a forward_backward (protobuf, maybe zstd) or forward / forward_backward JSON body.
+
+    A zstd body may inflate to `max_size_bytes` at most (a 400 past that, no zip bombs).
+    """
     body = request.body
     if request.headers.get("content-encoding", "").lower() == "zstd":
-        body = proto.zstd_decompress(body)
+        body = proto.zstd_decompress(body, max_size_bytes)
     if request.content_type == PROTOBUF:
         msg = proto.decode_forward_backward_request(body)
         fbi = msg.forward_backward_input
@@ -48,7 +55,7 @@ def read_forward_backward(request: Request, *, forward_only: bool = False) -> Fo
             dict(fbi.loss_fn_config or {}) or None,
             msg.forward_only or forward_only,
         )
-    data = msgspec.json.decode(body) if body else {}
+    data = decode_json(body)
     if not isinstance(data, dict):
         raise HTTPError(400, "request body must be a JSON object")
     key = "forward_input" if "forward_input" in data else "forward_backward_input"
@@ -94,6 +101,12 @@ def model_datums(data: list[types.Datum], vocab_size: int) -> list[ModelDatum]:
     """Datums as the model's plain arrays; a 400 naming the datum when one is malformed."""
     if not data:
         raise HTTPError(400, "field 'data' is empty; send at least one Datum")
+    if len(data) > MAX_DATUMS:
+        raise HTTPError(
+            400,
+            f"field 'data' holds {len(data)} datums; send at most {MAX_DATUMS} per request "
+            "(the protocol's fwdbwd_max_chunk_len) and split the rest",
+        )
     out = []
     for i, datum in enumerate(data):
         try:
@@ -180,3 +193,23 @@ def check_prompt(prompt: np.ndarray, vocab_size: int) -> None:
     if prompt.size == 0:
         raise HTTPError(400, "field 'prompt' has no tokens; send at least one")
     _check_ids(prompt, vocab_size, "prompt tokens")
+
+
+def check_sample_lengths(
+    prompt: np.ndarray, request: types.SampleRequest, max_seq_len: int
+) -> None:
+    """A 400 when the prompt, or the prompt with `max_tokens`, outgrows the model."""
+    if prompt.size > max_seq_len:
+        raise HTTPError(
+            400,
+            f"prompt has {prompt.size} tokens, more than the model's {max_seq_len}; shorten it",
+        )
+    max_tokens = request.sampling_params.max_tokens
+    if max_tokens is not None and prompt.size + max_tokens > max_seq_len:
+        raise HTTPError(
+            400,
+            f"sampling_params.max_tokens = {max_tokens} does not fit: the {prompt.size}-token "
+            f"prompt leaves room for {max_seq_len - prompt.size}; lower max_tokens",
+        )
+    if not 1 <= request.num_samples <= 1024:
+        raise HTTPError(400, f"num_samples = {request.num_samples} must be in 1..1024")

@@ -6,7 +6,7 @@
 With no API key, no base URL and no `TINKER_*` environment, it starts the embedded server on
 loopback and says so once in the log. The tree (DESIGN.md section 3):
 
-    ServiceSupervisor (rest_for_one)
+    ServiceSupervisor (one_for_one)
     ├── SessionManager          heartbeats every session on its own timer
     ├── PollerPool              a fixed pool of Poller actors (a supervisor of its own)
     └── TrainingClients         DynamicSupervisor: one TrainingClientActor per model
@@ -258,7 +258,11 @@ class ServiceClient:
             self.supervisor: ActorRef[Any] = _ServiceSupervisor.start(
                 self._child_specs(),
                 self._on_tree_exit,
-                strategy="rest_for_one",
+                # one_for_one: the children share state through the ServiceClient (session
+                # table, poller pool, registry), not through each other's actors, so a crashed
+                # SessionManager must not take the client actors down with it (a restarted
+                # DynamicSupervisor would come back without its children).
+                strategy="one_for_one",
                 registry=self.registry,
                 max_restarts=10,
                 max_seconds=10.0,

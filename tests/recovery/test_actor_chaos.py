@@ -1,4 +1,4 @@
-"""Chaos profile (d): TrainingClient and Poller actors killed mid-run.
+"""Chaos profile (d): TrainingClient, Poller and SessionManager actors killed mid-run.
 
 Each kill goes through the supervisors API (`supervisors.kill`, an untrappable exit) at a
 random step of a run with recovery on; the supervisors restart the actors with their state.
@@ -26,16 +26,14 @@ from .conftest import KEY, batch
 
 WAIT_S = 60.0
 ADAM = types.AdamParams(learning_rate=1e-2)
-VICTIMS = ("training_client", "poller")
-# Not the SessionManager yet: under the service's rest_for_one tree its restart also restarts
-# the poller pool (in-flight polls fail with PollerStoppedError) and the training_clients
-# DynamicSupervisor, which comes back without its children, so every later call of a handle
-# fails with ActorDeadError after 10 s.
+VICTIMS = ("training_client", "poller", "session_manager")
 
 
 def _victim(service: ServiceClient, model_id: str, kind: str) -> Any:
     if kind == "training_client":
         return service.registry.whereis(("training", model_id))
+    if kind == "session_manager":
+        return service.registry.whereis("session_manager")
     assert service.pollers.supervisor is not None
     children = [c.ref for c in which_children(service.pollers.supervisor) if c.ref is not None]
     return children[0]

@@ -51,7 +51,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         yield {
             **os.environ,
             "TINKER_BASE_URL": server.url,
-            "TINKER_API_KEY": "tml-" + "0" * 40,
+            "TINKER_API_KEY": server.api_key,
             "HF_HUB_CACHE": str(cache),
             "HF_HUB_OFFLINE": "1",
             "WANDB_MODE": "disabled",

@@ -39,6 +39,8 @@ from tinkex_actors.lib.public_interfaces import (
     APIFuture,
     BackcompatSamplingClientFuture,
     BackcompatTrainingClientFuture,
+    LossHandle,
+    PerDatumLossFn,
 )
 from tinkex_actors.queue_state import QueueState, QueueStateObserver
 from tinkex_actors.recovery_log import RecoveryPolicy
@@ -114,6 +116,7 @@ __all__ = [
     "ImageChunk",
     "InternalServerError",
     "LoraConfig",
+    "LossHandle",
     "ModelID",
     "ModelInput",
     "ModelInputChunk",
@@ -122,6 +125,7 @@ __all__ = [
     "OptimStepRequest",
     "OptimStepResponse",
     "ParsedCheckpointTinkerPath",
+    "PerDatumLossFn",
     "PermissionDeniedError",
     "PromptProvenanceSpan",
     "QueueState",

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONSOLE_BASE_URL",
     "LossHandle",
+    "PerDatumLossFn",
     "SessionTelemetry",
     "check_input_ranks",
     "check_optim_params",
@@ -149,6 +150,10 @@ class SessionTelemetry:
 
 Telemetry = SessionTelemetry
 """The official name of the same class (`get_telemetry()`'s return type)."""
+
+PerDatumLossFn = Callable[..., tuple[Any, Mapping[str, Any]]]
+"""A per-datum custom loss, as officially: `(logprobs, *inputs) -> (loss, metrics)`, each a
+torch tensor (typed `Any` here: torch is an optional dependency)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,7 @@ import sys
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+from tinkex_actors.client_extras import LossHandle, PerDatumLossFn
 from tinkex_actors.futures import Future
 from tinkex_actors.rest import RestClient
 from tinkex_actors.sampling import SamplingClient
@@ -20,6 +21,8 @@ __all__ = [
     "APIFuture",
     "BackcompatSamplingClientFuture",
     "BackcompatTrainingClientFuture",
+    "LossHandle",
+    "PerDatumLossFn",
     "RestClient",
     "SamplingClient",
     "ServiceClient",
@@ -37,6 +40,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "api_future": ("APIFuture",),
     "backcompat_sampling_client_future": ("BackcompatSamplingClientFuture",),
     "backcompat_training_client_future": ("BackcompatTrainingClientFuture",),
+    "custom_loss": ("LossHandle", "PerDatumLossFn"),
     "rest_client": ("RestClient",),
     "sampling_client": ("SamplingClient",),
     "service_client": ("ServiceClient",),

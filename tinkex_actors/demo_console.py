@@ -81,9 +81,9 @@ class Console:
         if server_dir is not None:
             self.say(f"  stored in    {server_dir}")
             self.say("  browse them: tinkex-actors serve --data-dir "
-                     f"{shlex.quote(str(server_dir))}")
-            self.say("         then: tinkex-actors checkpoint list --run-id "
-                     f"{model_id} --base-url http://127.0.0.1:8765")
+                     f"{shlex.quote(str(server_dir))}   (it prints its key)")
+            self.say("         then: TINKER_API_KEY=<that key> tinkex-actors checkpoint list "
+                     f"--run-id {model_id} --base-url http://127.0.0.1:8765")
         else:
             self.say(f"  browse them: tinkex-actors checkpoint list --run-id {model_id}")
         self.say(f"  redraw:      tinkex-actors plot {shlex.quote(str(output_dir))}")

@@ -236,21 +236,6 @@ APPLICATIONS = ("tinkex_actors.cli", "tinkex_actors.demo")
 
 ALLOWED: dict[str, str] = {
     # Each line: a violation found today, and why it stays until its module is reworked.
-    **{
-        f"private module of another package: tinkex_actors.{importer} -> supervisors._logging": (
-            "import supervisors.library_logging instead (the file was being reworked elsewhere)"
-        )
-        for importer in (
-            "backpressure", "fleet._process", "fleet.pool", "fleet.worker", "futures",
-            "local.asgi", "local.engine", "local.server", "local.service", "logs", "poller",
-            "queue_state", "rest", "sampling", "service", "session", "telemetry",
-            "telemetry_reporter", "training", "transport",
-            # modules of work merged after this list was written (outage gate, recovery)
-            "orphans", "server_health", "recovery", "recovery_training",
-        )
-    },
-    "private name of another module: tinkex_actors.recovery_training imports "
-    "tinkex_actors.training._check_name": "give training.py a public name",
     "import cycle: tinkex_actors.recovery -> tinkex_actors.recovery_sampling -> "
     "tinkex_actors.recovery": "its halves name SessionRecovery for typing",
     "import cycle: tinkex_actors.recovery -> tinkex_actors.recovery_training -> "
@@ -309,8 +294,6 @@ ALLOWED: dict[str, str] = {
     "client imports the server: tinkex_actors.tokenizer -> tinkex_actors.local.tokenizer": (
         "the byte tokenizer is needed by client and server alike"
     ),
-    "private name of another module: tinkex_actors.fleet.pool imports "
-    "tinkex_actors.sampling._parse_handle": "switch fleet/pool.py to sampling.parse_handle",
     "import cycle: tinkex_actors.demo -> tinkex_actors.demo_rl -> tinkex_actors.demo": (
         "demo.py holds shared helpers and the dispatcher; split the helpers out"
     ),

@@ -44,7 +44,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import Final, Protocol
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.config import ClientFlags
 from tinkex_actors.types import (
     DmelChunk,

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final, Generic, TypeVar
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.errors import TinkerError
 from tinkex_actors.types import ForwardBackwardOutput
 

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from supervisors._logging import LEVELS
+from supervisors.library_logging import LEVELS
 from tinkex_actors.errors import scrub_secrets
 
 __all__ = ["LEVELS", "configure_logging", "resolve_level"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIStatusError
 from tinkex_actors.poller import PollerPool, PollSpec

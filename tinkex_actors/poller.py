@@ -63,7 +63,7 @@ from pykka import ActorDeadError, ActorRef
 
 from supervisors import ChildSpec, ExitReason, Process, Registry, Supervisor
 from supervisors import stop as stop_process
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors import telemetry
 from tinkex_actors._http_messages import PROTOBUF_CONTENT_TYPE, HttpRequest, HttpResponse
 from tinkex_actors.config import PoolKind

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Final, Literal, Protocol, runtime_checkable
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors import telemetry
 from tinkex_actors.types import QueueState
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from supervisors import terminate_child
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.errors import ClientClosedError, RecoveryFailedError
 from tinkex_actors.recovery_log import RecoveryPolicy
 from tinkex_actors.recovery_sampling import RecoverableSamplingClient, SampleCall

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors import types
 from tinkex_actors.errors import (
     APIConnectionError,
@@ -30,9 +30,9 @@ from tinkex_actors.recovery_log import Op, OpKind, OpLog
 from tinkex_actors.rest import RestClient
 from tinkex_actors.training import (
     TrainingClient,
-    _check_name,
     check_data,
     check_loss,
+    check_name,
     estimate_bytes,
 )
 
@@ -169,14 +169,14 @@ class RecoverableTrainingClient(TrainingClient):
         user_metadata: dict[str, str] | None = None,
     ) -> Future[types.SaveWeightsResponse]:
         """Save weights and optimizer state (right after an optim_step, also a checkpoint)."""
-        _check_name(name)
+        check_name(name)
         return self._call("save", "save_state", (name, ttl_seconds, overwrite, user_metadata), 0)
 
     def save_weights_for_sampler(
         self, name: str, ttl_seconds: int | None = None, user_metadata: dict[str, str] | None = None
     ) -> Future[types.SaveWeightsForSamplerResponse]:
         """Save sampler weights (recorded)."""
-        _check_name(name)
+        check_name(name)
         return self._call(
             "op", "save_weights_for_sampler", (name, ttl_seconds, user_metadata), 0
         )

@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import quote, urljoin
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.config import Config, PoolKind
 from tinkex_actors.errors import APIResponseValidationError, APIStatusError
 from tinkex_actors.futures import Future

@@ -30,7 +30,7 @@ import msgspec
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import Normal, Process, Shutdown, SupervisedRef
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly

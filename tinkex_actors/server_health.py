@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.config import INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S
 from tinkex_actors.errors import ConnectionLostError, SessionExpiredError
 

@@ -44,7 +44,7 @@ from supervisors import (
     start_child,
 )
 from supervisors import stop as stop_process
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from supervisors.timers import TimerService
 from tinkex_actors import types
 from tinkex_actors._loop_thread import run_at_exit

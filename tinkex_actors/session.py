@@ -24,7 +24,7 @@ import msgspec
 from pykka import ActorRef
 
 from supervisors import Process
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors._version import __version__

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 
 __all__ = [
     "ALL_EVENTS",

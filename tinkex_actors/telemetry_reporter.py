@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from supervisors import Process
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import telemetry, types
 from tinkex_actors._actors import tell_quietly

@@ -30,7 +30,7 @@ import numpy as np
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import Normal, Process, Shutdown, SupervisedRef
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors._http_messages import unique_key
@@ -1068,6 +1068,9 @@ def _check_name(name: object) -> None:
         raise ValueError(
             f"name={name!r} is not a valid checkpoint name; use letters, digits, '.', '_' or '-'"
         )
+
+
+check_name = _check_name  # the public name for other modules (no private imports)
 
 
 RequestKind = Literal["forward", "forward_backward"]

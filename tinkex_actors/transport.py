@@ -55,7 +55,7 @@ from typing import Any, Final
 import aiohttp
 import httpx
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors._aiohttp_wire import AiohttpWire, HttpxWire
 from tinkex_actors._http_messages import (
     API_PREFIX,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from multiprocessing.managers import BaseManager
 from typing import Any, Final
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.fleet.coordinator import FleetCoordinator
 from tinkex_actors.fleet.worker import FleetWorker, Secret
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar
 
 from supervisors import REACHED_MAX_RESTART_INTENSITY, ChildSpec, Process
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors.fleet.worker import Secret
 
@@ -92,9 +92,9 @@ class RolloutFleet(Generic[T, R]):
         if not callable(rollout):
             raise TypeError("rollout must be a function rollout(sampler, item) -> result")
         handle = sampler if isinstance(sampler, str) else sampler.get_sampler_handle()
-        from tinkex_actors.sampling import _parse_handle
+        from tinkex_actors.sampling import parse_handle
 
-        _parse_handle(handle)  # a clear error now, not in every worker
+        parse_handle(handle)  # a clear error now, not in every worker
         self._handle = handle
         self._rollout = rollout
         self.backend_name: Backend = backend

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, Final
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.backpressure import (
     DispatchBudget,
     SampleRateLimiter,

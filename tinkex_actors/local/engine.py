@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.local.faults import FaultPlan
 from tinkex_actors.local.futures import FutureStore
 from tinkex_actors.local.model import LoraModel

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors.local.asgi import App, Router
 from tinkex_actors.local.faults import FaultPlan
 from tinkex_actors.local.futures import FutureStore

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisors._logging import get_logger
+from supervisors.library_logging import get_logger
 from tinkex_actors import types
 from tinkex_actors.local import wire
 from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisors.testing import stop_everything_and_check_threads
+from tests._leaks import leak_check as leak_check  # the shared autouse fixture
 from tinkex_actors import types
 from tinkex_actors.demo_data import example_pairs, supervised_datum
 
@@ -25,15 +25,6 @@ KEY = "tml-recovery-tests-key"
 START_WAIT_S = 60.0
 
 
-@pytest.fixture(autouse=True)
-def leak_check() -> Iterator[None]:
-    """Fail a test that leaves an actor or a client thread alive."""
-    before = set(threading.enumerate())
-    yield
-    server_threads = {t for t in threading.enumerate() if t.name.startswith("tinkex-local")}
-    leaked = stop_everything_and_check_threads(before | server_threads)
-    if leaked:
-        pytest.fail(f"threads left alive after the test: {[t.name for t in leaked]}")
 
 
 def batch(count: int = 4, seed: int = 0) -> list[types.Datum]:

@@ -44,6 +44,7 @@ from tinkex_actors.lib.public_interfaces import (
 )
 from tinkex_actors.queue_state import QueueState, QueueStateObserver
 from tinkex_actors.recovery_log import RecoveryPolicy
+from tinkex_actors.request_options import RequestOptions
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import RetryPolicy
 from tinkex_actors.sampling import SamplingClient
@@ -133,6 +134,7 @@ __all__ = [
     "RateLimitError",
     "RecoveryPolicy",
     "RequestFailedError",
+    "RequestOptions",
     "RestClient",
     "RetryPolicy",
     "SampleRequest",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from httpx import Timeout
 
-from tinkex_actors import errors, lib, telemetry, types
+from tinkex_actors import auth, errors, lib, telemetry, types
 from tinkex_actors._version import __version__
 from tinkex_actors.config import Config
 from tinkex_actors.errors import (
@@ -154,6 +154,7 @@ __all__ = [
     "UnprocessableEntityError",
     "__title__",
     "__version__",
+    "auth",
     "errors",
     "lib",
     "telemetry",

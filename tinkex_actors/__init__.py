@@ -36,6 +36,7 @@ from tinkex_actors.errors import (
 from tinkex_actors.futures import CancelledError, Future, FutureTimeoutError
 from tinkex_actors.lib.experimental import ExperimentalWarning
 from tinkex_actors.lib.public_interfaces import (
+    AdminClient,
     APIFuture,
     BackcompatSamplingClientFuture,
     BackcompatTrainingClientFuture,
@@ -94,6 +95,7 @@ __all__ = [
     "APITimeoutError",
     "AdamOptimizerConfig",
     "AdamParams",
+    "AdminClient",
     "AuthenticationError",
     "BackcompatSamplingClientFuture",
     "BackcompatTrainingClientFuture",

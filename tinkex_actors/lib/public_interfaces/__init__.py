@@ -10,6 +10,7 @@ import sys
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+from tinkex_actors.admin import AdminClient
 from tinkex_actors.client_extras import LossHandle, PerDatumLossFn
 from tinkex_actors.futures import Future
 from tinkex_actors.rest import RestClient
@@ -19,6 +20,7 @@ from tinkex_actors.training import TrainingClient
 
 __all__ = [
     "APIFuture",
+    "AdminClient",
     "BackcompatSamplingClientFuture",
     "BackcompatTrainingClientFuture",
     "LossHandle",
@@ -37,6 +39,7 @@ BackcompatSamplingClientFuture = ClientFuture
 
 # One official module per class: (module, names it defines that we have).
 _MODULES: dict[str, tuple[str, ...]] = {
+    "admin_client": ("AdminClient",),
     "api_future": ("APIFuture",),
     "backcompat_sampling_client_future": ("BackcompatSamplingClientFuture",),
     "backcompat_training_client_future": ("BackcompatTrainingClientFuture",),

@@ -83,3 +83,21 @@ class TestChunkByteHooks:
         """validate_data on a non-base64 str raises ValueError naming the field."""
         with pytest.raises(ValueError, match=r"ImageChunk\.data"):
             types.ImageChunk.validate_data("not base64!")
+
+
+class TestOfficialFutureNames:
+    def test_real_futures_are_instances_of_the_official_future_classes(
+        self, service: ServiceClient, trainer: TrainingClient
+    ) -> None:
+        """Call futures are AwaitableConcurrentFuture; creation futures BackcompatClientFuture."""
+        from tinkex_actors.lib.public_interfaces.api_future import AwaitableConcurrentFuture
+        from tinkex_actors.lib.public_interfaces.backcompat_client_future import (
+            BackcompatClientFuture,
+        )
+
+        saved = trainer.save_state("aliases")
+        assert isinstance(saved, AwaitableConcurrentFuture)
+        assert saved.result(WAIT_S).path.endswith("/weights/aliases")
+        pending = service.create_sampling_client(base_model=BASE)
+        assert isinstance(pending, BackcompatClientFuture)
+        assert pending.result(WAIT_S).get_base_model() == BASE

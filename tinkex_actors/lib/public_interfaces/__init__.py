@@ -21,6 +21,7 @@ from tinkex_actors.training import TrainingClient
 __all__ = [
     "APIFuture",
     "AdminClient",
+    "AwaitableConcurrentFuture",
     "BackcompatSamplingClientFuture",
     "BackcompatTrainingClientFuture",
     "LossHandle",
@@ -34,13 +35,17 @@ __all__ = [
 # Every future we return is a `Future`; a creation method's future of a client is a
 # `ClientFuture`, usable as the client itself (the official back-compat futures).
 APIFuture = Future
+# Official: APIFuture's implementation over a concurrent future; ours is that one class.
+AwaitableConcurrentFuture = Future
 BackcompatTrainingClientFuture = ClientFuture
 BackcompatSamplingClientFuture = ClientFuture
+BackcompatClientFuture = ClientFuture  # their official common base
 
 # One official module per class: (module, names it defines that we have).
 _MODULES: dict[str, tuple[str, ...]] = {
     "admin_client": ("AdminClient",),
-    "api_future": ("APIFuture",),
+    "api_future": ("APIFuture", "AwaitableConcurrentFuture"),
+    "backcompat_client_future": ("BackcompatClientFuture",),
     "backcompat_sampling_client_future": ("BackcompatSamplingClientFuture",),
     "backcompat_training_client_future": ("BackcompatTrainingClientFuture",),
     "custom_loss": ("LossHandle", "PerDatumLossFn"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from httpx import Timeout
 
-from tinkex_actors import errors, lib, telemetry, types
+from tinkex_actors import auth, errors, lib, telemetry, types
 from tinkex_actors._version import __version__
 from tinkex_actors.config import Config
 from tinkex_actors.errors import (
@@ -36,6 +36,7 @@ from tinkex_actors.errors import (
 from tinkex_actors.futures import CancelledError, Future, FutureTimeoutError
 from tinkex_actors.lib.experimental import ExperimentalWarning
 from tinkex_actors.lib.public_interfaces import (
+    AdminClient,
     APIFuture,
     BackcompatSamplingClientFuture,
     BackcompatTrainingClientFuture,
@@ -44,6 +45,7 @@ from tinkex_actors.lib.public_interfaces import (
 )
 from tinkex_actors.queue_state import QueueState, QueueStateObserver
 from tinkex_actors.recovery_log import RecoveryPolicy
+from tinkex_actors.request_options import RequestOptions
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import RetryPolicy
 from tinkex_actors.sampling import SamplingClient
@@ -93,6 +95,7 @@ __all__ = [
     "APITimeoutError",
     "AdamOptimizerConfig",
     "AdamParams",
+    "AdminClient",
     "AuthenticationError",
     "BackcompatSamplingClientFuture",
     "BackcompatTrainingClientFuture",
@@ -133,6 +136,7 @@ __all__ = [
     "RateLimitError",
     "RecoveryPolicy",
     "RequestFailedError",
+    "RequestOptions",
     "RestClient",
     "RetryPolicy",
     "SampleRequest",
@@ -152,6 +156,7 @@ __all__ = [
     "UnprocessableEntityError",
     "__title__",
     "__version__",
+    "auth",
     "errors",
     "lib",
     "telemetry",

@@ -211,6 +211,15 @@ class ImageChunk(TypeTagged, frozen=True, tag="image"):
         msgspec.structs.force_setattr(self, "data", _decode_b64(self.data, "ImageChunk.data"))
         _check_image("ImageChunk", self.format, self.expected_tokens)
 
+    @classmethod
+    def validate_data(cls, value: bytes | str) -> bytes:
+        """`data` as bytes: a str is decoded from base64 (as the official validator does)."""
+        return _decode_b64(value, "ImageChunk.data")
+
+    def serialize_data(self, value: bytes) -> str:
+        """`value` as the base64 text `data` has on the JSON wire."""
+        return base64.b64encode(value).decode("ascii")
+
     @property
     def length(self) -> int:
         """The advisory token count; raises if `expected_tokens` is not set."""
@@ -273,6 +282,15 @@ class DmelChunk(TypeTagged, frozen=True, tag="dmel"):
 
     def __post_init__(self) -> None:
         msgspec.structs.force_setattr(self, "dmel", _decode_b64(self.dmel, "DmelChunk.dmel"))
+
+    @classmethod
+    def validate_dmel(cls, value: bytes | str) -> bytes:
+        """`dmel` as bytes: a str is decoded from base64 (as the official validator does)."""
+        return _decode_b64(value, "DmelChunk.dmel")
+
+    def serialize_dmel(self, value: bytes) -> str:
+        """`value` as the base64 text `dmel` has on the JSON wire."""
+        return base64.b64encode(value).decode("ascii")
 
     @property
     def length(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypeAlias
 
 from ._base import Metrics, TypeTagged, WireStruct, coerce_floats, float_dict, sent
+from ._console import checkpoint_console_url, checkpoint_playground_url
 from ._futures import RequestFailedResponse, TryAgainResponse
 from ._training import AdamParams, ForwardBackwardInput, ForwardBackwardOutput, LoraConfig
 
@@ -328,6 +329,10 @@ class SaveWeightsResponse(WireStruct, frozen=True):
     path: str
     type: Literal["save_weights"] | None = None
 
+    def get_console_url(self) -> str:
+        """The official console page of this checkpoint (ValueError if `path` is malformed)."""
+        return checkpoint_console_url(self.path)
+
 
 class SaveWeightsForSamplerRequest(WireStruct, frozen=True):
     """`POST save_weights_for_sampler`: weights a sampler can load (or an ephemeral one)."""
@@ -355,6 +360,14 @@ class SaveWeightsForSamplerResponse(WireStruct, frozen=True):
 
     path: str
     type: Literal["save_weights_for_sampler"] | None = None
+
+    def get_console_url(self) -> str:
+        """The official console page of this sampler checkpoint (ValueError if malformed)."""
+        return checkpoint_console_url(self.path)
+
+    def get_playground_url(self) -> str:
+        """The official console playground opened on this checkpoint."""
+        return checkpoint_playground_url(self.path)
 
 
 class SaveWeightsForSamplerResponseInternal(WireStruct, frozen=True):

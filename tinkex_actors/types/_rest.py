@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Literal, TypeAlias
 
 from ._base import WireStruct, sent
+from ._console import split_tinker_path
 from ._requests import ModelID
 
 __all__ = [
@@ -60,21 +61,12 @@ class ParsedCheckpointTinkerPath(WireStruct, frozen=True):
     @classmethod
     def from_tinker_path(cls, tinker_path: str) -> ParsedCheckpointTinkerPath:
         """Parse a tinker path; raises ValueError naming the path when it is malformed."""
-        parts = tinker_path.removeprefix("tinker://").split("/")
-        if (
-            not tinker_path.startswith("tinker://")
-            or len(parts) != 3
-            or parts[1] not in _SEGMENT_TYPES
-        ):
-            raise ValueError(
-                f"Invalid tinker path: {tinker_path!r}; expected "
-                "tinker://<run_id>/<weights|sampler_weights|external_weights>/<name>"
-            )
+        run_id, segment, name = split_tinker_path(tinker_path)
         return cls(
             tinker_path=tinker_path,
-            training_run_id=parts[0],
-            checkpoint_type=_SEGMENT_TYPES[parts[1]],
-            checkpoint_id="/".join(parts[1:]),
+            training_run_id=run_id,
+            checkpoint_type=_SEGMENT_TYPES[segment],
+            checkpoint_id=f"{segment}/{name}",
         )
 
 

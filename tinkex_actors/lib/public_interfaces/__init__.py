@@ -10,6 +10,7 @@ import sys
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+from tinkex_actors.admin import AdminClient
 from tinkex_actors.client_extras import LossHandle, PerDatumLossFn
 from tinkex_actors.futures import Future
 from tinkex_actors.rest import RestClient
@@ -19,6 +20,8 @@ from tinkex_actors.training import TrainingClient
 
 __all__ = [
     "APIFuture",
+    "AdminClient",
+    "AwaitableConcurrentFuture",
     "BackcompatSamplingClientFuture",
     "BackcompatTrainingClientFuture",
     "LossHandle",
@@ -32,12 +35,17 @@ __all__ = [
 # Every future we return is a `Future`; a creation method's future of a client is a
 # `ClientFuture`, usable as the client itself (the official back-compat futures).
 APIFuture = Future
+# Official: APIFuture's implementation over a concurrent future; ours is that one class.
+AwaitableConcurrentFuture = Future
 BackcompatTrainingClientFuture = ClientFuture
 BackcompatSamplingClientFuture = ClientFuture
+BackcompatClientFuture = ClientFuture  # their official common base
 
 # One official module per class: (module, names it defines that we have).
 _MODULES: dict[str, tuple[str, ...]] = {
-    "api_future": ("APIFuture",),
+    "admin_client": ("AdminClient",),
+    "api_future": ("APIFuture", "AwaitableConcurrentFuture"),
+    "backcompat_client_future": ("BackcompatClientFuture",),
     "backcompat_sampling_client_future": ("BackcompatSamplingClientFuture",),
     "backcompat_training_client_future": ("BackcompatTrainingClientFuture",),
     "custom_loss": ("LossHandle", "PerDatumLossFn"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tinkex_actors import types
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from tinkex_actors.futures import Future
 
 __all__ = [
-    "CONSOLE_BASE_URL",
     "LossHandle",
     "PerDatumLossFn",
     "SessionTelemetry",
@@ -34,15 +33,13 @@ __all__ = [
     "user_error_data",
 ]
 
-CONSOLE_BASE_URL: Final = "https://tinker.thinkingmachines.ai"
-"""Where the official console lives (the embedded server has none: its URLs lead nowhere)."""
 
 
 def console_url(kind: str, ident: str | None = None) -> str:
     """The console page of a session or training run (`kind` "sessions" / "training_runs")."""
     if ident is None:
-        return f"{CONSOLE_BASE_URL}/{kind}"
-    return f"{CONSOLE_BASE_URL}/{kind}/{quote(ident, safe=':')}"
+        return f"{types.CONSOLE_BASE_URL}/{kind}"
+    return f"{types.CONSOLE_BASE_URL}/{kind}/{quote(ident, safe=':')}"
 
 
 def check_optimizer(optimizer: object) -> None:

@@ -269,6 +269,20 @@ def with_base_model(
     return dataclasses.replace(options, base_model=name)
 
 
+def open_trainer(
+    service: tx.ServiceClient, options: DemoOptions, resume_from: Mapping[str, Any] | None
+) -> tx.TrainingClient:
+    """The run's TrainingClient: resumed from a checkpoint with its optimizer, or a new LoRA."""
+    if resume_from is not None:
+        return service.create_training_client_from_state_with_optimizer(
+            resume_from["path"]
+        ).result(WAIT_S)
+    assert options.base_model is not None
+    return service.create_lora_training_client(
+        options.base_model, rank=options.rank, seed=options.seed
+    ).result(WAIT_S)
+
+
 def batch_of(
     pairs: list[tuple[str, str]], seed: int, step: int, size: int
 ) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ from tinkex_actors.demo import (
     DemoOptions,
     batch_of,
     open_service,
+    open_trainer,
     stop_on_sigint,
     with_base_model,
 )
@@ -173,15 +174,9 @@ def run_rl(
     with stop_on_sigint(stop), open_service(options) as (service, server_dir):
         options = with_base_model(options, service, out.say)
         assert options.base_model is not None
+        trainer = open_trainer(service, options, resume_from)
         if resume_from is not None:
-            trainer = service.create_training_client_from_state_with_optimizer(
-                resume_from["path"]
-            ).result(WAIT_S)
             out.say(f"resumed {resume_from['path']} at RL step {first_step}")
-        else:
-            trainer = service.create_lora_training_client(
-                options.base_model, rank=options.rank, seed=options.seed
-            ).result(WAIT_S)
         model_id = trainer.model_id
         out.say(
             f"RL: model {model_id}  base {options.base_model}  {options.batch_size} prompts x "

@@ -23,6 +23,7 @@ from tinkex_actors.demo import (
     batch_of,
     greedy,
     open_service,
+    open_trainer,
     stop_on_sigint,
     with_base_model,
 )
@@ -89,15 +90,9 @@ def run_supervised(
     with stop_on_sigint(stop), open_service(options) as (service, server_dir):
         options = with_base_model(options, service, out.say)
         assert options.base_model is not None
+        trainer = open_trainer(service, options, resume_from)
         if resume_from is not None:
-            trainer = service.create_training_client_from_state_with_optimizer(
-                resume_from["path"]
-            ).result(WAIT_S)
             out.say(f"resumed {resume_from['path']} at step {first_step} (with optimizer state)")
-        else:
-            trainer = service.create_lora_training_client(
-                options.base_model, rank=options.rank, seed=options.seed
-            ).result(WAIT_S)
         facts.update(model_id=trainer.model_id, base_model=options.base_model)
         out.say(
             f"model {trainer.model_id}  base {options.base_model}  rank {options.rank}  "

@@ -129,10 +129,7 @@ class RecoverableTrainingClient(TrainingClient):
         loss_fn_config: Mapping[str, Any] | None = None,
     ) -> Future[types.ForwardBackwardOutput]:
         """Compute the loss and per-datum outputs without accumulating gradients (recorded)."""
-        items = check_data(data)
-        check_loss(loss_fn, loss_fn_config)
-        size = sum(estimate_bytes(d) for d in items)
-        return self._call("op", "forward", (items, loss_fn, loss_fn_config), size)
+        return self._record_pass("forward", data, loss_fn, loss_fn_config)
 
     def forward_backward(
         self,
@@ -141,10 +138,20 @@ class RecoverableTrainingClient(TrainingClient):
         loss_fn_config: Mapping[str, Any] | None = None,
     ) -> Future[types.ForwardBackwardOutput]:
         """Compute the loss and accumulate its gradients (recorded for replay)."""
+        return self._record_pass("forward_backward", data, loss_fn, loss_fn_config)
+
+    def _record_pass(
+        self,
+        method: str,
+        data: Sequence[types.Datum],
+        loss_fn: str,
+        loss_fn_config: Mapping[str, Any] | None,
+    ) -> Future[types.ForwardBackwardOutput]:
+        """Check a forward(_backward) call as the plain client does, then record and send it."""
         items = check_data(data)
         check_loss(loss_fn, loss_fn_config)
         size = sum(estimate_bytes(d) for d in items)
-        return self._call("op", "forward_backward", (items, loss_fn, loss_fn_config), size)
+        return self._call("op", method, (items, loss_fn, loss_fn_config), size)
 
     def optim_step(
         self,

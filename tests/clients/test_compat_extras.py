@@ -4,37 +4,15 @@ chunk byte hooks (issue 15)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import msgspec
 import pytest
 import tinker
 
+from tests.clients._live import BASE, WAIT_S
 from tinkex_actors import types
-from tinkex_actors.local import LocalServer, ServerSettings
 from tinkex_actors.service import ServiceClient
 from tinkex_actors.training import TrainingClient
-
-WAIT_S = 60.0
-KEY = "tml-compat-extras-tests"
-BASE = "tiny-byte-lm"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer(api_key=KEY, settings=ServerSettings(long_poll_timeout_s=1.0)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def service(server: LocalServer) -> Iterator[ServiceClient]:
-    with ServiceClient(base_url=server.url, api_key=KEY) as sc:
-        yield sc
-
-
-@pytest.fixture
-def trainer(service: ServiceClient) -> TrainingClient:
-    return service.create_lora_training_client(BASE, rank=4, seed=3).result(WAIT_S)
 
 
 class TestCheckpointLinks:

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import structlog
 
+from tests.clients._live import BASE, KEY, WAIT_S
 from tests.clients._recorder import recording
 from tinkex_actors import types
 from tinkex_actors.client_extras import LossHandle
 from tinkex_actors.errors import BadRequestError, NotFoundError
-from tinkex_actors.local import LocalServer, ServerSettings
+from tinkex_actors.local import LocalServer
 from tinkex_actors.queue_state import QueueState
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import RetryPolicy
@@ -24,29 +24,11 @@ from tinkex_actors.sampling import SamplingClient
 from tinkex_actors.service import ServiceClient
 from tinkex_actors.training import TrainingClient
 
-WAIT_S = 60.0
-KEY = "tml-official-surface-tests"
-BASE = "tiny-byte-lm"
 TEXT = list(b"hi -> ih\n")
 PROMPT = types.ModelInput.from_ints(list(b"hi -> "))
 GREEDY = types.SamplingParams(max_tokens=4, temperature=0.0, seed=1)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[LocalServer]:
-    with LocalServer(api_key=KEY, settings=ServerSettings(long_poll_timeout_s=1.0)) as srv:
-        yield srv
-
-
-@pytest.fixture
-def service(server: LocalServer) -> Iterator[ServiceClient]:
-    with ServiceClient(base_url=server.url, api_key=KEY) as sc:
-        yield sc
-
-
-@pytest.fixture
-def trainer(service: ServiceClient) -> TrainingClient:
-    return service.create_lora_training_client(BASE, rank=4, seed=3).result(WAIT_S)
 
 
 def datum() -> types.Datum:

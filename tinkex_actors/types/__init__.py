@@ -46,6 +46,7 @@ from ._config import (
     ClientConfigResponse,
     ClientDynamicConfigResponse,
 )
+from ._console import CONSOLE_BASE_URL
 from ._custom_loss import (
     CreateCustomLossRequest,
     CreateCustomLossResponse,
@@ -218,6 +219,7 @@ from ._training import (
 )
 
 __all__ = [
+    "CONSOLE_BASE_URL",
     "AccessibleSearchOwner",
     "ActiveSessionStatusQuery",
     "AdamOptimizerConfig",

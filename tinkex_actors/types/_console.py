@@ -23,7 +23,7 @@ CHECKPOINT_SEGMENTS: Final = ("weights", "sampler_weights", "external_weights")
 """The kind segment of a checkpoint path: training, sampler and external weights."""
 
 CONSOLE_BASE_URL: Final = "https://tinker.thinkingmachines.ai"
-"""Where the official console lives (the same base as `client_extras.CONSOLE_BASE_URL`)."""
+"""Where the official console lives (the embedded server has none: its URLs lead nowhere)."""
 
 
 def split_tinker_path(tinker_path: str) -> tuple[str, str, str]:

@@ -3,70 +3,28 @@
 The rules are the official SDK's (`tinker/_base_client.py`, 0.38): a server
 delay (`retry-after-ms`, else `Retry-After` as seconds or an HTTP date) is
 honoured when it lies in (0, 60] seconds; otherwise the delay is
-`min(0.5 * 2**retries_taken, 10)` seconds times a jitter factor in [0.75, 1].
+`min(0.5 * 2**retries_taken, 10)` seconds times a jitter factor in [0.75, 1]
+(`retry.backoff_s`; the server delay is read by `retry.parse_retry_after_s`).
 Kept free of I/O so tests can check every rule without a server.
 """
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import platform
 import sys
 from collections.abc import Callable, Mapping
 
-from tinkex_actors.config import INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S, RETRY_JITTER
+from tinkex_actors.retry import backoff_s, parse_retry_after_s
 
 __all__ = [
     "MAX_SERVER_DELAY_S",
-    "backoff_delay_s",
-    "parse_retry_after_s",
     "platform_headers",
     "retry_delay_s",
 ]
 
 MAX_SERVER_DELAY_S = 60.0
 """A server-asked delay above this is ignored in favour of our own backoff."""
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    return next((v for k, v in headers.items() if k.lower() == name), None)
-
-
-def parse_retry_after_s(headers: Mapping[str, str], now: Callable[[], float]) -> float | None:
-    """Seconds the server asks us to wait, or None when it does not say.
-
-    `retry-after-ms` wins (more precise), then `retry-after` as a number of
-    seconds (floats allowed), then `retry-after` as an HTTP date, measured
-    against `now()` (seconds since the epoch).
-    """
-    millis = _header(headers, "retry-after-ms")
-    if millis is not None:
-        try:
-            return float(millis) / 1000.0
-        except ValueError:
-            pass
-    raw = _header(headers, "retry-after")
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    parsed = email.utils.parsedate_tz(raw)
-    if parsed is None:
-        return None
-    return float(email.utils.mktime_tz(parsed) - now())
-
-
-def backoff_delay_s(retries_taken: int, random: Callable[[], float]) -> float:
-    """Our own delay before retry number `retries_taken + 1`: exponential, capped, jittered."""
-    exponent = min(retries_taken, 1000)
-    base = min(INITIAL_RETRY_DELAY_S * 2.0**exponent, MAX_RETRY_DELAY_S)
-    return max(base * (1.0 - RETRY_JITTER * random()), 0.0)
 
 
 def retry_delay_s(
@@ -81,7 +39,7 @@ def retry_delay_s(
         asked = parse_retry_after_s(headers, now)
         if asked is not None and 0 < asked <= MAX_SERVER_DELAY_S:
             return asked
-    return backoff_delay_s(retries_taken, random)
+    return backoff_s(retries_taken, random=random)
 
 
 def _os_name() -> str:

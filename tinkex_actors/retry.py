@@ -1,4 +1,8 @@
-"""RetryPolicy (backoff, jitter, server-asked delays) and progress tracking for long waits.
+"""How long to wait before trying again: the one backoff rule, RetryPolicy, progress tracking.
+
+`backoff_s` is the project's only exponential backoff with jitter: the HTTP retries, the
+pollers, the samplers and the outage gate all compute their delays with it.
+`parse_retry_after_s` reads a server-asked delay from `Retry-After`/`retry-after-ms`.
 
 Retries of long operations are not counted: a client keeps retrying while it makes progress,
 and gives up only when nothing of its own has completed for `progress_timeout_s` (120 min,
@@ -21,13 +25,13 @@ Delays, all documented here and chosen by `RetryPolicy`:
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import random as random_module
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from tinkex_actors._http_retry import parse_retry_after_s
 from tinkex_actors.config import INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S, RETRY_JITTER
 from tinkex_actors.errors import APIConnectionError
 
@@ -36,10 +40,69 @@ __all__ = [
     "ProgressTimeoutError",
     "ProgressTracker",
     "RetryPolicy",
+    "backoff_s",
+    "parse_retry_after_s",
 ]
 
 DEFAULT_PROGRESS_TIMEOUT_S: Final = 120 * 60.0
 """Give up after this long without progress (official `RetryConfig.progress_timeout`)."""
+
+
+_MAX_EXPONENT: Final = 64
+"""Doubling stops here: far past any cap, and no float overflow for huge failure counts."""
+
+
+def backoff_s(
+    failures: int,
+    *,
+    base_s: float = INITIAL_RETRY_DELAY_S,
+    max_s: float = MAX_RETRY_DELAY_S,
+    jitter: float = RETRY_JITTER,
+    random: Callable[[], float] = random_module.random,
+) -> float:
+    """The delay after `failures` consecutive failures (0 = before the first retry):
+    `min(base_s * 2**failures, max_s)` times a jitter factor drawn from `[1 - jitter, 1]`.
+
+    With `jitter=0` no random number is drawn (a plain capped exponential backoff).
+    """
+    exponent = min(max(failures, 0), _MAX_EXPONENT)
+    delay = min(base_s * 2.0**exponent, max_s)
+    if jitter:
+        delay *= 1.0 - jitter * random()
+    return max(delay, 0.0)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+def parse_retry_after_s(headers: Mapping[str, str], now: Callable[[], float]) -> float | None:
+    """Seconds the server asks us to wait, or None when it does not say.
+
+    `retry-after-ms` wins (more precise), then `retry-after` as a number of
+    seconds (floats allowed), then `retry-after` as an HTTP date, measured
+    against `now()` (seconds since the epoch).
+    """
+    millis = _header(headers, "retry-after-ms")
+    if millis is not None:
+        try:
+            return float(millis) / 1000.0
+        except ValueError:
+            pass
+    raw = _header(headers, "retry-after")
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(raw)
+    if parsed is None:
+        return None
+    return float(email.utils.mktime_tz(parsed) - now())
 
 
 class ProgressTimeoutError(APIConnectionError):
@@ -98,9 +161,13 @@ class RetryPolicy:
     def backoff_s(self, failures: int, random: Callable[[], float] = random_module.random) -> float:
         """The delay after `failures` consecutive failures (0 = the first retry): capped,
         exponential, jittered."""
-        exponent = min(max(failures, 0), 64)
-        base = min(self.base_delay_s * 2.0**exponent, self.max_delay_s)
-        return base * (1.0 - self.jitter * random())
+        return backoff_s(
+            failures,
+            base_s=self.base_delay_s,
+            max_s=self.max_delay_s,
+            jitter=self.jitter,
+            random=random,
+        )
 
     def server_delay_s(self, asked_s: float | None) -> float | None:
         """A server-asked delay if it is reasonable, else None (use backoff)."""

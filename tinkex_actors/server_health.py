@@ -26,11 +26,10 @@ import datetime
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
 
 from supervisors.library_logging import get_logger
-from tinkex_actors.config import INITIAL_RETRY_DELAY_S, MAX_RETRY_DELAY_S
 from tinkex_actors.errors import ConnectionLostError, SessionExpiredError
+from tinkex_actors.retry import backoff_s
 
 __all__ = ["LostListener", "ServerHealth"]
 
@@ -38,9 +37,6 @@ _log = get_logger("tinkex_actors.server_health")
 
 LostListener = Callable[[SessionExpiredError], None]
 """Called once, in a short-lived thread of its own (or the caller's, if already lost)."""
-
-_MAX_BACKOFF_EXPONENT: Final = 16
-
 
 def _when(wall_s: float) -> str:
     return datetime.datetime.fromtimestamp(wall_s, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -150,8 +146,7 @@ class ServerHealth:
             self._failures += 1
             self._last_error = what
             failing_for = now - self._failing_since
-            exponent = min(self._failures - 1, _MAX_BACKOFF_EXPONENT)
-            pause = min(INITIAL_RETRY_DELAY_S * 2.0**exponent, MAX_RETRY_DELAY_S)
+            pause = backoff_s(self._failures - 1, jitter=0.0)  # no jitter: one probe at a time
             self._next_probe_s = now + pause
             since_wall = self._last_ok_wall
             due = failing_for >= self.lost_after_s and self._lost is None

@@ -6,12 +6,8 @@ import email.utils
 
 import pytest
 
-from tinkex_actors._http_retry import (
-    backoff_delay_s,
-    parse_retry_after_s,
-    platform_headers,
-    retry_delay_s,
-)
+from tinkex_actors._http_retry import platform_headers, retry_delay_s
+from tinkex_actors.retry import backoff_s, parse_retry_after_s
 
 NOW = 1_800_000_000.0
 
@@ -47,17 +43,17 @@ class TestRetryAfter:
 class TestDelay:
     def test_backoff_doubles_from_half_a_second_up_to_ten(self) -> None:
         """Without jitter: 0.5, 1, 2, 4, 8, then capped at 10."""
-        delays = [backoff_delay_s(n, lambda: 0.0) for n in range(7)]
+        delays = [backoff_s(n, random=lambda: 0.0) for n in range(7)]
         assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
 
     def test_jitter_shortens_the_delay_by_at_most_a_quarter(self) -> None:
         """The jitter factor lies in [0.75, 1]."""
-        assert backoff_delay_s(0, lambda: 1.0) == pytest.approx(0.375)
-        assert backoff_delay_s(10, lambda: 0.5) == pytest.approx(8.75)
+        assert backoff_s(0, random=lambda: 1.0) == pytest.approx(0.375)
+        assert backoff_s(10, random=lambda: 0.5) == pytest.approx(8.75)
 
     def test_huge_retry_counts_do_not_overflow(self) -> None:
         """The exponent is capped, so the delay stays at the maximum."""
-        assert backoff_delay_s(10**9, lambda: 0.0) == 10.0
+        assert backoff_s(10**9, random=lambda: 0.0) == 10.0
 
     @pytest.mark.parametrize(("asked", "expected"), [("2", 2.0), ("60", 60.0), ("0.001", 0.001)])
     def test_a_reasonable_server_delay_is_obeyed(self, asked: str, expected: float) -> None:

@@ -38,6 +38,7 @@ _log = get_logger("tinkex_actors.server_health")
 LostListener = Callable[[SessionExpiredError], None]
 """Called once, in a short-lived thread of its own (or the caller's, if already lost)."""
 
+
 def _when(wall_s: float) -> str:
     return datetime.datetime.fromtimestamp(wall_s, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 

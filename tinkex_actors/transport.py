@@ -1,15 +1,16 @@
 """The HTTP transport: one event loop thread, one HTTP session per pool kind, official retries.
 
-The session is aiohttp's, driven directly (`_aiohttp_wire.py`), when aiohttp is installed
-(the default); otherwise, or with `TINKER_HTTP_TRANSPORT=httpx` or a `transport_factory`, an
-httpx client per pool kind.
+The bytes go over a wire (`_http_wire.py`): aiohttp sessions driven directly when aiohttp
+is installed (the default); otherwise, or with `TINKER_HTTP_TRANSPORT=httpx` or a
+`transport_factory`, an httpx client per pool kind.
 
 Actors never wait on I/O: `Transport.submit` hands a request to the loop thread
 and returns a `concurrent.futures.Future` at once; the actor gets the answer as
 a message when the future completes. Coroutines already on the loop use
-`await transport.request(...)`. Nothing outside this module sees an `httpx` or `aiohttp`
+`await transport.request(...)`. Nothing above the wire sees an `httpx` or `aiohttp`
 type: requests go in as `HttpRequest` (bytes plus metadata), answers come out as
-`HttpResponse`, and failures as the exceptions of `tinkex_actors.errors`.
+`HttpResponse`, a wire's failures come up as its `WireError`s, and callers get the
+exceptions of `tinkex_actors.errors`.
 
 Every call gets the official headers (`x-api-key`, the `x-stainless-*` family,
 an `x-idempotency-key` made once per call and reused on each of its retries) and
@@ -43,20 +44,14 @@ import asyncio
 import concurrent.futures
 import functools
 import ipaddress
-import os
 import random as random_module
-import ssl
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final
 
-import aiohttp
-import httpx
-
 from supervisors.library_logging import get_logger
-from tinkex_actors._aiohttp_wire import AiohttpWire, HttpxWire
 from tinkex_actors._http_messages import (
     API_PREFIX,
     JSON_CONTENT_TYPE,
@@ -67,14 +62,23 @@ from tinkex_actors._http_messages import (
     unique_key,
 )
 from tinkex_actors._http_retry import platform_headers, retry_delay_s
+from tinkex_actors._http_wire import (
+    HTTP_TRANSPORT_ENV,
+    TransportFactory,
+    Wire,
+    WireError,
+    WireTimeoutError,
+    aiohttp_transport,
+    default_transport_factory,
+    make_wire,
+)
 from tinkex_actors._loop_thread import LoopThread
 from tinkex_actors._version import __version__
-from tinkex_actors.config import Config, PoolKind, PoolLimits
+from tinkex_actors.config import Config, PoolKind
 from tinkex_actors.errors import (
     APIConnectionError,
     APITimeoutError,
     ClientClosedError,
-    ConfigurationError,
     error_for_status,
     is_retryable_status,
 )
@@ -84,6 +88,7 @@ from tinkex_actors.server_health import ServerHealth
 __all__ = [
     "API_PREFIX",
     "BARE_400_RETRIES",
+    "HTTP_TRANSPORT_ENV",
     "JSON_CONTENT_TYPE",
     "PROTOBUF_CONTENT_TYPE",
     "Headers",
@@ -92,6 +97,8 @@ __all__ = [
     "SleepFn",
     "Transport",
     "TransportFactory",
+    "aiohttp_transport",
+    "default_transport_factory",
 ]
 
 IDEMPOTENCY_HEADER: Final = "X-Idempotency-Key"
@@ -108,62 +115,7 @@ errors before they count as real BadRequestErrors; each success earns one back."
 SleepFn = Callable[[float], Awaitable[None]]
 """How the transport waits between retries (default `asyncio.sleep`)."""
 
-TransportFactory = Callable[[PoolKind, PoolLimits], httpx.AsyncBaseTransport]
-"""Builds the httpx transport under one pool kind's client (e.g. an aiohttp one)."""
-
 _log = get_logger("tinkex_actors.transport")
-
-HTTP_TRANSPORT_ENV: Final = "TINKER_HTTP_TRANSPORT"
-"""`aiohttp` (the default when `httpx-aiohttp` is installed) or `httpx` (httpx's own)."""
-
-
-def aiohttp_transport(kind: PoolKind, limits: PoolLimits) -> httpx.AsyncBaseTransport:
-    """httpx over aiohttp: several times less client CPU per request than httpx's own
-    transport under concurrency (see benchmarks/transport_bench.py)."""
-    from httpx_aiohttp import AiohttpTransport
-
-    return AiohttpTransport(
-        limits=httpx.Limits(
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry_s,
-        )
-    )
-
-
-def _not_really_a_timeout(exc: BaseException) -> bool:
-    """httpx-aiohttp reports every aiohttp connection error (refused, reset, dropped) as a
-    ConnectTimeout; only a real timeout underneath makes it one."""
-    cause = exc.__cause__
-    if not isinstance(exc, httpx.ConnectTimeout) or cause is None:
-        return False
-    return not isinstance(cause, TimeoutError) and "Timeout" not in type(cause).__name__
-
-
-def _error_name(error: BaseException | None) -> str | None:
-    if error is None:
-        return None
-    if _not_really_a_timeout(error) and error.__cause__ is not None:
-        return type(error.__cause__).__name__
-    if isinstance(error, httpx.ConnectError) and isinstance(error.__cause__, aiohttp.ClientError):
-        return type(error.__cause__).__name__  # the aiohttp layer's own name for what happened
-    return type(error).__name__
-
-
-def default_transport_factory() -> TransportFactory | None:
-    """The aiohttp transport when available and not turned off, else httpx's own (None)."""
-    choice = os.environ.get(HTTP_TRANSPORT_ENV, "aiohttp").strip().lower()
-    if choice == "httpx":
-        return None
-    if choice != "aiohttp":
-        raise ConfigurationError(
-            f"{HTTP_TRANSPORT_ENV}={choice!r} is not valid; use 'aiohttp' or 'httpx'"
-        )
-    try:
-        import httpx_aiohttp  # noqa: F401
-    except ImportError:
-        return None
-    return aiohttp_transport
 
 
 def _format_seconds(value: float) -> str:
@@ -209,14 +161,7 @@ class Transport:
         self._sleep: SleepFn = sleep if sleep is not None else asyncio.sleep
         self._random = random
         self._now = now
-        chosen = transport_factory if transport_factory is not None else default_transport_factory()
-        # The default aiohttp layer is driven directly; a given factory goes under httpx.
-        self._wire: AiohttpWire | HttpxWire = (
-            AiohttpWire(config.limits_for, self._ssl_context)
-            if chosen is aiohttp_transport
-            else HttpxWire(config, chosen, self._ssl_context)
-        )
-        self._ssl: ssl.SSLContext | None = None
+        self._wire: Wire = make_wire(config, transport_factory)
         self._bare_400_budget: dict[PoolKind, int] = dict.fromkeys(PoolKind, BARE_400_RETRIES)
         self._deprecation_notes: set[str] = set()
         self._runner = LoopThread(thread_name, cleanup=self._close_clients)
@@ -312,12 +257,6 @@ class Transport:
         # Sessions replaced after a bare 400 are closed here too, once their requests ended.
         await self._wire.close()
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        # Building a context loads the CA bundle (tens of ms); all pools share one.
-        if self._ssl is None:
-            self._ssl = httpx.create_ssl_context()
-        return self._ssl
-
     # -- one call ------------------------------------------------------------------------
 
     def _build_static_headers(self) -> dict[str, str]:
@@ -409,41 +348,22 @@ class Transport:
                     connect_timeout_s=min(config.connect_timeout_s, timeout_s),
                     follow_redirects=follow,
                 )
-            except httpx.TimeoutException as exc:
-                health.failed(_error_name(exc) or "timeout", token)
-                if _not_really_a_timeout(exc):
-                    if persistent or remaining > 0:
-                        await self._pause(request, retries_taken, max_retries, None, exc)
-                        retries_taken += 1
-                        counted += not persistent
-                        continue
-                    raise APIConnectionError(
-                        f"Connection error ({type(exc.__cause__).__name__}) after "
-                        f"{retries_taken} retries: {request.method} {url}; check base_url and "
-                        "that the server is up",
+            except WireError as exc:
+                health.failed(exc.reason, token)
+                if persistent or remaining > 0:
+                    await self._pause(request, retries_taken, max_retries, None, exc.reason)
+                    retries_taken += 1
+                    counted += not persistent
+                    continue
+                if isinstance(exc, WireTimeoutError):
+                    raise APITimeoutError(
+                        f"Request timed out after {timeout_s} s ({retries_taken} retries): "
+                        f"{request.method} {url}; raise timeout_s or check the server",
                         method=request.method,
                         url=url,
                     ) from exc
-                if persistent or remaining > 0:
-                    await self._pause(request, retries_taken, max_retries, None, exc)
-                    retries_taken += 1
-                    counted += not persistent
-                    continue
-                raise APITimeoutError(
-                    f"Request timed out after {timeout_s} s ({retries_taken} retries): "
-                    f"{request.method} {url}; raise timeout_s or check the server",
-                    method=request.method,
-                    url=url,
-                ) from exc
-            except (httpx.RequestError, OSError) as exc:  # also undecodable bodies, as officially
-                health.failed(_error_name(exc) or "connection error", token)
-                if persistent or remaining > 0:
-                    await self._pause(request, retries_taken, max_retries, None, exc)
-                    retries_taken += 1
-                    counted += not persistent
-                    continue
                 raise APIConnectionError(
-                    f"Connection error ({type(exc).__name__}) after {retries_taken} retries: "
+                    f"Connection error ({exc.name}) after {retries_taken} retries: "
                     f"{request.method} {url}; check base_url and that the server is up",
                     method=request.method,
                     url=url,
@@ -465,9 +385,9 @@ class Transport:
                 self._note_deprecation(request, answer)
                 return answer
             outage = status >= 500 or status in _OUTAGE_STATUSES
-            if (
-                (persistent and outage) or remaining > 0
-            ) and is_retryable_status(status, answer.headers):
+            if ((persistent and outage) or remaining > 0) and is_retryable_status(
+                status, answer.headers
+            ):
                 await self._pause(request, retries_taken, max_retries, answer, None)
                 retries_taken += 1
                 counted += not (persistent and outage)
@@ -480,7 +400,7 @@ class Transport:
                 # An ordered submit never reached the service: failing it would leave a gap
                 # in the model's seq_ids that a strict server waits on. Reconnect and resend.
                 client = wire.session_for(request.pool)
-                await self._pause(request, retries_taken, max_retries, None, refused)
+                await self._pause(request, retries_taken, max_retries, None, type(refused).__name__)
                 retries_taken += 1
                 continue
             raise error_for_status(
@@ -519,7 +439,7 @@ class Transport:
         retries_taken: int,
         max_retries: int,
         answer: HttpResponse | None,
-        error: BaseException | None,
+        error: str | None,
     ) -> None:
         if self.health.lost is not None:  # given up meanwhile: no point waiting to retry
             raise self.health.lost
@@ -538,6 +458,6 @@ class Transport:
             max_retries=max_retries,
             delay_s=round(delay_s, 3),
             status=answer.status if answer is not None else None,
-            error=_error_name(error),
+            error=error,
         )
         await self._sleep(delay_s)

@@ -12,7 +12,7 @@ import pytest
 import zstandard
 
 from tests.transport._server import Reply, ScriptedServer
-from tinkex_actors._aiohttp_wire import ACCEPT_ENCODING, decode_body
+from tinkex_actors._http_wire import ACCEPT_ENCODING, decode_body
 from tinkex_actors.config import Config
 from tinkex_actors.errors import APIConnectionError
 from tinkex_actors.transport import HttpRequest, Transport

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tinkex_actors import _http_wire
 from tinkex_actors import transport as transport_module
 from tinkex_actors.errors import ConfigurationError
 
@@ -37,9 +38,13 @@ class TestErrorNames:
 
         misnamed = httpx.ConnectTimeout("closed")
         misnamed.__cause__ = ServerDisconnectedError()
-        assert transport_module._not_really_a_timeout(misnamed)
-        assert transport_module._error_name(misnamed) == "ServerDisconnectedError"
+        error = _http_wire.wire_error_from_httpx(misnamed)
+        assert not isinstance(error, _http_wire.WireTimeoutError)
+        assert isinstance(error, _http_wire.WireConnectError)
+        assert error.reason == "ServerDisconnectedError"
+        assert error.__cause__ is misnamed
         real = httpx.ConnectTimeout("slow")
         real.__cause__ = TimeoutError()
-        assert not transport_module._not_really_a_timeout(real)
-        assert transport_module._error_name(real) == "ConnectTimeout"
+        error = _http_wire.wire_error_from_httpx(real)
+        assert isinstance(error, _http_wire.WireTimeoutError)
+        assert error.reason == "ConnectTimeout"

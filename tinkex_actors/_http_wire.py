@@ -1,29 +1,30 @@
-"""The HTTP layers under `Transport`, one interface: `AiohttpWire` (the default) and `HttpxWire`.
+"""The HTTP wires under `Transport`: which one runs, their interface, their error vocabulary.
 
-Each keeps a session per pool kind (`session_for`), sends one exchange (`send`, giving status,
+A wire keeps a session per pool kind (`session_for`), sends one exchange (`send`, giving status,
 headers and body), drops a kind's connections (`retire`) and closes (`close`); `Transport`
-holds every rule above that (headers, retries, status mapping) in one code path.
+holds every rule above that (headers, retries, status mapping) in one code path. Two wires:
 
-The default layer drives aiohttp sessions directly.
+- `AiohttpWire`, the default, drives aiohttp sessions directly. httpx's client machinery
+  (request and URL models, auth and redirect generators, cookie extraction through urllib's
+  jar) costs more client CPU per request than the HTTP exchange itself once hundreds of
+  long-polls are in flight; aiohttp under it through an adapter keeps most of that cost.
+  This wire sends the bytes `Transport` prepared with no model in between. Kept from httpx:
+  proxies and CA settings from the environment (read once), cookies kept per pool (also for
+  IP hosts), redirects followed when asked (httpx's limit of 20), gzip/deflate/zstd/br answers
+  decoded, a connection pool per kind with the configured limits.
+- `HttpxWire`, one httpx client per pool kind: the fallback (`TINKER_HTTP_TRANSPORT=httpx`)
+  and the wire a user's `transport_factory` goes under.
 
-httpx's client machinery (request and URL models, auth and redirect generators, cookie
-extraction through urllib's jar) costs more client CPU per request than the HTTP exchange
-itself once hundreds of long-polls are in flight; aiohttp under it through an adapter keeps
-most of that cost. `AiohttpWire` sends the bytes `Transport` prepared with no model in
-between and gives back the status, raw headers and body. `Transport` keeps every rule (headers,
-retries, status mapping); this module only moves bytes and reports failures as the httpx
-exception types the retry loop already sorts (`httpx.TimeoutException` for timeouts,
-`httpx.TransportError` for connection failures), with the aiohttp error as their cause.
-
-Behaviour kept from httpx: proxies and CA settings from the environment (read once), cookies
-kept per pool (also for IP hosts), redirects followed when asked (httpx's limit of 20),
-gzip/deflate answers decoded, a connection pool per kind with the configured limits.
+A failed exchange leaves a wire only as a `WireError` (`WireTimeoutError`, `WireConnectError`,
+`WireProtocolError`), with the library's exception as its cause: nothing above a wire sees an
+httpx or aiohttp exception class. `make_wire` picks the wire (`default_transport_factory`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import ssl
 import urllib.parse
 import zlib
@@ -37,14 +38,26 @@ import zstandard
 from aiohttp.helpers import get_env_proxy_for_url
 
 from tinkex_actors.config import Config, PoolKind, PoolLimits
+from tinkex_actors.errors import ConfigurationError
 
 __all__ = [
     "ACCEPT_ENCODING",
+    "HTTP_TRANSPORT_ENV",
     "MAX_REDIRECTS",
     "AiohttpWire",
     "HttpxWire",
+    "TransportFactory",
+    "Wire",
     "WireAnswer",
+    "WireConnectError",
+    "WireError",
+    "WireProtocolError",
+    "WireTimeoutError",
+    "aiohttp_transport",
     "decode_body",
+    "default_transport_factory",
+    "make_wire",
+    "wire_error_from_httpx",
 ]
 
 _brotli: Any
@@ -61,6 +74,132 @@ MAX_REDIRECTS = 20
 
 WireAnswer = tuple[int, list[tuple[str, str]], bytes]
 """Status, headers as received (names and values as str), and the decoded body."""
+
+TransportFactory = Callable[[PoolKind, PoolLimits], httpx.AsyncBaseTransport]
+"""Builds the httpx transport under one pool kind's client (e.g. an aiohttp one)."""
+
+HTTP_TRANSPORT_ENV = "TINKER_HTTP_TRANSPORT"
+"""`aiohttp` (the default when `httpx-aiohttp` is installed) or `httpx` (httpx's own)."""
+
+
+# -- the errors of a wire -------------------------------------------------------------------
+
+
+class WireError(Exception):
+    """An exchange failed below HTTP; the wire library's exception is the `__cause__`.
+
+    `name` is what an error shown to users calls it (e.g. "ConnectError"); `reason` is what
+    the logs and the outage bookkeeping record: the library's own word for what happened
+    (e.g. aiohttp's "ServerDisconnectedError").
+    """
+
+    def __init__(self, message: str, *, name: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.reason = reason if reason is not None else name
+
+
+class WireTimeoutError(WireError):
+    """Connecting, or waiting for the answer, took longer than the request's timeout."""
+
+
+class WireConnectError(WireError):
+    """No connection, or it was lost: refused, reset, dropped, a proxy failed."""
+
+
+class WireProtocolError(WireError):
+    """The answer could not be read: a protocol violation, too many redirects, a body
+    that does not decode."""
+
+
+def _not_really_a_timeout(exc: httpx.TimeoutException) -> bool:
+    """httpx-aiohttp reports every aiohttp connection error (refused, reset, dropped) as a
+    ConnectTimeout; only a real timeout underneath makes it one."""
+    cause = exc.__cause__
+    if not isinstance(exc, httpx.ConnectTimeout) or cause is None:
+        return False
+    return not isinstance(cause, TimeoutError) and "Timeout" not in type(cause).__name__
+
+
+def wire_error_from_httpx(exc: httpx.RequestError | OSError) -> WireError:
+    """The wire error for what httpx (or the socket under it) raised; `exc` becomes its cause."""
+    name = type(exc).__name__
+    cause = exc.__cause__
+    error: WireError
+    if isinstance(exc, httpx.TimeoutException):
+        if _not_really_a_timeout(exc) and cause is not None:
+            named = type(cause).__name__
+            error = WireConnectError(f"{named}: {exc}", name=named)
+        else:
+            error = WireTimeoutError(f"{name}: {exc}", name=name)
+    elif isinstance(exc, OSError | httpx.NetworkError | httpx.ProxyError):
+        # The aiohttp layer under an httpx-aiohttp adapter has its own name for what happened.
+        named_below = isinstance(exc, httpx.ConnectError) and isinstance(cause, aiohttp.ClientError)
+        reason = type(cause).__name__ if named_below else name
+        error = WireConnectError(f"{name}: {exc}", name=name, reason=reason)
+    else:
+        error = WireProtocolError(f"{name}: {exc}", name=name)
+    error.__cause__ = exc
+    return error
+
+
+# -- which wire -----------------------------------------------------------------------------
+
+
+def aiohttp_transport(kind: PoolKind, limits: PoolLimits) -> httpx.AsyncBaseTransport:
+    """httpx over aiohttp: several times less client CPU per request than httpx's own
+    transport under concurrency (see benchmarks/transport_bench.py)."""
+    from httpx_aiohttp import AiohttpTransport
+
+    return AiohttpTransport(
+        limits=httpx.Limits(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry_s,
+        )
+    )
+
+
+def default_transport_factory() -> TransportFactory | None:
+    """The aiohttp transport when available and not turned off, else httpx's own (None)."""
+    choice = os.environ.get(HTTP_TRANSPORT_ENV, "aiohttp").strip().lower()
+    if choice == "httpx":
+        return None
+    if choice != "aiohttp":
+        raise ConfigurationError(
+            f"{HTTP_TRANSPORT_ENV}={choice!r} is not valid; use 'aiohttp' or 'httpx'"
+        )
+    try:
+        import httpx_aiohttp  # noqa: F401
+    except ImportError:
+        return None
+    return aiohttp_transport
+
+
+def make_wire(config: Config, transport_factory: TransportFactory | None) -> Wire:
+    """The wire for `config`: `AiohttpWire` for the default layer, else `HttpxWire` with
+    `transport_factory` (None: `default_transport_factory()`) under its clients."""
+    chosen = transport_factory if transport_factory is not None else default_transport_factory()
+    ssl_context = _SharedSslContext()
+    if chosen is aiohttp_transport:
+        return AiohttpWire(config.limits_for, ssl_context)
+    return HttpxWire(config, chosen, ssl_context)
+
+
+class _SharedSslContext:
+    """Building a context loads the CA bundle (tens of ms): built once, on first use, and
+    shared by every pool of a wire."""
+
+    def __init__(self) -> None:
+        self._context: ssl.SSLContext | None = None
+
+    def __call__(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = httpx.create_ssl_context()
+        return self._context
+
+
+# -- the wires ------------------------------------------------------------------------------
 
 
 class AiohttpWire:
@@ -142,7 +281,7 @@ class AiohttpWire:
         connect_timeout_s: float,
         follow_redirects: bool,
     ) -> WireAnswer:
-        """One exchange: the answer, or httpx.TimeoutException / httpx.TransportError."""
+        """One exchange: the answer, or a `WireError` with aiohttp's exception as its cause."""
         timeout = aiohttp.ClientTimeout(
             total=None, connect=timeout_s, sock_connect=connect_timeout_s, sock_read=timeout_s
         )
@@ -164,19 +303,26 @@ class AiohttpWire:
                 raw = response.raw_headers
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
-                raise httpx.ConnectTimeout(f"connect timeout: {exc}") from exc
-            raise httpx.ReadTimeout(f"read timeout: {exc}") from exc
+                raise WireTimeoutError(f"connect timeout: {exc}", name="ConnectTimeout") from exc
+            raise WireTimeoutError(f"read timeout: {exc}", name="ReadTimeout") from exc
         except aiohttp.TooManyRedirects as exc:
-            raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects: {url}") from exc
+            raise WireProtocolError(
+                f"more than {MAX_REDIRECTS} redirects: {url}", name="TooManyRedirects"
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from exc
+            reason = type(exc).__name__ if isinstance(exc, aiohttp.ClientError) else None
+            raise WireConnectError(
+                f"{type(exc).__name__}: {exc}", name="ConnectError", reason=reason
+            ) from exc
         pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
         encoding = response.headers.get("Content-Encoding")
         if encoding:
             try:
                 content = decode_body(encoding, content)
             except (zlib.error, zstandard.ZstdError, ValueError) as exc:
-                raise httpx.DecodingError(f"cannot decode a {encoding} body: {exc}") from exc
+                raise WireProtocolError(
+                    f"cannot decode a {encoding} body: {exc}", name="DecodingError"
+                ) from exc
         return response.status, pairs, content
 
 
@@ -208,7 +354,7 @@ class HttpxWire:
     def __init__(
         self,
         config: Config,
-        transport_factory: Callable[[PoolKind, PoolLimits], httpx.AsyncBaseTransport] | None,
+        transport_factory: TransportFactory | None,
         ssl_context: Callable[[], ssl.SSLContext],
     ) -> None:
         self._config = config
@@ -263,14 +409,22 @@ class HttpxWire:
         connect_timeout_s: float,
         follow_redirects: bool,
     ) -> WireAnswer:
-        """One exchange through httpx; its own exceptions pass through."""
-        response = await client.request(
-            method,
-            url,
-            content=body,
-            headers=headers,
-            params=params,
-            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-            follow_redirects=follow_redirects,
-        )
+        """One exchange through httpx: the answer, or a `WireError` with httpx's exception
+        as its cause (`wire_error_from_httpx`)."""
+        try:
+            response = await client.request(
+                method,
+                url,
+                content=body,
+                headers=headers,
+                params=params,
+                timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+                follow_redirects=follow_redirects,
+            )
+        except (httpx.RequestError, OSError) as exc:  # also undecodable bodies, as officially
+            raise wire_error_from_httpx(exc) from exc
         return response.status_code, list(response.headers.multi_items()), response.content
+
+
+Wire = AiohttpWire | HttpxWire
+"""Either wire: the one interface `Transport` sends through."""

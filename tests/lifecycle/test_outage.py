@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -77,14 +79,23 @@ def get(path: str, **options: object) -> HttpRequest:
     return HttpRequest("GET", path.removeprefix("/api/v1/"), **options)  # type: ignore[arg-type]
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
-    """Wait on an event, re-checking `predicate` every 2 ms, up to `timeout_s`."""
-    tick = concurrent.futures.Future[None]()
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        with pytest.raises(concurrent.futures.TimeoutError):
-            tick.result(0.002)
+def on_first_failure(transport: Transport) -> threading.Event:
+    """An event set once the transport's server health records a failed attempt (install it
+    before submitting): the moment a request becomes the outage's probe."""
+    seen = threading.Event()
+    record = transport.health.failed
+
+    def failed(what: str, token: object | None = None) -> None:
+        record(what, token)
+        seen.set()
+
+    transport.health.failed = failed  # type: ignore[method-assign]
+    return seen
+
+
+def wait_for_failure(seen: threading.Event) -> None:
+    """Wait (up to WAIT_S) until the event of `on_first_failure` is set."""
+    assert seen.wait(WAIT_S), "no failed attempt recorded in time"
 
 
 class TestOutagesAreWaitedOut:
@@ -131,10 +142,11 @@ class TestOutagesAreWaitedOut:
         queued meanwhile wait at the gate and then each succeed at their one attempt."""
         transport = make_transport(server.url)
         server.faults.inject_status("*", 503, times=8)
+        failed = on_first_failure(transport)
         head = transport.submit(
             get(CAPABILITIES), progress=ProgressTracker(clock=lambda: 0.0)
         )
-        wait_for(lambda: transport.health.failing_for_s is not None or head.done())
+        wait_for_failure(failed)
         queued = [transport.submit(get(HEALTHZ, max_retries=0)) for _ in range(5)]
         answers: list[HttpResponse] = [f.result(WAIT_S) for f in (head, *queued)]
         assert answers[0].retries_taken == 8
@@ -150,21 +162,30 @@ class TestPollsDuringAnOutage:
         once, after the outage; none is spent on it (well under 5 polls/s per future)."""
         request_ids = make_futures(server, 20)
         server.faults.inject_status("*", 503, times=6)
-        holder: list[Transport] = []
+        gate_full = asyncio.Event()  # set on the transport's loop once all 20 polls wait
 
         async def outage_backoff(delay_s: float) -> None:
             # The head's backoff ends only once all 20 polls wait at the gate.
-            deadline = time.monotonic() + WAIT_S
-            while holder[0].health.waiting < 20 and time.monotonic() < deadline:
-                await asyncio.sleep(0.001)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gate_full.wait(), WAIT_S)
             clock.advance(delay_s)
 
         config = Config(api_key=KEY, base_url=server.url)
         transport = Transport(config, sleep=outage_backoff, clock=clock.monotonic)
-        holder.append(transport)
         try:
+            at_gate: set[object] = set()  # the head and each poll, once they reached the gate
+            admit = transport.health.admit
+
+            async def admit_counted(token: object) -> None:
+                at_gate.add(token)
+                if len(at_gate) > 20:  # no await until admit waits: the 21st is there too
+                    gate_full.set()
+                await admit(token)
+
+            transport.health.admit = admit_counted  # type: ignore[method-assign]
+            failed = on_first_failure(transport)
             head = transport.submit(get(CAPABILITIES), progress=ProgressTracker(clock=lambda: 0))
-            wait_for(lambda: transport.health.failing_for_s is not None or head.done())
+            wait_for_failure(failed)
             scheduler = Scheduler(clock)
             with PollerPool(transport, size=2, scheduler=scheduler, clock=clock.monotonic) as pool:
                 futures = [pool.track(PollSpec(rid, "OptimStep")) for rid in request_ids]
@@ -182,8 +203,9 @@ class TestConnectionLost:
         """Refused for 300 s of fake time: the head and the queued fail, later ones at once."""
         transport = make_transport(f"http://127.0.0.1:{closed_port()}", lost_after_s=300.0)
         started = clock.monotonic()
+        failed = on_first_failure(transport)
         head = transport.submit(get(CAPABILITIES), progress=ProgressTracker(clock=clock.monotonic))
-        wait_for(lambda: transport.health.failing_for_s is not None or head.done())
+        wait_for_failure(failed)
         queued = transport.submit(get(HEALTHZ))
         for future in (head, queued):
             error = future.exception(WAIT_S)

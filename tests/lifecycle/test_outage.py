@@ -186,8 +186,8 @@ class TestPollsDuringAnOutage:
             failed = on_first_failure(transport)
             head = transport.submit(get(CAPABILITIES), progress=ProgressTracker(clock=lambda: 0))
             wait_for_failure(failed)
-            scheduler = Scheduler(clock)
-            with PollerPool(transport, size=2, scheduler=scheduler, clock=clock.monotonic) as pool:
+            timers = Scheduler(clock)  # a fake timer service
+            with PollerPool(transport, size=2, scheduler=timers, clock=clock.monotonic) as pool:
                 futures = [pool.track(PollSpec(rid, "OptimStep")) for rid in request_ids]
                 assert head.result(WAIT_S).retries_taken == 6
                 assert all(f.result(WAIT_S) == {"metrics": {}} for f in futures)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
+
+import aiohttp
 import httpx
 import pytest
 
 from tinkex_actors import _http_wire
 from tinkex_actors import transport as transport_module
-from tinkex_actors.errors import ConfigurationError
+from tinkex_actors.config import Config
+from tinkex_actors.errors import APIConnectionError, ConfigurationError
+from tinkex_actors.transport import HttpRequest, Transport
+
+WAIT_S = 5.0
 
 
 class TestDefaultLayer:
@@ -48,3 +56,25 @@ class TestErrorNames:
         error = _http_wire.wire_error_from_httpx(real)
         assert isinstance(error, _http_wire.WireTimeoutError)
         assert error.reason == "ConnectTimeout"
+
+
+class TestWireErrors:
+    @pytest.mark.parametrize("layer", ["aiohttp", "httpx"])
+    def test_a_refused_connection_comes_up_as_a_wire_error_on_either_layer(
+        self, layer: str, make_transport: Callable[..., Transport], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Users get the same APIConnectionError naming ConnectError from both layers; under it
+        is a WireConnectError, with the library's own exception only as that error's cause."""
+        monkeypatch.setenv("TINKER_HTTP_TRANSPORT", layer)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        config = Config(api_key="tml-key", base_url=f"http://127.0.0.1:{port}")
+        future = make_transport(config).submit(HttpRequest("GET", "sessions", max_retries=0))
+        with pytest.raises(
+            APIConnectionError, match=r"Connection error \(ConnectError\)"
+        ) as caught:
+            future.result(WAIT_S)
+        below = caught.value.__cause__
+        assert isinstance(below, _http_wire.WireConnectError)
+        assert isinstance(below.__cause__, (httpx.ConnectError, aiohttp.ClientError, OSError))

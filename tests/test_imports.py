@@ -294,12 +294,6 @@ ALLOWED: dict[str, str] = {
     "client imports the server: tinkex_actors.tokenizer -> tinkex_actors.local.tokenizer": (
         "the byte tokenizer is needed by client and server alike"
     ),
-    "import cycle: tinkex_actors.demo -> tinkex_actors.demo_rl -> tinkex_actors.demo": (
-        "demo.py holds shared helpers and the dispatcher; split the helpers out"
-    ),
-    "import cycle: tinkex_actors.demo -> tinkex_actors.demo_sft -> tinkex_actors.demo": (
-        "as above, for the SFT demo"
-    ),
     "import cycle: tinkex_actors.sampling -> tinkex_actors.service -> tinkex_actors.sampling": (
         "sampling.py names service.ClientFuture for typing; move ClientFuture to futures.py"
     ),

@@ -17,13 +17,13 @@ from tinkex_actors.cli_common import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
-    PAGE,
     WAIT_S,
     CliContext,
     CliError,
     check_path,
     common_options,
     count,
+    fetch_pages,
     lora_text,
     one_line,
     rest_client,
@@ -91,15 +91,12 @@ def checkpoint_list(obj: CliContext, run_id: str | None, limit: int) -> None:
         if run_id:
             checkpoints = list(rest.list_checkpoints(run_id).result(WAIT_S).checkpoints)
         else:
-            checkpoints = []
-            while limit == 0 or len(checkpoints) < limit:
-                want = PAGE if limit == 0 else min(PAGE, limit - len(checkpoints))
-                page = rest.list_user_checkpoints(limit=want, offset=len(checkpoints))
-                answer = page.result(WAIT_S)
-                checkpoints.extend(answer.checkpoints)
-                total = answer.cursor.total_count if answer.cursor else len(checkpoints)
-                if len(answer.checkpoints) < want or len(checkpoints) >= total:
-                    break
+
+            def page(want: int, offset: int) -> tuple[list[Any], int | None]:
+                answer = rest.list_user_checkpoints(limit=want, offset=offset).result(WAIT_S)
+                return answer.checkpoints, answer.cursor.total_count if answer.cursor else None
+
+            checkpoints, total = fetch_pages(limit, page)
     document: dict[str, Any] = {"run_id": run_id} if run_id else {}
     document["checkpoints"] = checkpoints
     where = f" for run {run_id}" if run_id else ""

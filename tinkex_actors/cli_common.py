@@ -26,6 +26,7 @@ __all__ = [
     "count",
     "describe",
     "exit_code_of",
+    "fetch_pages",
     "lora_text",
     "one_line",
     "rest_client",
@@ -46,6 +47,7 @@ MAX_RETRIES = 2
 _PATH_HINT = "pass a tinker path such as tinker://<run_id>/weights/<name>"
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -133,6 +135,25 @@ def rest_client(obj: CliContext) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+def fetch_pages(
+    limit: int, page: Callable[[int, int], tuple[list[T], int | None]]
+) -> tuple[list[T], int]:
+    """Up to `limit` >= 0 items (0: all), `PAGE` at a time, and the total the server reports.
+
+    `page(want, offset)` fetches one page: its items and the total (None: not said).
+    """
+    items: list[T] = []
+    total = 0
+    while limit == 0 or len(items) < limit:
+        want = PAGE if limit == 0 else min(PAGE, limit - len(items))
+        got, said = page(want, len(items))
+        items.extend(got)
+        total = said if said is not None else len(items)
+        if len(got) < want or len(items) >= total:
+            break
+    return items, total
 
 
 def count(n: int, noun: str) -> str:

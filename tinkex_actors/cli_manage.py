@@ -13,12 +13,12 @@ import click
 from tinkex_actors.cli_common import (
     EXIT_NOT_FOUND,
     EXIT_USAGE,
-    PAGE,
     WAIT_S,
     CliContext,
     CliError,
     common_options,
     count,
+    fetch_pages,
     lora_text,
     rest_client,
 )
@@ -75,16 +75,13 @@ def run_list(obj: CliContext, limit: int, columns: str) -> None:
         )
     if limit < 0:
         raise CliError(f"--limit {limit} must be >= 0 (0 fetches all)", EXIT_USAGE)
-    runs: list[Any] = []
-    total = 0
     with rest_client(obj) as rest:
-        while limit == 0 or len(runs) < limit:
-            want = PAGE if limit == 0 else min(PAGE, limit - len(runs))
-            answer = rest.list_training_runs(limit=want, offset=len(runs)).result(WAIT_S)
-            runs.extend(answer.training_runs)
-            total = answer.cursor.total_count
-            if len(answer.training_runs) < want or len(runs) >= total:
-                break
+
+        def page(want: int, offset: int) -> tuple[list[Any], int | None]:
+            answer = rest.list_training_runs(limit=want, offset=offset).result(WAIT_S)
+            return answer.training_runs, answer.cursor.total_count
+
+        runs, total = fetch_pages(limit, page)
     title = (
         count(len(runs), "training run") + truncation_note(len(runs), total)
         if runs else "No training runs found"

@@ -20,7 +20,7 @@ import numpy as np
 
 import tinkex_actors as tx
 from tinkex_actors import demo_data, types
-from tinkex_actors.demo import (
+from tinkex_actors.demo_common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_LEARNING,
     WAIT_S,

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import tinkex_actors as tx
 from tinkex_actors import demo_data, types
-from tinkex_actors.demo import (
+from tinkex_actors.demo_common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_LEARNING,
     REFRESH_S,

@@ -1,7 +1,7 @@
 """The RestClient's newer official 0.38 calls: copies, admin reports, session management.
 
-`RestClient` inherits these from `RestAdminCalls`; they use its plumbing (`_send`, `_get`,
-`_in_worker`) and, like the rest of it, return a `Future` at once with an `_async` twin.
+`RestClient` inherits these from `RestAdminCalls`; they use the plumbing of `rest_base` (`_send`,
+`_get`, `_in_worker`) and, like the rest of it, return a `Future` at once with an `_async` twin.
 
 - `copy_weights`: `POST copy_weights` (a copy of a checkpoint in another project or session;
   the weights access token travels in `X-Tinker-Weights-Access-Token`, never in the body).
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import quote
 
 import msgspec
@@ -24,18 +24,16 @@ import msgspec
 from tinkex_actors import types
 from tinkex_actors.config import PoolKind
 from tinkex_actors.futures import Future, combine
+from tinkex_actors.rest_base import RestBase
 from tinkex_actors.transport import HttpRequest
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable
 
     from tinkex_actors.client_extras import Telemetry
-    from tinkex_actors.transport import Transport
 
 __all__ = ["TRACE_POLL_INTERVAL_S", "AuditEventType", "RestAdminCalls"]
 
-T = TypeVar("T")
 AuditEventType = Literal["all", "checkpoints", "projects", "teams", "organizations"]
 TRACE_POLL_INTERVAL_S: Final = 5.0
 """Between two asks for a session trace still being built (as the official SDK waits)."""
@@ -71,24 +69,8 @@ def _instant(field: str, value: object) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-class RestAdminCalls:
+class RestAdminCalls(RestBase):
     """Copies, admin reports and session management; mixed into `RestClient`."""
-
-    if TYPE_CHECKING:
-        _transport: Transport
-        _sleep: Callable[[float], None]
-
-        def _get(
-            self, route: str, type_: type[T], params: dict[str, str | int] | None = None
-        ) -> Future[T]: ...
-
-        def _send(self, request: HttpRequest, type_: type[T] | None) -> Future[Any]: ...
-
-        def _in_worker(
-            self, name: str, work: Callable[[threading.Event], T]
-        ) -> Future[T]: ...
-
-        def _wait_s(self) -> float: ...
 
     # -- copies ----------------------------------------------------------------------------
 

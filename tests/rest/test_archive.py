@@ -12,9 +12,15 @@ import numpy as np
 import pytest
 
 from tests.rest.conftest import WAIT_S, RecordingSleep, Seeder, count
-from tinkex_actors.errors import InternalServerError, NotFoundError
+from tinkex_actors.errors import (
+    APIConnectionError,
+    APIStatusError,
+    InternalServerError,
+    NotFoundError,
+)
 from tinkex_actors.local import LocalServer
 from tinkex_actors.rest import RestClient
+from tinkex_actors.rest_archive import download_to_file
 
 
 def archive_route(tinker_path: str) -> str:
@@ -178,3 +184,27 @@ class TestDownload:
             asyncio.wait_for(rest.download_checkpoint_archive_async(paths[0], tmp_path), WAIT_S)
         )
         assert (target / "arrays.npz").is_file()
+
+
+class TestArchiveDownload:
+    def test_a_refused_signed_url_fails_typed_without_showing_its_signature(
+        self, rest: RestClient, seed: Seeder, tmp_path: Path
+    ) -> None:
+        """A tampered signature is refused with a typed status error naming the URL without
+        its query, so the signature never reaches a log or a traceback."""
+        _run_id, paths = seed.run()
+        url = rest.get_checkpoint_archive_url_from_tinker_path(paths[0]).result(WAIT_S).url
+        assert "/_files/" in url and "signature=" in url
+        tampered = url.replace("signature=", "signature=0")
+        with pytest.raises(APIStatusError) as caught:
+            download_to_file(tampered, tmp_path / "a.tar.gz", None, threading.Event(), WAIT_S)
+        shown = f"{caught.value} {caught.value.url}"
+        assert "signature" not in shown and "/_files/" in shown
+
+    def test_an_unreachable_url_fails_as_a_connection_error(self, tmp_path: Path) -> None:
+        """No answer at all is an APIConnectionError, as for every other call."""
+        with pytest.raises(APIConnectionError):
+            download_to_file(
+                "http://127.0.0.1:9/_files/x?signature=s", tmp_path / "a", None,
+                threading.Event(), WAIT_S,
+            )

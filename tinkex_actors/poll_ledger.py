@@ -70,7 +70,6 @@ class PollEntry:
         "connection_errors",
         "driver",
         "future",
-        "held_bytes",
         "inflight",
         "iteration",
         "key",
@@ -111,7 +110,6 @@ class PollEntry:
         self.last_state = QueueState.ACTIVE
         self.last_reason: str | None = None
         self.metadata_only = True
-        self.held_bytes = 0
         self.inflight: concurrent.futures.Future[HttpResponse] | None = None
         self.timer: Any = None
         self.driver = 0

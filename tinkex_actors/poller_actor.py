@@ -61,6 +61,7 @@ from supervisors import ExitReason, Process
 from supervisors.library_logging import get_logger
 from tinkex_actors import telemetry
 from tinkex_actors._http_messages import PROTOBUF_CONTENT_TYPE, HttpRequest, HttpResponse
+from tinkex_actors.byte_budget import ByteBudget, DispatchToken
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import (
     APIConnectionError,
@@ -155,11 +156,9 @@ class Poller(Process):
         self._clock = clock
         self._random = random
         self._max_inflight = max_inflight
-        self._bytes_free = inflight_bytes
-        self._bytes_total = inflight_bytes
+        self._payload_budget = ByteBudget(inflight_bytes)
         self._inflight: set[concurrent.futures.Future[HttpResponse]] = set()
         self._queued: collections.deque[int] = collections.deque()
-        self._byte_waiters: collections.deque[tuple[int, int]] = collections.deque()
         self._incarnation = next(_incarnations)
 
     def init(self) -> None:
@@ -171,7 +170,6 @@ class Poller(Process):
             for entry in adopted:
                 entry.inflight = None
                 entry.timer = None
-                entry.held_bytes = 0
                 entry.driver = self._incarnation
         for entry in adopted:
             self._poll(entry)
@@ -426,29 +424,25 @@ class Poller(Process):
             self._fail(entry, error)
 
     def _fetch_when_budget_allows(self, entry: PollEntry, size_bytes: int) -> None:
-        size = max(int(size_bytes), 0)
-        # An oversized payload is admitted alone, so it cannot wait forever.
-        if size <= self._bytes_free or self._bytes_free == self._bytes_total:
-            self._bytes_free -= size
-            entry.held_bytes = size
+        # An oversized payload is admitted alone, so it cannot wait forever (see ByteBudget).
+        granted = self._payload_budget.try_acquire(
+            entry.key,
+            max(int(size_bytes), 0),
+            on_granted=functools.partial(self._on_payload_granted, entry.key),
+        )
+        if granted is not None:
             self._retry(entry, "fetch_payload", 0.0)
-        else:
-            self._byte_waiters.append((entry.key, size))
+
+    def _on_payload_granted(self, key: int, _token: DispatchToken) -> None:
+        """Runs in this Poller's thread: releases happen only here."""
+        entry = self._ledger.get(key)
+        if entry is None or entry.driver != self._incarnation:
+            self._payload_budget.release(key)
+            return
+        self._retry(entry, "fetch_payload", 0.0)
 
     def _release_bytes(self, entry: PollEntry) -> None:
-        if entry.held_bytes:
-            self._bytes_free += entry.held_bytes
-            entry.held_bytes = 0
-            while self._byte_waiters:
-                key, size = self._byte_waiters[0]
-                waiting = self._ledger.get(key)
-                if waiting is None or waiting.driver != self._incarnation:
-                    self._byte_waiters.popleft()
-                    continue
-                if size > self._bytes_free and self._bytes_free != self._bytes_total:
-                    break
-                self._byte_waiters.popleft()
-                self._fetch_when_budget_allows(waiting, size)
+        self._payload_budget.release(entry.key)
 
     # -- queue states ------------------------------------------------------------------------
 

@@ -95,6 +95,7 @@ class PollEntry:
         progress: ProgressTracker,
         started: float,
     ) -> None:
+        """A new entry: nothing polled yet, `started` on the pool's clock."""
         self.key = key
         self.spec = spec
         self.future = future

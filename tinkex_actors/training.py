@@ -34,6 +34,7 @@ from supervisors.library_logging import get_logger
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors._http_messages import unique_key
+from tinkex_actors.chunked_results import combine_forward_backward_outputs
 from tinkex_actors.client_extras import (
     LossHandle,
     Telemetry,
@@ -50,7 +51,7 @@ from tinkex_actors.errors import (
     ClientClosedError,
     ConflictError,
 )
-from tinkex_actors.futures import Future, combine, combine_forward_backward_outputs, relay
+from tinkex_actors.futures import Future, combine, relay
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
 from tinkex_actors.retry import ProgressTracker, RetryPolicy

@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 import structlog
 
+from tinkex_actors.chunked_results import combine_forward_backward_outputs, reduce_metrics
 from tinkex_actors.errors import TinkerError
 from tinkex_actors.futures import (
     CancelledError,
     Future,
     FutureTimeoutError,
     combine,
-    combine_forward_backward_outputs,
-    reduce_metrics,
 )
 from tinkex_actors.types import ForwardBackwardOutput, TensorData
 

@@ -21,7 +21,8 @@ import msgspec
 import numpy as np
 
 from tinkex_actors import types
-from tinkex_actors.local.asgi import HTTPError, Request, Response, Router
+from tinkex_actors.local.asgi import Router
+from tinkex_actors.local.http_messages import HTTPError, Request, Response
 from tinkex_actors.local.model import LoraModel, NonFiniteGradientError
 from tinkex_actors.local.service import TinkerService, body_of, need
 

@@ -16,8 +16,9 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.asgi import Router
 from tinkex_actors.local.guard import SIGNED_URL_TTL_S, Guard
+from tinkex_actors.local.http_messages import HTTPError, Request, Response, json_response
 from tinkex_actors.local.service import TinkerService, body_of, need
 from tinkex_actors.local.storage import StorageError, checkpoint_view, iso
 

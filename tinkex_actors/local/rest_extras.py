@@ -29,8 +29,9 @@ from typing import Any, Final
 import msgspec
 
 from tinkex_actors import types
-from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.asgi import Router
 from tinkex_actors.local.guard import Guard
+from tinkex_actors.local.http_messages import HTTPError, Request, Response, json_response
 from tinkex_actors.local.service import Session, TinkerService, body_of, need
 from tinkex_actors.local.storage import StorageError, iso, parse_tinker_path
 

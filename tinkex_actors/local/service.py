@@ -23,7 +23,7 @@ from typing import Any
 from supervisors.library_logging import get_logger
 from tinkex_actors import types
 from tinkex_actors.local import wire
-from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.asgi import Router
 from tinkex_actors.local.checks import check_adam
 from tinkex_actors.local.engine import (
     ModelEntry,
@@ -35,6 +35,7 @@ from tinkex_actors.local.engine import (
 from tinkex_actors.local.faults import FaultPlan
 from tinkex_actors.local.futures import FutureStore
 from tinkex_actors.local.guard import MAX_BODY_BYTES
+from tinkex_actors.local.http_messages import HTTPError, Request, Response, json_response
 from tinkex_actors.local.model import BASE_MODELS, LoraModel, get_base_model
 from tinkex_actors.local.storage import (
     CheckpointStore,

@@ -2,7 +2,7 @@
 
 `OptimizerEndpoints` routes `create_model` and `optim_step` through here: a model remembers
 the `optimizer_config.type` it was made with, and `optim_step` applies `optimizer_params` of
-that family (Adam ones go on to `TinkerService.optim_step`); a step of the wrong family is a
+that family (Adam ones go on to `TrainingEndpoints.optim_step`); a step of the wrong family is a
 400 naming the fix.
 
 Dimuon here is momentum SGD whose update of every 2-D weight is orthogonalised (the Muon
@@ -24,7 +24,9 @@ from tinkex_actors import types
 from tinkex_actors.local.asgi import Router
 from tinkex_actors.local.http_messages import HTTPError, Request, Response
 from tinkex_actors.local.model import LoraModel, NonFiniteGradientError
-from tinkex_actors.local.service import TinkerService, body_of, need
+from tinkex_actors.local.queueing import queue
+from tinkex_actors.local.request_body import body_of, need
+from tinkex_actors.local.service import TinkerService
 
 __all__ = ["NEWTON_SCHULZ_STEPS", "OptimizerEndpoints", "dimuon_step", "orthogonalize"]
 
@@ -98,7 +100,7 @@ class OptimizerEndpoints:
             raise HTTPError(
                 400, f"field 'optimizer_config.type' must be 'adamw' or 'dimuon', got {family!r}"
             )
-        response = await self.service.create_model(request)
+        response = await self.service.model_endpoints.create_model(request)
         if family != "adamw" and response.status == 200:
             self.optimizers[json.loads(response.body)["model_id"]] = family
         return response
@@ -115,7 +117,7 @@ class OptimizerEndpoints:
                     f"model {body.get('model_id')} was created with AdamW; send 'adam_params' "
                     "(or create the model with optimizer_config {type: dimuon})",
                 )
-            return await self.service.optim_step(request)
+            return await self.service.training_endpoints.optim_step(request)
         if not isinstance(raw, dict) or raw.get("type") != family:
             raise HTTPError(
                 400,
@@ -134,4 +136,4 @@ class OptimizerEndpoints:
             )
             return {"metrics": metrics}, None
 
-        return self.service._queue(request, entry, body.get("seq_id"), "OptimStep", run)
+        return queue(self.service, request, entry, body.get("seq_id"), "OptimStep", run)

@@ -19,7 +19,8 @@ from urllib.parse import quote
 from tinkex_actors.local.asgi import Router
 from tinkex_actors.local.guard import SIGNED_URL_TTL_S, Guard
 from tinkex_actors.local.http_messages import HTTPError, Request, Response, json_response
-from tinkex_actors.local.service import TinkerService, body_of, need
+from tinkex_actors.local.request_body import body_of, need
+from tinkex_actors.local.service import TinkerService
 from tinkex_actors.local.storage import StorageError, checkpoint_view, iso
 
 

@@ -55,7 +55,7 @@ def dimuon_step(
         raise ValueError(
             f"Dimuon needs learning_rate >= 0 and 0 <= beta1 < 1, got {learning_rate}, {beta1}"
         )
-    with model._lock:
+    with model.changing_weights():
         squares = sum(float(np.sum(np.square(g, dtype=np.float64))) for g in model.grads.values())
         grad_norm = math.sqrt(squares)
         if not math.isfinite(grad_norm):
@@ -75,7 +75,6 @@ def dimuon_step(
             else:
                 p -= learning_rate * momentum
         model.zero_grad()
-        model._effective = None
     return {"grad_norm:mean": grad_norm, "learning_rate:mean": float(learning_rate)}
 
 

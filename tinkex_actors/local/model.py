@@ -271,20 +271,7 @@ class LoraModel:
         """
         check_adam(learning_rate, beta1, beta2, eps, weight_decay, grad_clip_norm)
         with self.changing_weights():
-            squares = sum(
-                float(np.sum(np.square(g, dtype=np.float64))) for g in self.grads.values()
-            )
-            grad_norm = float(np.sqrt(squares))
-            if not np.isfinite(grad_norm):
-                self.zero_grad()
-                raise NonFiniteGradientError(
-                    "the accumulated gradient holds NaN or inf, so the step was refused and "
-                    "the gradient discarded; check the loss inputs (advantages, logprobs) "
-                    "and lower the learning rate"
-                )
-            clip = 1.0
-            if grad_clip_norm > 0 and grad_norm > grad_clip_norm:
-                clip = grad_clip_norm / grad_norm
+            grad_norm, clip = self.clipped_grad_norm(grad_clip_norm)
             self.adam_step += 1
             t = self.adam_step
             # Python floats are weak scalars for numpy: the arithmetic stays in self.dtype.
@@ -302,6 +289,26 @@ class LoraModel:
                 p -= (learning_rate / correction1) * m / denom
             self.zero_grad()
         return {"grad_norm:mean": grad_norm, "learning_rate:mean": float(learning_rate)}
+
+    def clipped_grad_norm(self, grad_clip_norm: float) -> tuple[float, float]:
+        """(global gradient norm, factor scaling it down to ``grad_clip_norm``, else 1.0).
+
+        For optimizers, inside ``changing_weights()``. A NaN or inf gradient is discarded and
+        raises NonFiniteGradientError, so the step leaves weights and optimizer state untouched.
+        """
+        squares = sum(float(np.sum(np.square(g, dtype=np.float64))) for g in self.grads.values())
+        grad_norm = float(np.sqrt(squares))
+        if not np.isfinite(grad_norm):
+            self.zero_grad()
+            raise NonFiniteGradientError(
+                "the accumulated gradient holds NaN or inf, so the step was refused and "
+                "the gradient discarded; check the loss inputs (advantages, logprobs) "
+                "and lower the learning rate"
+            )
+        clip = 1.0
+        if grad_clip_norm > 0 and grad_norm > grad_clip_norm:
+            clip = grad_clip_norm / grad_norm
+        return grad_norm, clip
 
     def zero_grad(self) -> None:
         """Discard the accumulated gradient."""

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from . import losses
 from .checkpoint import read_state, state_config, take_array, write_state
-from .checks import check_adam, check_sampling, check_tokens
+from .checks import check_adam, check_sampling, check_tokens, is_integer
 from .network import CHUNK_POSITIONS, LAYERS, Network
 from .sampler import (
     SampledSequence,
@@ -107,7 +107,7 @@ class LoraModel:
         finite-difference gradient checks precise.
         """
         self.spec = get_base_model(spec) if isinstance(spec, str) else spec
-        if isinstance(rank, bool) or not isinstance(rank, int | np.integer):
+        if not is_integer(rank):
             raise ValueError(f"rank = {rank!r} must be an integer")
         if not 1 <= rank <= self.spec.max_lora_rank:
             raise ValueError(
@@ -115,11 +115,7 @@ class LoraModel:
                 f"{self.spec.max_lora_rank}"
             )
         self.rank = int(rank)
-        if seed is not None and (
-            isinstance(seed, bool)
-            or not isinstance(seed, int | np.integer)
-            or not 0 <= seed < 2**63
-        ):
+        if seed is not None and (not is_integer(seed) or not 0 <= seed < 2**63):
             raise ValueError(f"seed = {seed!r} must be an integer in 0..2**63-1, or None")
         self.seed = int(seed) if seed is not None else secrets.randbits(63)
         self.train_mlp = bool(train_mlp)
@@ -448,10 +444,8 @@ class LoraModel:
         check_sampling(max_tokens, limit, temperature, top_k, top_p, num_samples)
         if topk_prompt_logprobs is None:
             topk_prompt_logprobs = 0
-        if (
-            isinstance(topk_prompt_logprobs, bool)
-            or not isinstance(topk_prompt_logprobs, int | np.integer)
-            or not 0 <= topk_prompt_logprobs <= self.spec.vocab_size
+        if not is_integer(topk_prompt_logprobs) or not (
+            0 <= topk_prompt_logprobs <= self.spec.vocab_size
         ):
             raise ValueError(
                 f"topk_prompt_logprobs = {topk_prompt_logprobs!r} must be an integer in "
@@ -470,7 +464,7 @@ class LoraModel:
                 ]
                 logp_rows = np.concatenate(rows) if rows else np.empty((0, self.spec.vocab_size))
                 prompt_lp, topk_lp = prompt_logprob_rows(
-                    prompt, logp_rows, prompt_logprobs, topk_prompt_logprobs
+                    prompt, logp_rows, prompt_logprobs, int(topk_prompt_logprobs)
                 )
             sequences = sample_sequences(
                 self._next_logits,

@@ -12,6 +12,7 @@ import contextlib
 import uuid
 from typing import Any
 
+from tinkex_actors.local.checks import is_integer
 from tinkex_actors.local.engine import Job, ModelEntry
 from tinkex_actors.local.http_messages import HTTPError, Request, Response, json_response
 from tinkex_actors.local.model import LoraModel
@@ -38,7 +39,7 @@ class ModelEndpoints:
         model_seq_id = need(body, "model_seq_id", int)
         base_model = need(body, "base_model", str)
         lora = need(body, "lora_config", dict, optional=True) or {}
-        if "rank" in lora and (isinstance(lora["rank"], bool) or not isinstance(lora["rank"], int)):
+        if "rank" in lora and not is_integer(lora["rank"]):
             raise HTTPError(400, "field 'lora_config.rank' must be an integer")
         entry = self.state.new_model(
             session,

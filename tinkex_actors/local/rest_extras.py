@@ -32,10 +32,10 @@ from tinkex_actors import types
 from tinkex_actors.local.asgi import Router
 from tinkex_actors.local.guard import Guard
 from tinkex_actors.local.http_messages import HTTPError, Request, Response, json_response
-from tinkex_actors.local.request_body import body_of, need
+from tinkex_actors.local.request_body import body_of, need, storage_errors
 from tinkex_actors.local.service import TinkerService
 from tinkex_actors.local.state import Session
-from tinkex_actors.local.storage import StorageError, iso, parse_tinker_path
+from tinkex_actors.local.storage import iso, parse_tinker_path
 
 __all__ = ["DEFAULT_PROJECT", "RestExtras"]
 
@@ -307,13 +307,9 @@ class RestExtras:
             )
         if self.storage.get_run(run_id) is not None or run_id in self.service.models:
             raise HTTPError(409, f"training run {run_id} exists; use the next model_seq_id")
-        try:
+        with storage_errors("source_path"):
             parsed = parse_tinker_path(source)
             arrays, meta = self.storage.load(source)
-        except ValueError as exc:
-            raise HTTPError(400, f"field 'source_path': {exc}") from exc
-        except StorageError as exc:
-            raise HTTPError(exc.status, str(exc)) from exc
         lora = meta.get("lora") or {}
         self.storage.put_run(
             run_id,

@@ -286,8 +286,6 @@ ALLOWED: dict[str, str] = {
     "tinkex_actors.service -> tinkex_actors.recovery": (
         "recovery wraps the clients; training/sampling reach service.py only for typing"
     ),
-    "import cycle: tinkex_actors.local.asgi -> tinkex_actors.local.guard -> "
-    "tinkex_actors.local.asgi": "the server's guard and its ASGI app import each other",
     "client imports the server: tinkex_actors.tokenizer -> tinkex_actors.local.specs": (
         "the model table belongs in types (or a shared spec module)"
     ),

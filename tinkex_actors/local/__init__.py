@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from tinkex_actors.local.faults import Fault, FaultPlan
 from tinkex_actors.local.server import LocalServer, serve
-from tinkex_actors.local.service import ServerSettings
+from tinkex_actors.local.settings import ServerSettings
 
 __all__ = ["Fault", "FaultPlan", "LocalServer", "ServerSettings", "serve"]

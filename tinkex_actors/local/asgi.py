@@ -1,10 +1,10 @@
-"""A small ASGI layer for the embedded server: requests, responses, routes, faults.
+"""The embedded server's ASGI app: routes, scripted faults, idempotent replays, error shapes.
 
 No web framework: the server's handlers are plain async functions from a `Request` to a
-`Response`, looked up in a table of exact paths and a few patterned REST paths. This layer also
-applies scripted faults (see `faults.py`), replays answers for a repeated `x-idempotency-key`
-(so a client's retry of a POST whose answer was lost applies the request once), and answers
-every error in the service's shape: `{"detail": "<message>"}` with the HTTP status.
+`Response` (`http_messages.py`), looked up in a table of exact paths and a few patterned REST
+paths. This layer also applies scripted faults (see `faults.py`), replays answers for a
+repeated `x-idempotency-key` (so a client's retry of a POST whose answer was lost applies the
+request once), and answers every error in the service's shape: `{"detail": "<message>"}`.
 """
 
 from __future__ import annotations
@@ -15,118 +15,29 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
 from supervisors.library_logging import get_logger
 from tinkex_actors.local.faults import FaultPlan
+from tinkex_actors.local.guard import Guard
+from tinkex_actors.local.http_messages import (
+    JSON,
+    HTTPError,
+    Request,
+    Response,
+    error_response,
+    json_response,
+)
 
-if TYPE_CHECKING:
-    from tinkex_actors.local.guard import Guard
+__all__ = ["App", "Handler", "IdempotencyCache", "Request", "Response", "Router"]
+# Request and Response are re-exported: handlers and tests name them with the app.
 
 log = get_logger("tinkex_actors.local")
 
-JSON = "application/json"
-PROTOBUF = "application/x-protobuf"
-
-_json_encoder = msgspec.json.Encoder()
-
 MAX_COUNTED_PATHS = 10_000
 """Distinct paths counted one by one in `App.path_counts` before counting by route."""
-
-MAX_JSON_DEPTH = 64
-"""Deepest nesting of objects and arrays a JSON body may have (the protocol needs about 6)."""
-
-
-class HTTPError(Exception):
-    """An error answer: the status and the message, sent as `{"detail": message}`."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-@dataclass
-class Request:
-    """One HTTP request as handlers see it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    """Lower-cased header names."""
-    body: bytes
-    params: dict[str, str] = field(default_factory=dict)
-    """Values captured from a patterned path."""
-
-    @property
-    def content_type(self) -> str:
-        """The media type of the body, without parameters."""
-        return self.headers.get("content-type", JSON).split(";")[0].strip().lower()
-
-    def accepts_protobuf(self) -> bool:
-        """Whether the client asked for a protobuf answer."""
-        return PROTOBUF in self.headers.get("accept", "")
-
-    def json(self) -> Any:
-        """The body decoded as JSON; an HTTPError 400 when it is not JSON."""
-        return decode_json(self.body)
-
-
-def decode_json(body: bytes) -> Any:
-    """A JSON body decoded; HTTPError 400 when it is not JSON or nests too deeply."""
-    try:
-        data = msgspec.json.decode(body) if body else {}
-    except msgspec.DecodeError as exc:
-        raise HTTPError(400, f"request body is not valid JSON: {exc}") from exc
-    except RecursionError:
-        too_deep = True
-    else:
-        too_deep = not _depth_within(data, MAX_JSON_DEPTH)
-    if too_deep:
-        raise HTTPError(
-            400, f"request body nests deeper than {MAX_JSON_DEPTH} levels; flatten it"
-        )
-    return data
-
-
-def _depth_within(data: Any, limit: int) -> bool:
-    # Iterative, so the check itself cannot overflow the stack.
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if not isinstance(value, dict | list):
-            continue
-        if depth > limit:
-            return False
-        items = value.values() if isinstance(value, dict) else value
-        stack.extend((item, depth + 1) for item in items if isinstance(item, dict | list))
-    return True
-
-
-@dataclass
-class Response:
-    """One HTTP answer."""
-
-    status: int = 200
-    body: bytes = b"{}"
-    content_type: str = JSON
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON answer of any msgspec-encodable value."""
-    return Response(status, _json_encoder.encode(data), JSON, dict(headers or {}))
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    """An error answer in the service's shape."""
-    return json_response({"detail": message}, status, headers)
-
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeGuard
+
 import numpy as np
 import numpy.typing as npt
 
 from .specs import BaseModelSpec
 
-__all__ = ["check_adam", "check_sampling", "check_tokens"]
+__all__ = ["check_adam", "check_sampling", "check_tokens", "is_integer"]
+
+
+def is_integer(value: object) -> TypeGuard[int | np.integer[Any]]:
+    """Whether `value` is an integer (Python or numpy), and not a boolean."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def check_tokens(spec: BaseModelSpec, tokens: npt.ArrayLike, where: str) -> np.ndarray:
@@ -60,7 +67,7 @@ def check_adam(
 def check_sampling(
     max_tokens: int, limit: int, temperature: float, top_k: int, top_p: float, num_samples: int
 ) -> None:
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int | np.integer):
+    if not is_integer(max_tokens):
         raise ValueError(f"max_tokens = {max_tokens!r} must be an integer")
     if not 0 <= max_tokens <= limit:
         raise ValueError(
@@ -68,12 +75,12 @@ def check_sampling(
             "before the model's maximum sequence length; lower max_tokens or shorten the prompt"
         )
     check_number("temperature", temperature, 0.0, np.inf, open_high=True)
-    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer):
+    if not is_integer(top_k):
         raise ValueError(f"top_k = {top_k!r} must be an integer (-1 for no limit)")
     check_number("top_p", top_p, 0.0, 1.0, open_high=False)
     if top_p <= 0:
         raise ValueError(f"top_p = {top_p!r} must be in (0, 1]; use 1.0 for no nucleus cut")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
+    if not is_integer(num_samples):
         raise ValueError(f"num_samples = {num_samples!r} must be an integer")
     if not 1 <= num_samples <= 1024:
         raise ValueError(f"num_samples = {num_samples} must be in 1..1024")

@@ -20,7 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from tinkex_actors.local.asgi import JSON, PROTOBUF, Response, error_response
+from tinkex_actors.local.http_messages import JSON, PROTOBUF, Response, error_response
 
 __all__ = ["MAX_BODY_BYTES", "Guard", "new_api_key"]
 

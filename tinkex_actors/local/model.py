@@ -1,15 +1,7 @@
 """The tiny real model of the embedded server: frozen byte-level base, trainable LoRA.
 
-Architecture (one block, every position computed independently, so a batch of
-datums is one set of big matrix products):
-
-1. The window of the last ``C`` tokens (the current one included; positions before
-   the start read a pad row) is embedded: ``x[j] = emb[token_j]``, ``E`` wide.
-2. Mixing layer, standing in for attention's projections: ``y[j] = x[j] @ (I + W_attn)``
-   (computed as a lookup in ``emb @ (I + W_attn)``, rebuilt when the weights change).
-3. MLP over the concatenated window: ``h = tanh(concat(y) @ W_in + b_in)``.
-4. Residual on the current token: ``r = y[C-1] + h @ W_out``.
-5. Unembedding: ``logits = r @ W_unembed`` over the 258-token byte vocabulary.
+The network (a window of byte embeddings, a mixing layer, an MLP, an unembedding) and
+its hand-written backward are in ``network.py``; this module holds the adapter itself.
 
 Base weights are frozen and drawn from a seed derived from the model name with
 sha256, so every process builds the same model. LoRA adapters ``W + alpha/rank *
@@ -24,10 +16,11 @@ of the package, and the server layer converts wire types to the plain arrays her
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +29,8 @@ import numpy.typing as npt
 
 from . import losses
 from .checkpoint import read_state, state_config, take_array, write_state
-from .checks import check_adam, check_sampling, check_tokens
+from .checks import check_adam, check_sampling, check_tokens, is_integer
+from .network import CHUNK_POSITIONS, LAYERS, Network
 from .sampler import (
     SampledSequence,
     SampleResult,
@@ -45,7 +39,7 @@ from .sampler import (
     prompt_logprob_rows,
     sample_sequences,
 )
-from .specs import BASE_MODELS, DEFAULT_BASE_MODEL, BaseModelSpec, base_weights, get_base_model
+from .specs import BASE_MODELS, DEFAULT_BASE_MODEL, BaseModelSpec, get_base_model
 from .tokenizer import ByteTokenizer
 
 __all__ = [
@@ -65,8 +59,6 @@ __all__ = [
 ]
 
 LORA_ALPHA = 32.0
-_LAYERS = ("attn", "mlp_in", "mlp_out", "unembed")
-_CHUNK_POSITIONS = 256  # positions per pass: small enough for the working set to stay in cache
 _STATE_FORMAT = 1
 
 
@@ -115,7 +107,7 @@ class LoraModel:
         finite-difference gradient checks precise.
         """
         self.spec = get_base_model(spec) if isinstance(spec, str) else spec
-        if isinstance(rank, bool) or not isinstance(rank, int | np.integer):
+        if not is_integer(rank):
             raise ValueError(f"rank = {rank!r} must be an integer")
         if not 1 <= rank <= self.spec.max_lora_rank:
             raise ValueError(
@@ -123,11 +115,7 @@ class LoraModel:
                 f"{self.spec.max_lora_rank}"
             )
         self.rank = int(rank)
-        if seed is not None and (
-            isinstance(seed, bool)
-            or not isinstance(seed, int | np.integer)
-            or not 0 <= seed < 2**63
-        ):
+        if seed is not None and (not is_integer(seed) or not 0 <= seed < 2**63):
             raise ValueError(f"seed = {seed!r} must be an integer in 0..2**63-1, or None")
         self.seed = int(seed) if seed is not None else secrets.randbits(63)
         self.train_mlp = bool(train_mlp)
@@ -138,15 +126,15 @@ class LoraModel:
         self.layers = tuple(
             name
             for name, on in zip(
-                _LAYERS, (train_attn, train_mlp, train_mlp, train_unembed), strict=True
+                LAYERS, (train_attn, train_mlp, train_mlp, train_unembed), strict=True
             )
             if on
         )
-        self._base = base_weights(self.spec, self.dtype.name)
+        self.network = Network(self.spec, self.dtype, self.layers, self.scale)
         self._lock = threading.RLock()
         self.params: dict[str, np.ndarray] = {}
         rng = np.random.default_rng(self.seed)
-        for layer in _LAYERS:  # always draw every layer so flags do not shift the others
+        for layer in LAYERS:  # always draw every layer so flags do not shift the others
             n_in, n_out = self.spec.layer_shape(layer)
             a = (rng.standard_normal((n_in, self.rank)) / np.sqrt(n_in)).astype(self.dtype)
             if layer in self.layers:
@@ -179,72 +167,28 @@ class LoraModel:
             "train_unembed": self.train_unembed,
         }
 
-    # ----------------------------------------------------------------- forward
+    # ----------------------------------------------------------------- weights
 
     def _weights(self) -> dict[str, np.ndarray]:
         """Base weights with the adapters merged in; rebuilt after each weight change."""
         if self._effective is None:
-            b = self._base
-            merged = {
-                "attn": b.attn,
-                "mlp_in": b.mlp_in,
-                "mlp_out": b.mlp_out,
-                "unembed": b.unembed,
-            }
-            for layer in self.layers:
-                delta = self.params[f"{layer}/A"] @ self.params[f"{layer}/B"]
-                merged[layer] = merged[layer] + self.scale * delta
-            merged["attn"] = merged["attn"] + np.eye(self.spec.embed_dim, dtype=self.dtype)
-            # Every window slot is an embedding row, so the mixing layer is a lookup table.
-            merged["mixed_emb"] = b.emb @ merged["attn"]
-            self._effective = merged
+            self._effective = self.network.merge(self.params)
         return self._effective
 
-    def _contexts(self, tokens: np.ndarray) -> np.ndarray:
-        """Return the (N, C) windows ending at each position, padded before the start."""
-        c = self.spec.context_length
-        padded = np.concatenate([np.full(c - 1, self.spec.vocab_size, np.int64), tokens])
-        return np.lib.stride_tricks.sliding_window_view(padded, c)
-
-    def _logits(self, contexts: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        w = self._weights()
-        m, c = contexts.shape
-        e = self.spec.embed_dim
-        flat = np.take(w["mixed_emb"], contexts, axis=0).reshape(m, c * e)
-        h = np.tanh(flat @ w["mlp_in"] + self._base.b_in)
-        r = flat[:, (c - 1) * e :] + h @ w["mlp_out"]
-        return r @ w["unembed"], (contexts, flat, h, r)
-
     def _next_logits(self, contexts: np.ndarray) -> np.ndarray:
-        return self._logits(contexts)[0]
+        return self.network.logits(self._weights(), contexts)[0]
 
-    def _backward(self, dlogits: np.ndarray, cache: tuple[np.ndarray, ...]) -> None:
-        contexts, flat, h, r = cache
-        w = self._weights()
-        trained = self.layers
-        if "unembed" in trained:
-            self._lora_grad("unembed", r, dlogits)
-        if trained == ("unembed",):
-            return
-        dr = dlogits @ w["unembed"].T
-        if "mlp_out" in trained:
-            self._lora_grad("mlp_out", h, dr)
-        dpre = (dr @ w["mlp_out"].T) * (1 - h * h)
-        if "mlp_in" in trained:
-            self._lora_grad("mlp_in", flat, dpre)
-        if "attn" in trained:
-            m, c, e = flat.shape[0], self.spec.context_length, self.spec.embed_dim
-            dy = (dpre @ w["mlp_in"].T).reshape(m, c, e)
-            dy[:, -1, :] += dr
-            x = np.take(self._base.emb, contexts, axis=0).reshape(m * c, e)
-            self._lora_grad("attn", x, dy.reshape(m * c, e))
+    @contextlib.contextmanager
+    def changing_weights(self) -> Iterator[None]:
+        """Hold the model's lock while an optimizer changes ``params`` in place.
 
-    def _lora_grad(self, layer: str, x: np.ndarray, dy: np.ndarray) -> None:
-        """Add the gradients of ``y = x @ (W + s A B)`` w.r.t. A and B, given dL/dy."""
-        a, b = self.params[f"{layer}/A"], self.params[f"{layer}/B"]
-        s = self.scale
-        self.grads[f"{layer}/B"] += s * ((x @ a).T @ dy)
-        self.grads[f"{layer}/A"] += s * (x.T @ (dy @ b.T))
+        The merged weights are rebuilt on the next use, whether the change completed or not.
+        """
+        with self._lock:
+            try:
+                yield
+            finally:
+                self._effective = None
 
     # -------------------------------------------------------- forward_backward
 
@@ -275,9 +219,11 @@ class LoraModel:
                 )
             )
         flat = losses.flatten_targets(token_arrays, input_dicts, config)
-        contexts = np.concatenate([self._contexts(t) for t in token_arrays])
+        contexts = np.concatenate([self.network.contexts(t) for t in token_arrays])
         with self._lock:
-            logp, loss = self._run(contexts, flat, loss_fn, config, backward)
+            logp, loss = self.network.loss_pass(
+                self._weights(), self.params, self.grads, contexts, flat, loss_fn, config, backward
+            )
         outputs: list[dict[str, np.ndarray]] = []
         start = 0
         for inputs in input_dicts:
@@ -301,45 +247,6 @@ class LoraModel:
         """Compute outputs and metrics like ``forward_backward`` without touching gradients."""
         return self.forward_backward(datums, loss_fn, loss_fn_config, backward=False)
 
-    def _run(
-        self,
-        contexts: np.ndarray,
-        flat: dict[str, np.ndarray],
-        loss_fn: str,
-        config: Mapping[str, float],
-        backward: bool,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        positions, targets = flat["position"], flat["target_tokens"]
-        multi_target = positions.size != contexts.shape[0]
-        logp_all = np.empty(positions.size, np.float64)
-        loss_all = np.empty(positions.size, np.float64)
-        for lo in range(0, contexts.shape[0], _CHUNK_POSITIONS):
-            hi = min(lo + _CHUNK_POSITIONS, contexts.shape[0])
-            t_lo, t_hi = np.searchsorted(positions, [lo, hi])
-            rows = positions[t_lo:t_hi] - lo
-            cols = targets[t_lo:t_hi]
-            logits, cache = self._logits(contexts[lo:hi])
-            logits -= logits.max(axis=1, keepdims=True)
-            probs = np.exp(logits)
-            sums = probs.sum(axis=1, keepdims=True)
-            logp = logits[rows, cols].astype(np.float64) - np.log(sums[rows, 0], dtype=np.float64)
-            chunk_inputs = {k: v[t_lo:t_hi] for k, v in flat.items() if v.dtype == np.float64}
-            loss, grad = losses.loss_and_grad(loss_fn, logp, chunk_inputs, config)
-            logp_all[t_lo:t_hi], loss_all[t_lo:t_hi] = logp, loss
-            if not backward or not self.layers:
-                continue
-            # d logp[t] / d logits = onehot(target) - softmax, per target row.
-            per_row = np.bincount(rows, weights=grad, minlength=hi - lo)
-            dlogits = probs
-            dlogits *= (-per_row[:, None] / sums).astype(self.dtype)
-            g = grad.astype(self.dtype)
-            if multi_target:
-                np.add.at(dlogits, (rows, cols), g)
-            else:
-                dlogits[rows, cols] += g
-            self._backward(dlogits, cache)
-        return logp_all, loss_all
-
     # --------------------------------------------------------------- optimizer
 
     def optim_step(
@@ -359,21 +266,8 @@ class LoraModel:
         NonFiniteGradientError and is discarded, the weights and Adam state untouched.
         """
         check_adam(learning_rate, beta1, beta2, eps, weight_decay, grad_clip_norm)
-        with self._lock:
-            squares = sum(
-                float(np.sum(np.square(g, dtype=np.float64))) for g in self.grads.values()
-            )
-            grad_norm = float(np.sqrt(squares))
-            if not np.isfinite(grad_norm):
-                self.zero_grad()
-                raise NonFiniteGradientError(
-                    "the accumulated gradient holds NaN or inf, so the step was refused and "
-                    "the gradient discarded; check the loss inputs (advantages, logprobs) "
-                    "and lower the learning rate"
-                )
-            clip = 1.0
-            if grad_clip_norm > 0 and grad_norm > grad_clip_norm:
-                clip = grad_clip_norm / grad_norm
+        with self.changing_weights():
+            grad_norm, clip = self.clipped_grad_norm(grad_clip_norm)
             self.adam_step += 1
             t = self.adam_step
             # Python floats are weak scalars for numpy: the arithmetic stays in self.dtype.
@@ -390,8 +284,27 @@ class LoraModel:
                 denom = np.sqrt(v / correction2) + eps
                 p -= (learning_rate / correction1) * m / denom
             self.zero_grad()
-            self._effective = None
         return {"grad_norm:mean": grad_norm, "learning_rate:mean": float(learning_rate)}
+
+    def clipped_grad_norm(self, grad_clip_norm: float) -> tuple[float, float]:
+        """(global gradient norm, factor scaling it down to ``grad_clip_norm``, else 1.0).
+
+        For optimizers, inside ``changing_weights()``. A NaN or inf gradient is discarded and
+        raises NonFiniteGradientError, so the step leaves weights and optimizer state untouched.
+        """
+        squares = sum(float(np.sum(np.square(g, dtype=np.float64))) for g in self.grads.values())
+        grad_norm = float(np.sqrt(squares))
+        if not np.isfinite(grad_norm):
+            self.zero_grad()
+            raise NonFiniteGradientError(
+                "the accumulated gradient holds NaN or inf, so the step was refused and "
+                "the gradient discarded; check the loss inputs (advantages, logprobs) "
+                "and lower the learning rate"
+            )
+        clip = 1.0
+        if grad_clip_norm > 0 and grad_norm > grad_clip_norm:
+            clip = grad_clip_norm / grad_norm
+        return grad_norm, clip
 
     def zero_grad(self) -> None:
         """Discard the accumulated gradient."""
@@ -531,10 +444,8 @@ class LoraModel:
         check_sampling(max_tokens, limit, temperature, top_k, top_p, num_samples)
         if topk_prompt_logprobs is None:
             topk_prompt_logprobs = 0
-        if (
-            isinstance(topk_prompt_logprobs, bool)
-            or not isinstance(topk_prompt_logprobs, int | np.integer)
-            or not 0 <= topk_prompt_logprobs <= self.spec.vocab_size
+        if not is_integer(topk_prompt_logprobs) or not (
+            0 <= topk_prompt_logprobs <= self.spec.vocab_size
         ):
             raise ValueError(
                 f"topk_prompt_logprobs = {topk_prompt_logprobs!r} must be an integer in "
@@ -542,18 +453,18 @@ class LoraModel:
             )
         condition = parse_stop(stop, self.spec.vocab_size)
         with self._lock:
-            contexts = self._contexts(prompt)
+            contexts = self.network.contexts(prompt)
             prompt_lp: list[float | None] | None = None
             topk_lp: list[list[tuple[int, float]] | None] | None = None
             if prompt_logprobs or topk_prompt_logprobs > 0:
                 predicting = contexts[: prompt.size - 1]  # position i predicts token i + 1
                 rows = [
-                    log_softmax(self._next_logits(predicting[lo : lo + _CHUNK_POSITIONS]))
-                    for lo in range(0, predicting.shape[0], _CHUNK_POSITIONS)
+                    log_softmax(self._next_logits(predicting[lo : lo + CHUNK_POSITIONS]))
+                    for lo in range(0, predicting.shape[0], CHUNK_POSITIONS)
                 ]
                 logp_rows = np.concatenate(rows) if rows else np.empty((0, self.spec.vocab_size))
                 prompt_lp, topk_lp = prompt_logprob_rows(
-                    prompt, logp_rows, prompt_logprobs, topk_prompt_logprobs
+                    prompt, logp_rows, prompt_logprobs, int(topk_prompt_logprobs)
                 )
             sequences = sample_sequences(
                 self._next_logits,

@@ -16,9 +16,11 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.asgi import Router
 from tinkex_actors.local.guard import SIGNED_URL_TTL_S, Guard
-from tinkex_actors.local.service import TinkerService, body_of, need
+from tinkex_actors.local.http_messages import HTTPError, Request, Response, json_response
+from tinkex_actors.local.request_body import body_of, need, storage_errors
+from tinkex_actors.local.service import TinkerService
 from tinkex_actors.local.storage import StorageError, checkpoint_view, iso
 
 
@@ -145,21 +147,15 @@ class RestEndpoints:
                 return run_id, cid[: -len(action) - 1], action
         return run_id, cid, None
 
-    def _storage_call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except StorageError as exc:
-            raise HTTPError(exc.status, str(exc)) from exc
-        except ValueError as exc:
-            raise HTTPError(400, str(exc)) from exc
-
     async def checkpoint_delete(self, request: Request) -> Response:
         """`DELETE .../checkpoints/{ckpt}` and `DELETE .../publish`."""
         run_id, cid, action = self._split(request)
         if action == "publish":
-            self._storage_call(self.storage.update, run_id, cid, public=False)
+            with storage_errors():
+                self.storage.update(run_id, cid, public=False)
         elif action is None:
-            self._storage_call(self.storage.delete, run_id, cid)
+            with storage_errors():
+                self.storage.delete(run_id, cid)
         else:
             raise HTTPError(405, f"DELETE is not allowed on {action}")
         return Response(204, b"")
@@ -169,7 +165,8 @@ class RestEndpoints:
         run_id, cid, action = self._split(request)
         if action != "publish":
             raise HTTPError(405, "POST is allowed only on .../publish")
-        self._storage_call(self.storage.update, run_id, cid, public=True)
+        with storage_errors():
+            self.storage.update(run_id, cid, public=True)
         return Response(204, b"")
 
     async def checkpoint_put(self, request: Request) -> Response:
@@ -178,7 +175,8 @@ class RestEndpoints:
         if action != "ttl":
             raise HTTPError(405, "PUT is allowed only on .../ttl")
         ttl = need(body_of(request), "ttl_seconds", int, optional=True)
-        record = self._storage_call(self.storage.set_ttl, run_id, cid, ttl)
+        with storage_errors():
+            record = self.storage.set_ttl(run_id, cid, ttl)
         return json_response(checkpoint_view(record))
 
     async def checkpoint_get(self, request: Request) -> Response:
@@ -186,12 +184,14 @@ class RestEndpoints:
         run_id, cid, action = self._split(request)
         if action == "archive":
             # As the service: a redirect to where the archive can be downloaded.
-            self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
+            with storage_errors():
+                self.storage.meta(f"tinker://{run_id}/{cid}")
             location = self._signed_url(request, f"/_files/{run_id}/{cid}/archive.tar.gz")
             expires = email.utils.formatdate(time.time() + SIGNED_URL_TTL_S, usegmt=True)
             return Response(302, b"", "text/plain", {"location": location, "expires": expires})
         if action == "external_weights_urls":
-            self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
+            with storage_errors():
+                self.storage.meta(f"tinker://{run_id}/{cid}")
             urls = {
                 name: self._signed_url(request, f"/_files/{run_id}/{cid}/{name}")
                 for name in ("arrays.npz", "meta.json")
@@ -199,7 +199,8 @@ class RestEndpoints:
             return json_response({"urls": urls, "expires": iso(time.time() + SIGNED_URL_TTL_S)})
         if action is not None:
             raise HTTPError(404, f"{action} is not offered by the embedded server")
-        record = self._storage_call(self.storage.meta, f"tinker://{run_id}/{cid}")
+        with storage_errors():
+            record = self.storage.meta(f"tinker://{run_id}/{cid}")
         return json_response(checkpoint_view(record))
 
     def _signed_url(self, request: Request, path: str) -> str:
@@ -216,14 +217,16 @@ class RestEndpoints:
         run_id = request.params["run_id"]
         cid, _, name = request.params["checkpoint_id"].rpartition("/")
         if name == "archive.tar.gz":
-            data = self._storage_call(self.storage.archive, run_id, cid)
+            with storage_errors():
+                data = self.storage.archive(run_id, cid)
             return Response(
                 200,
                 data,
                 "application/gzip",
                 {"content-disposition": "attachment; filename=checkpoint.tar.gz"},
             )
-        data = self._storage_call(self.storage.file, run_id, cid, name)
+        with storage_errors():
+            data = self.storage.file(run_id, cid, name)
         return Response(200, data, "application/octet-stream")
 
     async def whoami(self, request: Request) -> Response:

@@ -12,7 +12,7 @@
 - `POST sessions/search`, `PUT sessions/{id}/project`.
 
 `create_session` is routed through here to remember each session's `project_id` and
-`display_name` (the session itself is created by `TinkerService.create_session`).
+`display_name` (the session itself is created by `SessionEndpoints.create_session`).
 Bad input is a 400 naming the field, unknown ids a 404, in the service's error shape.
 """
 
@@ -29,10 +29,13 @@ from typing import Any, Final
 import msgspec
 
 from tinkex_actors import types
-from tinkex_actors.local.asgi import HTTPError, Request, Response, Router, json_response
+from tinkex_actors.local.asgi import Router
 from tinkex_actors.local.guard import Guard
-from tinkex_actors.local.service import Session, TinkerService, body_of, need
-from tinkex_actors.local.storage import StorageError, iso, parse_tinker_path
+from tinkex_actors.local.http_messages import HTTPError, Request, Response, json_response
+from tinkex_actors.local.request_body import body_of, need, storage_errors
+from tinkex_actors.local.service import TinkerService
+from tinkex_actors.local.state import Session
+from tinkex_actors.local.storage import iso, parse_tinker_path
 
 __all__ = ["DEFAULT_PROJECT", "RestExtras"]
 
@@ -103,7 +106,7 @@ class RestExtras:
         name = need(body, "display_name", str, optional=True)
         if name is not None and not name.strip():
             raise HTTPError(400, "field 'display_name' must not be empty; leave it out instead")
-        response = await self.service.create_session(request)
+        response = await self.service.session_endpoints.create_session(request)
         session_id = json.loads(response.body)["session_id"]
         with self.lock:
             self.projects[session_id] = project or DEFAULT_PROJECT
@@ -304,13 +307,9 @@ class RestExtras:
             )
         if self.storage.get_run(run_id) is not None or run_id in self.service.models:
             raise HTTPError(409, f"training run {run_id} exists; use the next model_seq_id")
-        try:
+        with storage_errors("source_path"):
             parsed = parse_tinker_path(source)
             arrays, meta = self.storage.load(source)
-        except ValueError as exc:
-            raise HTTPError(400, f"field 'source_path': {exc}") from exc
-        except StorageError as exc:
-            raise HTTPError(exc.status, str(exc)) from exc
         lora = meta.get("lora") or {}
         self.storage.put_run(
             run_id,

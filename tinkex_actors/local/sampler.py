@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .checks import is_integer
 from .tokenizer import EOS_TOKEN_ID
 
 __all__ = [
@@ -80,7 +81,7 @@ def parse_stop(stop: str | Sequence[str] | Sequence[int] | None, vocab_size: int
         return StopCondition(frozenset({EOS_TOKEN_ID}) if entries else frozenset(), tuple(strings))
     ids: set[int] = set()
     for i, entry in enumerate(entries):
-        if isinstance(entry, bool) or not isinstance(entry, int | np.integer):
+        if not is_integer(entry):
             raise ValueError(
                 f"stop[{i}] = {entry!r}: stop must be all strings or all token ids, not a mix"
             )

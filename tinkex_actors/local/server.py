@@ -26,7 +26,7 @@ from tinkex_actors.local.asgi import App, Router
 from tinkex_actors.local.faults import FaultPlan
 from tinkex_actors.local.futures import FutureStore
 from tinkex_actors.local.guard import Guard, new_api_key
-from tinkex_actors.local.optimizers import OptimizerEndpoints
+from tinkex_actors.local.optimizer_endpoints import OptimizerEndpoints
 from tinkex_actors.local.rest import RestEndpoints
 from tinkex_actors.local.rest_extras import RestExtras
 from tinkex_actors.local.runner import ServerThread, serve_foreground

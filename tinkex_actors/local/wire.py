@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tinkex_actors import types
-from tinkex_actors.local.asgi import PROTOBUF, HTTPError, Request, decode_json
+from tinkex_actors.local.http_messages import PROTOBUF, HTTPError, Request, decode_json
 from tinkex_actors.local.model import ForwardResult, LoraModel, ModelDatum
 from tinkex_actors.types import proto
 

@@ -1,20 +1,14 @@
-"""The ServiceClient: the entry point, and the owner of the client's supervision tree.
+"""The ServiceClient: the entry point, its session, and the factories of its clients.
 
     with ServiceClient() as service:               # TINKER_* env, or the embedded server
         trainer = service.create_lora_training_client("tiny-byte-lm", rank=8)
 
 With no API key, no base URL and no `TINKER_*` environment, it starts the embedded server on
-loopback and says so once in the log. The tree (DESIGN.md section 3):
-
-    ServiceSupervisor (one_for_one)
-    ├── SessionManager          heartbeats every session on its own timer
-    ├── PollerPool              a fixed pool of Poller actors (a supervisor of its own)
-    └── TrainingClients         DynamicSupervisor: one TrainingClientActor per model
-
-The Transport (one I/O loop thread and its HTTP clients) is owned by the ServiceClient itself
-and closed last. Creation methods return a `ClientFuture`: a Future of the client that also
-forwards attribute access to the client, so `service.create_lora_training_client(...)` can be
-used as the client directly (older code), `.result()`-ed (official 0.38) or awaited.
+loopback and says so once in the log. Its actors run in a supervision tree of their own
+(`tinkex_actors.service_tree`, DESIGN.md section 3); the Transport (one I/O loop thread and its
+HTTP clients) is owned by the ServiceClient itself and closed last. Creation methods return a
+`ClientFuture` (`tinkex_actors.client_future`): a Future of the client that can also be used as
+the client directly (older code), `.result()`-ed (official 0.38) or awaited.
 """
 
 from __future__ import annotations
@@ -25,22 +19,19 @@ import functools
 import itertools
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import (
     ChildSpec,
-    DynamicSupervisor,
     ExitReason,
     Normal,
     Registry,
     Shutdown,
     SupervisedRef,
-    Supervisor,
     start_child,
 )
 from supervisors import stop as stop_process
@@ -49,6 +40,7 @@ from supervisors.timers import TimerService
 from tinkex_actors import types
 from tinkex_actors._loop_thread import run_at_exit
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
+from tinkex_actors.blocking_call import CALL_TIMEOUT_S, call, call_json
 from tinkex_actors.client_extras import (
     LossHandle,
     SessionTelemetry,
@@ -58,9 +50,11 @@ from tinkex_actors.client_extras import (
     check_retry_config,
     console_url,
 )
-from tinkex_actors.config import ClientFlags, Config, PoolKind
+from tinkex_actors.client_future import ClientFuture, in_background, settle_from
+from tinkex_actors.config import Config, PoolKind
 from tinkex_actors.errors import ClientClosedError, ConflictError, SessionExpiredError
 from tinkex_actors.futures import Future
+from tinkex_actors.handshake import fetch_client_flags
 from tinkex_actors.orphans import session_models, unload_orphans
 from tinkex_actors.poller import PollerPool, PollSpec
 from tinkex_actors.recovery import Origin, RecoveryPolicy, SessionRecovery
@@ -79,21 +73,26 @@ from tinkex_actors.sampling_process import (
     OutOfProcessSamplingClient,
     SamplingProcessHost,
 )
+from tinkex_actors.service_tree import (
+    CLOSE_BUDGET_S,
+    FAILING_FINISH_SHARE,
+    FINISH_SHARE,
+    CloseBudget,
+    close_at_exit,
+    close_open_clients,
+    drain_telemetry,
+    finish_session,
+    forget_at_exit,
+    start_tree,
+    telemetry_child,
+)
 from tinkex_actors.session import (
     CreateSession,
-    FinishSession,
     SessionLost,
-    SessionManager,
     SessionTable,
     Subscribe,
 )
-from tinkex_actors.telemetry_reporter import (
-    DRAIN_TIMEOUT_S,
-    Drain,
-    Log,
-    LogException,
-    TelemetryReporter,
-)
+from tinkex_actors.telemetry_reporter import Log, LogException
 from tinkex_actors.training import (
     TrainingClient,
     TrainingClientActor,
@@ -102,81 +101,11 @@ from tinkex_actors.training import (
 )
 from tinkex_actors.transport import HttpRequest, Transport
 
+__all__ = ["CALL_TIMEOUT_S", "CLOSE_BUDGET_S", "ClientFuture", "ServiceClient"]
+
 log = get_logger("tinkex_actors.service")
 
 T = TypeVar("T")
-CALL_TIMEOUT_S = 60.0
-CLOSE_BUDGET_S = 1.8
-"""`close()` returns within this (plus scheduling noise) whatever the server does."""
-DRAIN_SHARE = 0.25
-FINISH_SHARE = 0.5
-FAILING_FINISH_SHARE = 0.25
-"""Shares of what is left of the close budget given to the telemetry flush and to finishing
-the session (best effort: an unreachable server gets no more than that; one failing when
-close begins gets the smaller share for finishing and no telemetry flush)."""
-_EMBEDDED_KEY = "tml-embedded-local-server"
-_open_clients: set[ServiceClient] = set()
-"""Clients not closed yet: the exit hook closes them (a client's actors keep it alive anyway)."""
-
-
-def _close_open_clients() -> None:
-    """The interpreter is exiting (main thread ended): close what the program left open, all
-    clients at once, so that exit takes one close budget however many there are."""
-    closers = [
-        threading.Thread(
-            target=client.close,
-            args=("success", "the program ended without close()"),
-            name="tinkex-exit-close",
-            daemon=True,
-        )
-        for client in list(_open_clients)
-    ]
-    for closer in closers:
-        closer.start()
-    deadline = time.monotonic() + CLOSE_BUDGET_S + 0.2
-    for closer in closers:
-        closer.join(max(deadline - time.monotonic(), 0.0))
-
-__all__ = ["ClientFuture", "ServiceClient"]
-
-
-class ClientFuture(Future[T], Generic[T]):
-    """A Future of a client that can also be used as the client itself (waiting for it)."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.result(), name)
-
-
-def _settle_from(future: Future[T], fn: Callable[[], T]) -> None:
-    try:
-        future.set_result(fn())
-    except BaseException as exc:
-        future.set_exception(exc)
-
-
-class _ServiceSupervisor(Supervisor):
-    """The ServiceClient's top supervisor: ends the session and closes the client with it."""
-
-    def __init__(
-        self,
-        children: list[ChildSpec],
-        on_exit: Callable[[str, ExitReason], None],
-        **options: Any,
-    ) -> None:
-        super().__init__(children, **options)
-        self._on_exit = on_exit
-
-    def terminate(self, reason: ExitReason) -> None:
-        """Finish the session, stop the children, then close transport and embedded server."""
-        try:
-            self._on_exit("before", reason)
-        finally:
-            try:
-                super().terminate(reason)
-            finally:
-                self._on_exit("after", reason)
 
 
 class ServiceClient:
@@ -224,7 +153,7 @@ class ServiceClient:
                 "Tinker-compatible server on loopback",
             )
         self._closed = False
-        self._close_deadline: float | None = None
+        self._close_budget = CloseBudget()
         self._training_states: list[TrainingState] = []
         self._disowned: set[str] = set()
         self._create_lock = threading.Lock()
@@ -245,27 +174,23 @@ class ServiceClient:
             )
             self.transport = Transport(config)
             self.transport.start()
-            _open_clients.add(self)
-            run_at_exit(_close_open_clients)  # after the transport's own: runs before it
+            close_at_exit(self)
+            run_at_exit(close_open_clients)  # after the transport's own: runs before it
             self.transport.health.on_lost(self._on_lost)
-            self.flags = self._fetch_flags()
+            self.flags = fetch_client_flags(self.transport, CALL_TIMEOUT_S)
             self.registry = Registry()
             self.progress = ProgressTracker()
             self.pollers = PollerPool(self.transport, size=pollers)
             self._limiter = rate_limiter_for(config.base_url, config.api_key)
             self._budget = DispatchBudget.from_flags(self.flags, rate_limiter=self._limiter)
             self._sessions = SessionTable()
-            self.supervisor: ActorRef[Any] = _ServiceSupervisor.start(
-                self._child_specs(),
+            self.supervisor: ActorRef[Any] = start_tree(
+                self.transport,
+                self._sessions,
+                self.pollers,
+                self.registry,
+                self._timers,
                 self._on_tree_exit,
-                # one_for_one: the children share state through the ServiceClient (session
-                # table, poller pool, registry), not through each other's actors, so a crashed
-                # SessionManager must not take the client actors down with it (a restarted
-                # DynamicSupervisor would come back without its children).
-                strategy="one_for_one",
-                registry=self.registry,
-                max_restarts=10,
-                max_seconds=10.0,
             )
             manager = self.registry.whereis("session_manager")
             assert manager is not None
@@ -284,20 +209,11 @@ class ServiceClient:
             if config.telemetry_enabled:
                 start_child(
                     self.supervisor,
-                    ChildSpec(
-                        id="telemetry",
-                        name="telemetry",
-                        start=functools.partial(
-                            TelemetryReporter.start,
-                            self.transport,
-                            self.session_id,
-                            timers=self._timers,
-                        ),
-                    ),
+                    telemetry_child(self.transport, self.session_id, self._timers),
                     timeout_s=CALL_TIMEOUT_S,
                 )
         except BaseException:
-            _open_clients.discard(self)
+            forget_at_exit(self)
             self._teardown()
             raise
 
@@ -340,38 +256,6 @@ class ServiceClient:
 
     # -- the tree ------------------------------------------------------------------------------
 
-    def _child_specs(self) -> list[ChildSpec]:
-        def start_pollers() -> ActorRef[Any]:
-            self.pollers.supervisor = None
-            ref = self.pollers.start().supervisor
-            assert ref is not None
-            return ref
-
-        return [
-            ChildSpec(
-                id="session_manager",
-                name="session_manager",
-                start=functools.partial(
-                    SessionManager.start, self.transport, self._sessions, timers=self._timers
-                ),
-            ),
-            ChildSpec(id="pollers", start=start_pollers, type="supervisor"),
-            *(
-                ChildSpec(
-                    id=kind,
-                    name=kind,
-                    type="supervisor",
-                    start=functools.partial(
-                        DynamicSupervisor.start,
-                        registry=self.registry,
-                        max_restarts=10,
-                        max_seconds=10.0,
-                    ),
-                )
-                for kind in ("training_clients", "sampling_clients")
-            ),
-        ]
-
     @classmethod
     def child_spec(cls, id: Hashable = "tinkex_service", **kwargs: Any) -> ChildSpec:
         """A ChildSpec that runs a ServiceClient's tree under the user's own supervisor.
@@ -387,18 +271,6 @@ class ServiceClient:
         return ChildSpec(id=id, start=start, type="supervisor")
 
     instances: dict[Hashable, ServiceClient] = {}
-
-    def _fetch_flags(self) -> ClientFlags:
-        try:
-            response = self.transport.submit(
-                HttpRequest.json(
-                    "POST", "client/config", {"sdk_version": "tinkex-actors"}, pool=PoolKind.SESSION
-                )
-            ).result(CALL_TIMEOUT_S)
-            return ClientFlags.from_mapping(response.json())
-        except Exception as exc:
-            log.info("client_config_unavailable", error=str(exc))
-            return ClientFlags()
 
     # -- training --------------------------------------------------------------------------------
 
@@ -466,7 +338,8 @@ class ServiceClient:
         # must never take a sibling being created for the lost attempt of this one.
         with self._create_lock:
             try:
-                answer = self.transport.submit(
+                answer = call(
+                    self.transport,
                     HttpRequest(
                         "POST",
                         "create_model",
@@ -474,8 +347,9 @@ class ServiceClient:
                         pool=PoolKind.TRAIN,
                         max_retries=1,  # counts a 409 only: outages are retried until progress
                     ),
+                    self._persistent_wait_s(),
                     progress=self.progress,
-                ).result(self._persistent_wait_s())
+                )
             except ConflictError:
                 # The model_seq_id is taken: an earlier attempt of this very call landed and
                 # its answer was lost. That model is ours.
@@ -542,11 +416,7 @@ class ServiceClient:
         return self.progress.progress_timeout_s + CALL_TIMEOUT_S
 
     def _background(self, fn: Callable[[], T]) -> ClientFuture[T]:
-        future: ClientFuture[T] = ClientFuture(request_type="CreateClient")
-        threading.Thread(
-            target=_settle_from, args=(future, fn), daemon=True, name="tinkex-create-client"
-        ).start()
-        return future
+        return in_background(fn)
 
     def create_lora_training_client(
         self,
@@ -620,17 +490,15 @@ class ServiceClient:
         optimizer_config: types.OptimizerConfig | None = None,
         recover: bool = False,
     ) -> TrainingClient:
-        info = (
-            self.transport.submit(
-                HttpRequest(
-                    "POST",
-                    "weights_info",
-                    types.to_json(types.WeightsInfoRequest(tinker_path=path)),
-                    pool=PoolKind.TRAIN,
-                )
-            )
-            .result(CALL_TIMEOUT_S)
-            .json()
+        info = call_json(
+            self.transport,
+            HttpRequest(
+                "POST",
+                "weights_info",
+                types.to_json(types.WeightsInfoRequest(tinker_path=path)),
+                pool=PoolKind.TRAIN,
+            ),
+            CALL_TIMEOUT_S,
         )
         lora = types.LoraConfig(
             rank=info.get("lora_rank") or 32,
@@ -774,18 +642,13 @@ class ServiceClient:
             base_model=base_model,
             model_path=model_path,
         )
-        answer = (
-            self.transport.submit(
-                HttpRequest(
-                    "POST",
-                    "create_sampling_session",
-                    types.to_json(request),
-                    pool=PoolKind.SESSION,
-                ),
-                progress=self.progress,
-            )
-            .result(self._persistent_wait_s())
-            .json()
+        answer = call_json(
+            self.transport,
+            HttpRequest(
+                "POST", "create_sampling_session", types.to_json(request), pool=PoolKind.SESSION
+            ),
+            self._persistent_wait_s(),
+            progress=self.progress,
         )
         return str(answer["sampling_session_id"]), base_model or answer.get("base_model")
 
@@ -917,13 +780,15 @@ class ServiceClient:
         future: Future[types.GetServerCapabilitiesResponse] = Future(request_type="Capabilities")
 
         def fetch() -> types.GetServerCapabilitiesResponse:
-            answer = self.transport.submit(
-                HttpRequest("GET", "get_server_capabilities", pool=PoolKind.SESSION)
-            ).result(CALL_TIMEOUT_S)
-            return types.convert(answer.json(), types.GetServerCapabilitiesResponse)
+            answer = call_json(
+                self.transport,
+                HttpRequest("GET", "get_server_capabilities", pool=PoolKind.SESSION),
+                CALL_TIMEOUT_S,
+            )
+            return types.convert(answer, types.GetServerCapabilitiesResponse)
 
         threading.Thread(
-            target=_settle_from, args=(future, fetch), daemon=True, name="tinkex-capabilities"
+            target=settle_from, args=(future, fetch), daemon=True, name="tinkex-capabilities"
         ).start()
         return future
 
@@ -949,8 +814,8 @@ class ServiceClient:
                 return
             self._closed = True
             self._finish_with = (status, detail)
-            self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
-        _open_clients.discard(self)
+            self._close_budget.begin()
+        forget_at_exit(self)
         try:
             closed = ClientClosedError(
                 "the ServiceClient was closed while this operation was pending; "
@@ -965,10 +830,7 @@ class ServiceClient:
 
     def _left_s(self, share: float = 1.0, floor_s: float = 0.05) -> float:
         """Seconds of the close budget left, times `share` (at least `floor_s`)."""
-        deadline = self._close_deadline
-        if deadline is None:  # the tree ends under a user's supervisor: same budget
-            deadline = self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
-        return max((deadline - time.monotonic()) * share, floor_s)
+        return self._close_budget.left_s(share, floor_s)
 
     def _on_tree_exit(self, phase: str, reason: ExitReason) -> None:
         """Called by the tree's supervisor as it ends (also when it ends under a user's tree):
@@ -981,7 +843,7 @@ class ServiceClient:
             if health.lost is not None:
                 return  # given up on the server: nothing can reach it
             if health.failing_for_s is None:
-                self._drain_telemetry()
+                drain_telemetry(self.registry, self._close_budget)
                 self._finish_session(status, detail, FINISH_SHARE)
             else:  # failing now: one short try at finishing, telemetry dropped
                 self._finish_session(status, detail, FAILING_FINISH_SHARE)
@@ -990,19 +852,6 @@ class ServiceClient:
             if self._host_state is not None:
                 SamplingProcessHost.fail_pending(self._host_state, "the ServiceClient closed")
             self._close_resources()
-
-    def _drain_telemetry(self) -> None:
-        reporter = self.registry.whereis("telemetry")
-        if reporter is None:
-            return
-        try:
-            drained = cast(
-                concurrent.futures.Future[int],
-                reporter.ask(Drain(), timeout=self._left_s(DRAIN_SHARE)),
-            )
-            drained.result(min(DRAIN_TIMEOUT_S, self._left_s(DRAIN_SHARE)))
-        except Exception as exc:
-            log.warning("telemetry_drain_failed", error=repr(exc))
 
     def report(self, event_name: str, event_data: dict[str, Any] | None = None) -> None:
         """Send a GENERIC_EVENT with this session's telemetry (dropped when disabled)."""
@@ -1018,17 +867,7 @@ class ServiceClient:
 
     def _finish_session(self, status: str, detail: str | None, share: float = FINISH_SHARE) -> None:
         session_id = getattr(self, "session_id", None)
-        manager = self.registry.whereis("session_manager") if session_id else None
-        if manager is None or session_id is None:
-            return
-        try:
-            finished = cast(
-                concurrent.futures.Future[None],
-                manager.ask(FinishSession(session_id, status, detail), timeout=self._left_s(share)),
-            )
-            finished.result(self._left_s(share))
-        except Exception as exc:
-            log.warning("session_finish_failed", session_id=session_id, error=repr(exc))
+        finish_session(self.registry, session_id, status, detail, self._close_budget, share)
 
     def _teardown(self) -> None:
         supervisor = getattr(self, "supervisor", None)

@@ -40,7 +40,7 @@ from supervisors.timers import TimerService
 from tinkex_actors import types
 from tinkex_actors._loop_thread import run_at_exit
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
-from tinkex_actors.blocking_call import CALL_TIMEOUT_S, call, call_json
+from tinkex_actors.blocking_call import CALL_TIMEOUT_S, call_json
 from tinkex_actors.client_extras import (
     LossHandle,
     SessionTelemetry,
@@ -52,11 +52,11 @@ from tinkex_actors.client_extras import (
 )
 from tinkex_actors.client_future import ClientFuture, in_background, settle_from
 from tinkex_actors.config import Config, PoolKind
-from tinkex_actors.errors import ClientClosedError, ConflictError, SessionExpiredError
+from tinkex_actors.errors import ClientClosedError, SessionExpiredError
 from tinkex_actors.futures import Future
 from tinkex_actors.handshake import fetch_client_flags
-from tinkex_actors.orphans import session_models, unload_orphans
-from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.model_creation import ModelMaker
+from tinkex_actors.poller import PollerPool
 from tinkex_actors.recovery import Origin, RecoveryPolicy, SessionRecovery
 from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
@@ -155,8 +155,6 @@ class ServiceClient:
         self._closed = False
         self._close_budget = CloseBudget()
         self._training_states: list[TrainingState] = []
-        self._disowned: set[str] = set()
-        self._create_lock = threading.Lock()
         self._sampler_states: list[SamplerState] = []
         self._finish_with: tuple[str, str | None] = ("success", None)
         self._host_state: HostState | None = None
@@ -181,6 +179,9 @@ class ServiceClient:
             self.registry = Registry()
             self.progress = ProgressTracker()
             self.pollers = PollerPool(self.transport, size=pollers)
+            self._models = ModelMaker(
+                self.transport, self.pollers, self.progress, self._known_models
+            )
             self._limiter = rate_limiter_for(config.base_url, config.api_key)
             self._budget = DispatchBudget.from_flags(self.flags, rate_limiter=self._limiter)
             self._sessions = SessionTable()
@@ -334,86 +335,17 @@ class ServiceClient:
             lora_config=lora,
             optimizer_config=optimizer or types.AdamOptimizerConfig(),
         )
-        # Serialized from the submit to the client's registration: the orphan check below
-        # must never take a sibling being created for the lost attempt of this one.
-        with self._create_lock:
-            try:
-                answer = call(
-                    self.transport,
-                    HttpRequest(
-                        "POST",
-                        "create_model",
-                        types.to_json(request),
-                        pool=PoolKind.TRAIN,
-                        max_retries=1,  # counts a 409 only: outages are retried until progress
-                    ),
-                    self._persistent_wait_s(),
-                    progress=self.progress,
-                )
-            except ConflictError:
-                # The model_seq_id is taken: an earlier attempt of this very call landed and
-                # its answer was lost. That model is ours.
-                return self._start_training(self._adopt_lost_model(), base_model)
-            response = answer.json()
-            if "request_id" not in response:  # a server that answers create_model inline
-                model_id = str(response["model_id"])
-            else:
-                created = self.pollers.track(
-                    PollSpec(
-                        request_id=response["request_id"],
-                        request_type="CreateModel",
-                        decode_json=lambda v: types.convert(v, types.CreateModelResponse),
-                        progress=self.progress,
-                    )
-                ).result()
-                model_id = created.model_id
-            if answer.retries_taken:  # an earlier attempt may have made a model too
-                self._unload_orphans(keep=model_id)
-            return self._start_training(model_id, base_model)
+        return self._models.create(
+            request, lambda model_id: self._start_training(model_id, base_model)
+        )
 
     def _known_models(self) -> set[str]:
         with self._lock:
-            return {s.model_id for s in self._training_states} | self._disowned
-
-    def _unload_orphans(self, keep: str) -> list[str]:
-        """Unload the models of the session nobody asked for (lost answers' twins)."""
-        try:
-            orphans = unload_orphans(
-                self.transport,
-                self.pollers,
-                self.session_id,
-                self._known_models() | {keep},
-                progress=self.progress,
-                wait_s=CALL_TIMEOUT_S,
-            )
-        except Exception as exc:  # best effort: the model asked for is fine either way
-            log.warning("orphan_check_failed", error=repr(exc))
-            return []
-        with self._lock:
-            self._disowned.update(orphans)
-        return orphans
-
-    def _adopt_lost_model(self) -> str:
-        """The model an earlier attempt of a create_model made (its answer was lost)."""
-        unknown = [
-            m
-            for m in session_models(self.transport, self.session_id, CALL_TIMEOUT_S)
-            if m not in self._known_models()
-        ]
-        if not unknown:
-            raise ConflictError(
-                "create_model was refused (409: model_seq_id already used) and the session "
-                "lists no model of ours that could have been created by an earlier attempt",
-                status_code=409,
-            )
-        log.info("lost_create_model_adopted", model_id=unknown[0])
-        if len(unknown) > 1:
-            self._unload_orphans(keep=unknown[0])
-        return unknown[0]
+            return {s.model_id for s in self._training_states}
 
     def _persistent_wait_s(self) -> float:
         """How long a caller waits for a request retried until the progress timeout."""
-        return self.progress.progress_timeout_s + CALL_TIMEOUT_S
+        return self._models.persistent_wait_s()
 
     def _background(self, fn: Callable[[], T]) -> ClientFuture[T]:
         return in_background(fn)

@@ -20,7 +20,7 @@ import itertools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from typing import Any, TypeVar, cast
 
 from pykka import ActorDeadError, ActorRef
@@ -42,23 +42,16 @@ from tinkex_actors._loop_thread import run_at_exit
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
 from tinkex_actors.blocking_call import CALL_TIMEOUT_S, call_json
 from tinkex_actors.client_extras import (
-    LossHandle,
-    SessionTelemetry,
-    Telemetry,
-    check_input_ranks,
     check_optimizer,
     check_retry_config,
-    console_url,
 )
-from tinkex_actors.client_future import ClientFuture, in_background, settle_from
+from tinkex_actors.client_future import ClientFuture, in_background
 from tinkex_actors.config import Config, PoolKind
 from tinkex_actors.errors import ClientClosedError, SessionExpiredError
-from tinkex_actors.futures import Future
 from tinkex_actors.handshake import fetch_client_flags
 from tinkex_actors.model_creation import ModelMaker
 from tinkex_actors.poller import PollerPool
 from tinkex_actors.recovery import Origin, RecoveryPolicy, SessionRecovery
-from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.sampling import (
     CLONE_STRIDE,
@@ -92,7 +85,7 @@ from tinkex_actors.session import (
     SessionTable,
     Subscribe,
 )
-from tinkex_actors.telemetry_reporter import Log, LogException
+from tinkex_actors.session_calls import SessionCalls
 from tinkex_actors.training import (
     TrainingClient,
     TrainingClientActor,
@@ -108,7 +101,7 @@ log = get_logger("tinkex_actors.service")
 T = TypeVar("T")
 
 
-class ServiceClient:
+class ServiceClient(SessionCalls):
     """A session with the Tinker service (or the embedded server) and every client made in it."""
 
     def __init__(
@@ -492,7 +485,7 @@ class ServiceClient:
             )
         )
 
-    # -- sampling and REST ---------------------------------------------------------------------
+    # -- sampling -----------------------------------------------------------------------------
 
     def _sampling_now(
         self,
@@ -616,9 +609,31 @@ class ServiceClient:
             )
         )
 
-    def create_rest_client(self) -> RestClient:
-        """A RestClient sharing this ServiceClient's transport."""
-        return RestClient(self.transport)
+    def _sampling_client_future(
+        self,
+        *,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        sampling_session_id: str | None = None,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
+    ) -> ClientFuture[SamplingClient]:
+        """`SamplingClient.create(service, ...)`: a new sampler, or one joining a session."""
+        self._check_open()
+        check_retry_config(retry_config)
+        if sampling_session_id is None:
+            return self.create_sampling_client(
+                model_path, base_model, retry_config, record_stability_info
+            )
+        return self._background(
+            lambda: self._sampling_now(
+                base_model=base_model,
+                sampling_session_id=sampling_session_id,
+                retry_config=retry_config,
+                record_stability_info=record_stability_info,
+                join=True,
+            )
+        )
 
     async def create_training_client_from_state_async(
         self,
@@ -664,10 +679,6 @@ class ServiceClient:
         )
         return client
 
-    async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
-        """The awaitable twin of `get_server_capabilities`."""
-        return await self._capabilities()
-
     def reconnect(
         self,
         tags: list[str] | None = None,
@@ -704,36 +715,7 @@ class ServiceClient:
         log.info("session_reconnected", session_id=self.session_id)
         return self.session_id
 
-    def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
-        """The base models the server offers (waits for the answer, as officially)."""
-        return self._capabilities().result(CALL_TIMEOUT_S)
-
-    def _capabilities(self) -> Future[types.GetServerCapabilitiesResponse]:
-        future: Future[types.GetServerCapabilitiesResponse] = Future(request_type="Capabilities")
-
-        def fetch() -> types.GetServerCapabilitiesResponse:
-            answer = call_json(
-                self.transport,
-                HttpRequest("GET", "get_server_capabilities", pool=PoolKind.SESSION),
-                CALL_TIMEOUT_S,
-            )
-            return types.convert(answer, types.GetServerCapabilitiesResponse)
-
-        threading.Thread(
-            target=settle_from, args=(future, fetch), daemon=True, name="tinkex-capabilities"
-        ).start()
-        return future
-
     # -- life cycle ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_path(path: object) -> None:
-        if not isinstance(path, str) or not path.startswith("tinker://"):
-            raise ValueError(f"path={path!r} is not a tinker path; pass 'tinker://<run>/...'")
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("this ServiceClient is closed; make a new one")
 
     def close(self, status: str = "success", detail: str | None = None) -> None:
         """Settle every pending future (ClientClosedError), finish the session (best effort),
@@ -785,18 +767,6 @@ class ServiceClient:
                 SamplingProcessHost.fail_pending(self._host_state, "the ServiceClient closed")
             self._close_resources()
 
-    def report(self, event_name: str, event_data: dict[str, Any] | None = None) -> None:
-        """Send a GENERIC_EVENT with this session's telemetry (dropped when disabled)."""
-        reporter = self.registry.whereis("telemetry")
-        if reporter is not None:
-            reporter.tell(Log(event_name, dict(event_data or {})))
-
-    def report_exception(self, error: BaseException) -> None:
-        """Send an UNHANDLED_EXCEPTION event for `error` (dropped when telemetry is off)."""
-        reporter = self.registry.whereis("telemetry")
-        if reporter is not None:
-            reporter.tell(LogException(error))
-
     def _finish_session(self, status: str, detail: str | None, share: float = FINISH_SHARE) -> None:
         session_id = getattr(self, "session_id", None)
         finish_session(self.registry, session_id, status, detail, self._close_budget, share)
@@ -835,95 +805,3 @@ class ServiceClient:
 
     def __repr__(self) -> str:
         return f"ServiceClient(session_id={getattr(self, 'session_id', None)!r})"
-
-    # -- the rest of the official 0.38 surface ----------------------------------------------------
-
-    def get_console_url(self) -> str:
-        """The console page of this session."""
-        return console_url("sessions", getattr(self, "session_id", None))
-
-    def get_telemetry(self) -> Telemetry | None:
-        """A handle to log events into this session's telemetry (None when it is off)."""
-        if self.registry.whereis("telemetry") is None:
-            return None
-        return SessionTelemetry(self._report_event)
-
-    def _report_event(self, event_name: str, event_data: dict[str, Any], severity: str) -> None:
-        reporter = self.registry.whereis("telemetry")
-        if reporter is not None:
-            reporter.tell(Log(event_name, event_data, severity))
-
-    def copy_weights(
-        self,
-        path: str,
-        *,
-        ttl_seconds: int | None = None,
-        weights_access_token: str | None = None,
-    ) -> Future[str]:
-        """Copy a checkpoint into this client's project; a Future of the copy's tinker path.
-
-        The copy belongs to a new training run that cannot be trained on. With a `project_id`
-        (argument or `TINKER_PROJECT_ID`) the copy goes to that project; without one it goes
-        to this session (a difference on purpose: officially that is a ValueError).
-        """
-        self._check_open()
-        self._check_path(path)
-        rest = self.create_rest_client()
-        if self.project_id is not None:
-            return rest.copy_weights(
-                path,
-                self.project_id,
-                ttl_seconds=ttl_seconds,
-                weights_access_token=weights_access_token,
-            )
-        request = types.CopyWeightsRequest(
-            source_path=path,
-            session_id=self.session_id,
-            model_seq_id=next(self._model_seq),
-            ttl_seconds=ttl_seconds,
-        )
-        return rest._copy_weights(request, weights_access_token)
-
-    def create_custom_loss(
-        self, fn: Callable[..., Any], input_ranks: Mapping[str, int]
-    ) -> Future[LossHandle]:
-        """A handle of a custom loss for `TrainingClient.forward_backward_custom`.
-
-        `fn(logprobs, <one tensor per loss_fn_input it reads>)` runs once per datum and returns
-        `(loss, metrics)`; `input_ranks` gives the rank (0, 1, 2) of each parameter. The loss
-        runs client-side (this server does not take traced losses) and needs torch.
-        """
-        self._check_open()
-        ranks = check_input_ranks(fn, input_ranks)
-        name = getattr(fn, "__name__", "custom_loss")
-        return Future.completed(LossHandle(name, fn, ranks, self.session_id))
-
-    def _sampler_base_model(self, sampling_session_id: str) -> str | None:
-        answer = self.create_rest_client().get_sampler(sampling_session_id).result(CALL_TIMEOUT_S)
-        return answer.base_model
-
-    def _sampling_client_future(
-        self,
-        *,
-        model_path: str | None = None,
-        base_model: str | None = None,
-        sampling_session_id: str | None = None,
-        retry_config: RetryPolicy | None = None,
-        record_stability_info: bool = False,
-    ) -> ClientFuture[SamplingClient]:
-        """`SamplingClient.create(service, ...)`: a new sampler, or one joining a session."""
-        self._check_open()
-        check_retry_config(retry_config)
-        if sampling_session_id is None:
-            return self.create_sampling_client(
-                model_path, base_model, retry_config, record_stability_info
-            )
-        return self._background(
-            lambda: self._sampling_now(
-                base_model=base_model,
-                sampling_session_id=sampling_session_id,
-                retry_config=retry_config,
-                record_stability_info=record_stability_info,
-                join=True,
-            )
-        )

@@ -27,14 +27,10 @@ from pykka import ActorDeadError, ActorRef
 
 from supervisors import (
     ChildSpec,
-    ExitReason,
-    Normal,
     Registry,
-    Shutdown,
     SupervisedRef,
     start_child,
 )
-from supervisors import stop as stop_process
 from supervisors.library_logging import get_logger
 from supervisors.timers import TimerService
 from tinkex_actors import types
@@ -66,15 +62,12 @@ from tinkex_actors.sampling_process import (
     OutOfProcessSamplingClient,
     SamplingProcessHost,
 )
+from tinkex_actors.service_close import ClosingService
 from tinkex_actors.service_tree import (
     CLOSE_BUDGET_S,
-    FAILING_FINISH_SHARE,
-    FINISH_SHARE,
     CloseBudget,
     close_at_exit,
     close_open_clients,
-    drain_telemetry,
-    finish_session,
     forget_at_exit,
     start_tree,
     telemetry_child,
@@ -101,8 +94,10 @@ log = get_logger("tinkex_actors.service")
 T = TypeVar("T")
 
 
-class ServiceClient(SessionCalls):
+class ServiceClient(SessionCalls, ClosingService):
     """A session with the Tinker service (or the embedded server) and every client made in it."""
+
+    _recovery: SessionRecovery | None
 
     def __init__(
         self,
@@ -715,93 +710,19 @@ class ServiceClient(SessionCalls):
         log.info("session_reconnected", session_id=self.session_id)
         return self.session_id
 
-    # -- life cycle ------------------------------------------------------------------------------
+    # -- life cycle (see service_close.py) -----------------------------------------------------
 
-    def close(self, status: str = "success", detail: str | None = None) -> None:
-        """Settle every pending future (ClientClosedError), finish the session (best effort),
-        stop the tree and close connections; leaves no thread behind.
+    def _fail_hosted(self, reason: str) -> None:
+        if self._host_state is not None:
+            SamplingProcessHost.fail_pending(self._host_state, reason)
 
-        Returns within about 2 s whatever the server does, and raises nothing of its own.
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._finish_with = (status, detail)
-            self._close_budget.begin()
-        forget_at_exit(self)
-        try:
-            closed = ClientClosedError(
-                "the ServiceClient was closed while this operation was pending; "
-                "make a new ServiceClient to go on"
-            )
-            if self._recovery is not None:
-                self._recovery.close(closed, timeout_s=self._left_s(0.25))
-            self._fail_pending(closed)
-            self._teardown()
-        except Exception as exc:  # never replace the user's own exception (leaving `with`)
-            log.warning("close_incomplete", error=repr(exc))
-
-    def _left_s(self, share: float = 1.0, floor_s: float = 0.05) -> float:
-        """Seconds of the close budget left, times `share` (at least `floor_s`)."""
-        return self._close_budget.left_s(share, floor_s)
-
-    def _on_tree_exit(self, phase: str, reason: ExitReason) -> None:
-        """Called by the tree's supervisor as it ends (also when it ends under a user's tree):
-        before its children stop, finish the session; after, close what is not an actor."""
-        if phase == "before":
-            status, detail = self._finish_with
-            if not isinstance(reason, Normal | Shutdown) and status == "success":
-                status, detail = "errored", repr(reason)
-            health = self.transport.health
-            if health.lost is not None:
-                return  # given up on the server: nothing can reach it
-            if health.failing_for_s is None:
-                drain_telemetry(self.registry, self._close_budget)
-                self._finish_session(status, detail, FINISH_SHARE)
-            else:  # failing now: one short try at finishing, telemetry dropped
-                self._finish_session(status, detail, FAILING_FINISH_SHARE)
-        else:
-            self._closed = True
-            if self._host_state is not None:
-                SamplingProcessHost.fail_pending(self._host_state, "the ServiceClient closed")
-            self._close_resources()
-
-    def _finish_session(self, status: str, detail: str | None, share: float = FINISH_SHARE) -> None:
-        session_id = getattr(self, "session_id", None)
-        finish_session(self.registry, session_id, status, detail, self._close_budget, share)
-
-    def _teardown(self) -> None:
-        supervisor = getattr(self, "supervisor", None)
-        if supervisor is not None and supervisor.is_alive():
-            stop_process(supervisor, timeout_s=self._left_s())
-        self._close_resources()
-
-    def _close_resources(self) -> None:
+    def _forget_instance(self) -> None:
         for key, client in list(ServiceClient.instances.items()):
             if client is self:
                 del ServiceClient.instances[key]
-        pollers = getattr(self, "pollers", None)
-        if pollers is not None:
-            pollers.stop(self._left_s(0.5))
-        transport = getattr(self, "transport", None)
-        if transport is not None:
-            try:
-                transport.close(self._left_s(floor_s=0.2))
-            except RuntimeError as exc:  # its loop stops by itself once the program ends
-                log.warning("transport_close_slow", error=str(exc))
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop()
 
     def __enter__(self) -> ServiceClient:
         return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.close(
-            "success" if exc_type is None else "errored",
-            None if exc is None else f"{type(exc).__name__}",
-        )
 
     def __repr__(self) -> str:
         return f"ServiceClient(session_id={getattr(self, 'session_id', None)!r})"

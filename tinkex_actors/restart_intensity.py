@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CLIENT_TREE_RESTARTS", "RestartIntensity"]
+__all__ = ["CLIENT_TREE_RESTARTS", "POLLER_POOL_RESTARTS", "RestartIntensity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +22,5 @@ class RestartIntensity:
 
 CLIENT_TREE_RESTARTS = RestartIntensity(max_restarts=10, max_seconds=10.0)
 """The ServiceClient's tree: its top supervisor and its clients' dynamic supervisors."""
+POLLER_POOL_RESTARTS = RestartIntensity(max_restarts=10, max_seconds=5.0)
+"""The PollerPool's own supervisor (`tinkex_actors.poller`, its default)."""

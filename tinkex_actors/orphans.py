@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from supervisors.library_logging import get_logger
+from tinkex_actors.blocking_call import call_json
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIStatusError
 from tinkex_actors.poller import PollerPool, PollSpec
@@ -34,8 +35,8 @@ UNLOAD_WAIT_S = 30.0
 
 def session_models(transport: Transport, session_id: str, wait_s: float) -> list[str]:
     """The model ids the server lists for the session (`GET sessions/{id}`)."""
-    answer = transport.submit(HttpRequest("GET", f"sessions/{session_id}", pool=PoolKind.SESSION))
-    listing = answer.result(wait_s).json()
+    request = HttpRequest("GET", f"sessions/{session_id}", pool=PoolKind.SESSION)
+    listing = call_json(transport, request, wait_s)
     return [str(model_id) for model_id in listing.get("training_run_ids") or ()]
 
 
@@ -61,10 +62,8 @@ def _unload(
     # Nothing was ever sent to an orphan: its first request carries seq_id 1.
     body = msgspec.json.encode({"model_id": model_id, "seq_id": 1, "type": "unload_model"})
     try:
-        answer: Any = (
-            transport.submit(HttpRequest("POST", "unload_model", body, pool=PoolKind.TRAIN))
-            .result(UNLOAD_WAIT_S)
-            .json()
+        answer: Any = call_json(
+            transport, HttpRequest("POST", "unload_model", body, pool=PoolKind.TRAIN), UNLOAD_WAIT_S
         )
         if "request_id" in answer:
             pollers.track(

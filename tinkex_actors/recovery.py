@@ -27,27 +27,26 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from supervisors import terminate_child
+from supervisors import Registry, terminate_child
 from supervisors.library_logging import get_logger
 from tinkex_actors.errors import ClientClosedError, RecoveryFailedError
 from tinkex_actors.recovery_log import RecoveryPolicy
 from tinkex_actors.recovery_sampling import RecoverableSamplingClient, SampleCall
 from tinkex_actors.recovery_training import (
     ImpossibleError,
+    ModelFactory,
     Origin,
     RecoverableTrainingClient,
     is_session_loss,
 )
-from tinkex_actors.sampling import SamplingClient
+from tinkex_actors.sampling import SamplerState, SamplingClient
 from tinkex_actors.training import TrainingClient, TrainingState
-
-if TYPE_CHECKING:
-    from tinkex_actors.service import ServiceClient
 
 __all__ = [
     "Origin",
+    "RecoverableService",
     "RecoverableTrainingClient",
     "RecoveryPolicy",
     "SessionRecovery",
@@ -59,12 +58,44 @@ log = get_logger("tinkex_actors.recovery")
 RETIRE_TIMEOUT_S = 2.0
 
 
+class RecoverableService(ModelFactory, Protocol):
+    """What a recovery needs of its ServiceClient (`service.ServiceClient`), which holds it.
+
+    The ServiceClient's lock guards the lists of its clients' states.
+    """
+
+    session_id: str
+    registry: Registry
+    _lock: threading.Lock
+    _training_states: list[TrainingState]
+    _sampler_states: list[SamplerState]
+
+    def reconnect(
+        self,
+        tags: list[str] | None = None,
+        *,
+        cancel: concurrent.futures.Future[Any] | None = None,
+    ) -> str:
+        """Open a new session after the old one was lost; returns its id."""
+        ...
+
+    def report(self, event_name: str, event_data: dict[str, Any] | None = None) -> None:
+        """Send a telemetry event of the session."""
+        ...
+
+    def _open_sampling_session(
+        self, model_path: str | None, base_model: str | None
+    ) -> tuple[str, str | None]:
+        """A new sampling session over saved weights or a base model: (its id, base model)."""
+        ...
+
+
 class SessionRecovery:
     """The recovery of one ServiceClient: one rebuild at a time, in a thread of its own."""
 
     def __init__(
         self,
-        service: ServiceClient,
+        service: RecoverableService,
         policy: RecoveryPolicy,
         *,
         sleep: Callable[[float], bool] | None = None,
@@ -310,7 +341,7 @@ class SessionRecovery:
         return failed
 
 
-def reopen_samplers(service: ServiceClient) -> int:
+def reopen_samplers(service: RecoverableService) -> int:
     """Give every in-process sampler a new sampling session over the same weights; returns
     how many (their pending samples failed with the loss; later calls go to the new one)."""
     with service._lock:

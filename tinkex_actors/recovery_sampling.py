@@ -7,26 +7,36 @@ same weights) and is sent again; the user's Future settles once, with that answe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from tinkex_actors import types
 from tinkex_actors.futures import CancelledError, Future
 from tinkex_actors.recovery_training import is_session_loss
 from tinkex_actors.sampling import SamplingClient, check_sample_args
 
-if TYPE_CHECKING:
-    from tinkex_actors.recovery import SessionRecovery
-
-__all__ = ["RecoverableSamplingClient", "SampleCall"]
+__all__ = ["RecoverableSamplingClient", "SampleCall", "SampleRecovery"]
 
 SampleCall = tuple[tuple[Any, ...], Future[Any]]
 """The arguments of a `sample` call and the user's Future it answers."""
 
 
+class SampleRecovery(Protocol):
+    """What a recoverable sampler needs of the recovery (`recovery.SessionRecovery`)."""
+
+    generation: int
+    """The rebuild generation: bumped by each rebuild of the session."""
+
+    def hold_sample(
+        self, sampler: RecoverableSamplingClient, call: SampleCall, gen: int, error: BaseException
+    ) -> bool:
+        """Hold a sample that met a loss for the rebuild (True), or False: send it again."""
+        ...
+
+
 class RecoverableSamplingClient(SamplingClient):
     """A SamplingClient whose samples survive a lost session (see the module docstring)."""
 
-    def __init__(self, inner: SamplingClient, recovery: SessionRecovery) -> None:
+    def __init__(self, inner: SamplingClient, recovery: SampleRecovery) -> None:
         super().__init__(inner._state, inner._actor, runtime=inner._runtime)
         self._recovery = recovery
         self.waiting: list[SampleCall] = []

@@ -14,7 +14,7 @@ import itertools
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from supervisors.library_logging import get_logger
 from tinkex_actors import types
@@ -26,21 +26,24 @@ from tinkex_actors.errors import (
     SessionExpiredError,
 )
 from tinkex_actors.futures import CancelledError, Future
-from tinkex_actors.recovery_log import Op, OpKind, OpLog
+from tinkex_actors.recovery_log import Op, OpKind, OpLog, RecoveryPolicy
 from tinkex_actors.rest import RestClient
 from tinkex_actors.training import (
     TrainingClient,
+    TrainingState,
     check_data,
     check_loss,
     check_name,
     estimate_bytes,
 )
 
-if TYPE_CHECKING:
-    from tinkex_actors.recovery import SessionRecovery
-    from tinkex_actors.service import ServiceClient
-
-__all__ = ["Origin", "RecoverableTrainingClient", "is_session_loss"]
+__all__ = [
+    "ModelFactory",
+    "Origin",
+    "RecoverableTrainingClient",
+    "TrainingRecovery",
+    "is_session_loss",
+]
 
 log = get_logger("tinkex_actors.recovery")
 
@@ -90,6 +93,53 @@ class Origin:
     optimizer_config: types.OptimizerConfig | None = None
 
 
+class TrainingRecovery(Protocol):
+    """What a recoverable model needs of the recovery (`recovery.SessionRecovery`)."""
+
+    policy: RecoveryPolicy
+    generation: int
+    """The rebuild generation: bumped by each rebuild of the session."""
+
+    def trigger(self, gen: int, error: BaseException) -> None:
+        """A loss seen by an op sent in generation `gen`: rebuild (once)."""
+        ...
+
+    def succeeded(self) -> None:
+        """An operation answered: the server is back."""
+        ...
+
+    def retire(self, state: TrainingState, actor: Any) -> None:
+        """Stop the actor of a model that was replaced."""
+        ...
+
+
+class ModelFactory(Protocol):
+    """How a rebuild makes the new model (the ServiceClient's own creation steps)."""
+
+    def _from_state(
+        self,
+        path: str,
+        optimizer: bool,
+        base_model: str | None = None,
+        user_metadata: dict[str, str] | None = None,
+        weights_access_token: str | None = None,
+        optimizer_config: types.OptimizerConfig | None = None,
+        recover: bool = False,
+    ) -> TrainingClient:
+        """A new model loaded from the checkpoint at `path`."""
+        ...
+
+    def _create_model(
+        self,
+        base_model: str,
+        lora: types.LoraConfig,
+        user_metadata: dict[str, Any] | None,
+        optimizer: types.OptimizerConfig | None = None,
+    ) -> TrainingClient:
+        """A new LoRA model on `base_model`."""
+        ...
+
+
 class ImpossibleError(Exception):
     """This model cannot be rebuilt (a reason for the user, not a retry)."""
 
@@ -97,7 +147,7 @@ class ImpossibleError(Exception):
 class RecoverableTrainingClient(TrainingClient):
     """A TrainingClient whose operations survive a lost session (see the module docstring)."""
 
-    def __init__(self, inner: TrainingClient, recovery: SessionRecovery, origin: Origin) -> None:
+    def __init__(self, inner: TrainingClient, recovery: TrainingRecovery, origin: Origin) -> None:
         super().__init__(
             inner._state, inner._actor, inner._transport, sampling_factory=inner._sampling_factory
         )
@@ -334,7 +384,7 @@ class RecoverableTrainingClient(TrainingClient):
 
     # -- rebuilding --------------------------------------------------------------------------
 
-    def _rebuild(self, service: ServiceClient, gen: int) -> int:
+    def _rebuild(self, service: ModelFactory, gen: int) -> int:
         """Recreate the model in the (new) session and replay the log; returns ops replayed."""
         reason = self._log.unrecoverable()
         if reason is not None:

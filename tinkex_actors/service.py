@@ -1,20 +1,14 @@
-"""The ServiceClient: the entry point, and the owner of the client's supervision tree.
+"""The ServiceClient: the entry point, its session, and the factories of its clients.
 
     with ServiceClient() as service:               # TINKER_* env, or the embedded server
         trainer = service.create_lora_training_client("tiny-byte-lm", rank=8)
 
 With no API key, no base URL and no `TINKER_*` environment, it starts the embedded server on
-loopback and says so once in the log. The tree (DESIGN.md section 3):
-
-    ServiceSupervisor (one_for_one)
-    ├── SessionManager          heartbeats every session on its own timer
-    ├── PollerPool              a fixed pool of Poller actors (a supervisor of its own)
-    └── TrainingClients         DynamicSupervisor: one TrainingClientActor per model
-
-The Transport (one I/O loop thread and its HTTP clients) is owned by the ServiceClient itself
-and closed last. Creation methods return a `ClientFuture`: a Future of the client that also
-forwards attribute access to the client, so `service.create_lora_training_client(...)` can be
-used as the client directly (older code), `.result()`-ed (official 0.38) or awaited.
+loopback and says so once in the log. Its actors run in a supervision tree of their own
+(`tinkex_actors.service_tree`, DESIGN.md section 3); the Transport (one I/O loop thread and its
+HTTP clients) is owned by the ServiceClient itself and closed last. Creation methods return a
+`ClientFuture` (`tinkex_actors.client_future`): a Future of the client that can also be used as
+the client directly (older code), `.result()`-ed (official 0.38) or awaited.
 """
 
 from __future__ import annotations
@@ -25,46 +19,35 @@ import functools
 import itertools
 import os
 import threading
-import time
 import uuid
-from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Generic, TypeVar, cast
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar, cast
 
 from pykka import ActorDeadError, ActorRef
 
 from supervisors import (
     ChildSpec,
-    DynamicSupervisor,
-    ExitReason,
-    Normal,
     Registry,
-    Shutdown,
     SupervisedRef,
-    Supervisor,
     start_child,
 )
-from supervisors import stop as stop_process
 from supervisors.library_logging import get_logger
 from supervisors.timers import TimerService
 from tinkex_actors import types
 from tinkex_actors._loop_thread import run_at_exit
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
+from tinkex_actors.blocking_call import CALL_TIMEOUT_S, call_json
 from tinkex_actors.client_extras import (
-    LossHandle,
-    SessionTelemetry,
-    Telemetry,
-    check_input_ranks,
     check_optimizer,
     check_retry_config,
-    console_url,
 )
-from tinkex_actors.config import ClientFlags, Config, PoolKind
-from tinkex_actors.errors import ClientClosedError, ConflictError, SessionExpiredError
-from tinkex_actors.futures import Future
-from tinkex_actors.orphans import session_models, unload_orphans
-from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.client_future import ClientFuture, in_background
+from tinkex_actors.config import Config, PoolKind
+from tinkex_actors.errors import ClientClosedError, SessionExpiredError
+from tinkex_actors.handshake import fetch_client_flags
+from tinkex_actors.model_creation import ModelMaker
+from tinkex_actors.poller import PollerPool
 from tinkex_actors.recovery import Origin, RecoveryPolicy, SessionRecovery
-from tinkex_actors.rest import RestClient
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.sampling import (
     CLONE_STRIDE,
@@ -79,21 +62,23 @@ from tinkex_actors.sampling_process import (
     OutOfProcessSamplingClient,
     SamplingProcessHost,
 )
+from tinkex_actors.service_close import ClosingService
+from tinkex_actors.service_tree import (
+    CLOSE_BUDGET_S,
+    CloseBudget,
+    close_at_exit,
+    close_open_clients,
+    forget_at_exit,
+    start_tree,
+    telemetry_child,
+)
 from tinkex_actors.session import (
     CreateSession,
-    FinishSession,
     SessionLost,
-    SessionManager,
     SessionTable,
     Subscribe,
 )
-from tinkex_actors.telemetry_reporter import (
-    DRAIN_TIMEOUT_S,
-    Drain,
-    Log,
-    LogException,
-    TelemetryReporter,
-)
+from tinkex_actors.session_calls import SessionCalls
 from tinkex_actors.training import (
     TrainingClient,
     TrainingClientActor,
@@ -102,85 +87,17 @@ from tinkex_actors.training import (
 )
 from tinkex_actors.transport import HttpRequest, Transport
 
+__all__ = ["CALL_TIMEOUT_S", "CLOSE_BUDGET_S", "ClientFuture", "ServiceClient"]
+
 log = get_logger("tinkex_actors.service")
 
 T = TypeVar("T")
-CALL_TIMEOUT_S = 60.0
-CLOSE_BUDGET_S = 1.8
-"""`close()` returns within this (plus scheduling noise) whatever the server does."""
-DRAIN_SHARE = 0.25
-FINISH_SHARE = 0.5
-FAILING_FINISH_SHARE = 0.25
-"""Shares of what is left of the close budget given to the telemetry flush and to finishing
-the session (best effort: an unreachable server gets no more than that; one failing when
-close begins gets the smaller share for finishing and no telemetry flush)."""
-_EMBEDDED_KEY = "tml-embedded-local-server"
-_open_clients: set[ServiceClient] = set()
-"""Clients not closed yet: the exit hook closes them (a client's actors keep it alive anyway)."""
 
 
-def _close_open_clients() -> None:
-    """The interpreter is exiting (main thread ended): close what the program left open, all
-    clients at once, so that exit takes one close budget however many there are."""
-    closers = [
-        threading.Thread(
-            target=client.close,
-            args=("success", "the program ended without close()"),
-            name="tinkex-exit-close",
-            daemon=True,
-        )
-        for client in list(_open_clients)
-    ]
-    for closer in closers:
-        closer.start()
-    deadline = time.monotonic() + CLOSE_BUDGET_S + 0.2
-    for closer in closers:
-        closer.join(max(deadline - time.monotonic(), 0.0))
-
-__all__ = ["ClientFuture", "ServiceClient"]
-
-
-class ClientFuture(Future[T], Generic[T]):
-    """A Future of a client that can also be used as the client itself (waiting for it)."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.result(), name)
-
-
-def _settle_from(future: Future[T], fn: Callable[[], T]) -> None:
-    try:
-        future.set_result(fn())
-    except BaseException as exc:
-        future.set_exception(exc)
-
-
-class _ServiceSupervisor(Supervisor):
-    """The ServiceClient's top supervisor: ends the session and closes the client with it."""
-
-    def __init__(
-        self,
-        children: list[ChildSpec],
-        on_exit: Callable[[str, ExitReason], None],
-        **options: Any,
-    ) -> None:
-        super().__init__(children, **options)
-        self._on_exit = on_exit
-
-    def terminate(self, reason: ExitReason) -> None:
-        """Finish the session, stop the children, then close transport and embedded server."""
-        try:
-            self._on_exit("before", reason)
-        finally:
-            try:
-                super().terminate(reason)
-            finally:
-                self._on_exit("after", reason)
-
-
-class ServiceClient:
+class ServiceClient(SessionCalls, ClosingService):
     """A session with the Tinker service (or the embedded server) and every client made in it."""
+
+    _recovery: SessionRecovery | None
 
     def __init__(
         self,
@@ -224,10 +141,8 @@ class ServiceClient:
                 "Tinker-compatible server on loopback",
             )
         self._closed = False
-        self._close_deadline: float | None = None
+        self._close_budget = CloseBudget()
         self._training_states: list[TrainingState] = []
-        self._disowned: set[str] = set()
-        self._create_lock = threading.Lock()
         self._sampler_states: list[SamplerState] = []
         self._finish_with: tuple[str, str | None] = ("success", None)
         self._host_state: HostState | None = None
@@ -245,27 +160,26 @@ class ServiceClient:
             )
             self.transport = Transport(config)
             self.transport.start()
-            _open_clients.add(self)
-            run_at_exit(_close_open_clients)  # after the transport's own: runs before it
+            close_at_exit(self)
+            run_at_exit(close_open_clients)  # after the transport's own: runs before it
             self.transport.health.on_lost(self._on_lost)
-            self.flags = self._fetch_flags()
+            self.flags = fetch_client_flags(self.transport, CALL_TIMEOUT_S)
             self.registry = Registry()
             self.progress = ProgressTracker()
             self.pollers = PollerPool(self.transport, size=pollers)
+            self._models = ModelMaker(
+                self.transport, self.pollers, self.progress, self._known_models
+            )
             self._limiter = rate_limiter_for(config.base_url, config.api_key)
             self._budget = DispatchBudget.from_flags(self.flags, rate_limiter=self._limiter)
             self._sessions = SessionTable()
-            self.supervisor: ActorRef[Any] = _ServiceSupervisor.start(
-                self._child_specs(),
+            self.supervisor: ActorRef[Any] = start_tree(
+                self.transport,
+                self._sessions,
+                self.pollers,
+                self.registry,
+                self._timers,
                 self._on_tree_exit,
-                # one_for_one: the children share state through the ServiceClient (session
-                # table, poller pool, registry), not through each other's actors, so a crashed
-                # SessionManager must not take the client actors down with it (a restarted
-                # DynamicSupervisor would come back without its children).
-                strategy="one_for_one",
-                registry=self.registry,
-                max_restarts=10,
-                max_seconds=10.0,
             )
             manager = self.registry.whereis("session_manager")
             assert manager is not None
@@ -284,20 +198,11 @@ class ServiceClient:
             if config.telemetry_enabled:
                 start_child(
                     self.supervisor,
-                    ChildSpec(
-                        id="telemetry",
-                        name="telemetry",
-                        start=functools.partial(
-                            TelemetryReporter.start,
-                            self.transport,
-                            self.session_id,
-                            timers=self._timers,
-                        ),
-                    ),
+                    telemetry_child(self.transport, self.session_id, self._timers),
                     timeout_s=CALL_TIMEOUT_S,
                 )
         except BaseException:
-            _open_clients.discard(self)
+            forget_at_exit(self)
             self._teardown()
             raise
 
@@ -340,38 +245,6 @@ class ServiceClient:
 
     # -- the tree ------------------------------------------------------------------------------
 
-    def _child_specs(self) -> list[ChildSpec]:
-        def start_pollers() -> ActorRef[Any]:
-            self.pollers.supervisor = None
-            ref = self.pollers.start().supervisor
-            assert ref is not None
-            return ref
-
-        return [
-            ChildSpec(
-                id="session_manager",
-                name="session_manager",
-                start=functools.partial(
-                    SessionManager.start, self.transport, self._sessions, timers=self._timers
-                ),
-            ),
-            ChildSpec(id="pollers", start=start_pollers, type="supervisor"),
-            *(
-                ChildSpec(
-                    id=kind,
-                    name=kind,
-                    type="supervisor",
-                    start=functools.partial(
-                        DynamicSupervisor.start,
-                        registry=self.registry,
-                        max_restarts=10,
-                        max_seconds=10.0,
-                    ),
-                )
-                for kind in ("training_clients", "sampling_clients")
-            ),
-        ]
-
     @classmethod
     def child_spec(cls, id: Hashable = "tinkex_service", **kwargs: Any) -> ChildSpec:
         """A ChildSpec that runs a ServiceClient's tree under the user's own supervisor.
@@ -387,18 +260,6 @@ class ServiceClient:
         return ChildSpec(id=id, start=start, type="supervisor")
 
     instances: dict[Hashable, ServiceClient] = {}
-
-    def _fetch_flags(self) -> ClientFlags:
-        try:
-            response = self.transport.submit(
-                HttpRequest.json(
-                    "POST", "client/config", {"sdk_version": "tinkex-actors"}, pool=PoolKind.SESSION
-                )
-            ).result(CALL_TIMEOUT_S)
-            return ClientFlags.from_mapping(response.json())
-        except Exception as exc:
-            log.info("client_config_unavailable", error=str(exc))
-            return ClientFlags()
 
     # -- training --------------------------------------------------------------------------------
 
@@ -462,91 +323,20 @@ class ServiceClient:
             lora_config=lora,
             optimizer_config=optimizer or types.AdamOptimizerConfig(),
         )
-        # Serialized from the submit to the client's registration: the orphan check below
-        # must never take a sibling being created for the lost attempt of this one.
-        with self._create_lock:
-            try:
-                answer = self.transport.submit(
-                    HttpRequest(
-                        "POST",
-                        "create_model",
-                        types.to_json(request),
-                        pool=PoolKind.TRAIN,
-                        max_retries=1,  # counts a 409 only: outages are retried until progress
-                    ),
-                    progress=self.progress,
-                ).result(self._persistent_wait_s())
-            except ConflictError:
-                # The model_seq_id is taken: an earlier attempt of this very call landed and
-                # its answer was lost. That model is ours.
-                return self._start_training(self._adopt_lost_model(), base_model)
-            response = answer.json()
-            if "request_id" not in response:  # a server that answers create_model inline
-                model_id = str(response["model_id"])
-            else:
-                created = self.pollers.track(
-                    PollSpec(
-                        request_id=response["request_id"],
-                        request_type="CreateModel",
-                        decode_json=lambda v: types.convert(v, types.CreateModelResponse),
-                        progress=self.progress,
-                    )
-                ).result()
-                model_id = created.model_id
-            if answer.retries_taken:  # an earlier attempt may have made a model too
-                self._unload_orphans(keep=model_id)
-            return self._start_training(model_id, base_model)
+        return self._models.create(
+            request, lambda model_id: self._start_training(model_id, base_model)
+        )
 
     def _known_models(self) -> set[str]:
         with self._lock:
-            return {s.model_id for s in self._training_states} | self._disowned
-
-    def _unload_orphans(self, keep: str) -> list[str]:
-        """Unload the models of the session nobody asked for (lost answers' twins)."""
-        try:
-            orphans = unload_orphans(
-                self.transport,
-                self.pollers,
-                self.session_id,
-                self._known_models() | {keep},
-                progress=self.progress,
-                wait_s=CALL_TIMEOUT_S,
-            )
-        except Exception as exc:  # best effort: the model asked for is fine either way
-            log.warning("orphan_check_failed", error=repr(exc))
-            return []
-        with self._lock:
-            self._disowned.update(orphans)
-        return orphans
-
-    def _adopt_lost_model(self) -> str:
-        """The model an earlier attempt of a create_model made (its answer was lost)."""
-        unknown = [
-            m
-            for m in session_models(self.transport, self.session_id, CALL_TIMEOUT_S)
-            if m not in self._known_models()
-        ]
-        if not unknown:
-            raise ConflictError(
-                "create_model was refused (409: model_seq_id already used) and the session "
-                "lists no model of ours that could have been created by an earlier attempt",
-                status_code=409,
-            )
-        log.info("lost_create_model_adopted", model_id=unknown[0])
-        if len(unknown) > 1:
-            self._unload_orphans(keep=unknown[0])
-        return unknown[0]
+            return {s.model_id for s in self._training_states}
 
     def _persistent_wait_s(self) -> float:
         """How long a caller waits for a request retried until the progress timeout."""
-        return self.progress.progress_timeout_s + CALL_TIMEOUT_S
+        return self._models.persistent_wait_s()
 
     def _background(self, fn: Callable[[], T]) -> ClientFuture[T]:
-        future: ClientFuture[T] = ClientFuture(request_type="CreateClient")
-        threading.Thread(
-            target=_settle_from, args=(future, fn), daemon=True, name="tinkex-create-client"
-        ).start()
-        return future
+        return in_background(fn)
 
     def create_lora_training_client(
         self,
@@ -620,17 +410,15 @@ class ServiceClient:
         optimizer_config: types.OptimizerConfig | None = None,
         recover: bool = False,
     ) -> TrainingClient:
-        info = (
-            self.transport.submit(
-                HttpRequest(
-                    "POST",
-                    "weights_info",
-                    types.to_json(types.WeightsInfoRequest(tinker_path=path)),
-                    pool=PoolKind.TRAIN,
-                )
-            )
-            .result(CALL_TIMEOUT_S)
-            .json()
+        info = call_json(
+            self.transport,
+            HttpRequest(
+                "POST",
+                "weights_info",
+                types.to_json(types.WeightsInfoRequest(tinker_path=path)),
+                pool=PoolKind.TRAIN,
+            ),
+            CALL_TIMEOUT_S,
         )
         lora = types.LoraConfig(
             rank=info.get("lora_rank") or 32,
@@ -692,7 +480,7 @@ class ServiceClient:
             )
         )
 
-    # -- sampling and REST ---------------------------------------------------------------------
+    # -- sampling -----------------------------------------------------------------------------
 
     def _sampling_now(
         self,
@@ -774,18 +562,13 @@ class ServiceClient:
             base_model=base_model,
             model_path=model_path,
         )
-        answer = (
-            self.transport.submit(
-                HttpRequest(
-                    "POST",
-                    "create_sampling_session",
-                    types.to_json(request),
-                    pool=PoolKind.SESSION,
-                ),
-                progress=self.progress,
-            )
-            .result(self._persistent_wait_s())
-            .json()
+        answer = call_json(
+            self.transport,
+            HttpRequest(
+                "POST", "create_sampling_session", types.to_json(request), pool=PoolKind.SESSION
+            ),
+            self._persistent_wait_s(),
+            progress=self.progress,
         )
         return str(answer["sampling_session_id"]), base_model or answer.get("base_model")
 
@@ -821,9 +604,31 @@ class ServiceClient:
             )
         )
 
-    def create_rest_client(self) -> RestClient:
-        """A RestClient sharing this ServiceClient's transport."""
-        return RestClient(self.transport)
+    def _sampling_client_future(
+        self,
+        *,
+        model_path: str | None = None,
+        base_model: str | None = None,
+        sampling_session_id: str | None = None,
+        retry_config: RetryPolicy | None = None,
+        record_stability_info: bool = False,
+    ) -> ClientFuture[SamplingClient]:
+        """`SamplingClient.create(service, ...)`: a new sampler, or one joining a session."""
+        self._check_open()
+        check_retry_config(retry_config)
+        if sampling_session_id is None:
+            return self.create_sampling_client(
+                model_path, base_model, retry_config, record_stability_info
+            )
+        return self._background(
+            lambda: self._sampling_now(
+                base_model=base_model,
+                sampling_session_id=sampling_session_id,
+                retry_config=retry_config,
+                record_stability_info=record_stability_info,
+                join=True,
+            )
+        )
 
     async def create_training_client_from_state_async(
         self,
@@ -869,10 +674,6 @@ class ServiceClient:
         )
         return client
 
-    async def get_server_capabilities_async(self) -> types.GetServerCapabilitiesResponse:
-        """The awaitable twin of `get_server_capabilities`."""
-        return await self._capabilities()
-
     def reconnect(
         self,
         tags: list[str] | None = None,
@@ -909,250 +710,19 @@ class ServiceClient:
         log.info("session_reconnected", session_id=self.session_id)
         return self.session_id
 
-    def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
-        """The base models the server offers (waits for the answer, as officially)."""
-        return self._capabilities().result(CALL_TIMEOUT_S)
+    # -- life cycle (see service_close.py) -----------------------------------------------------
 
-    def _capabilities(self) -> Future[types.GetServerCapabilitiesResponse]:
-        future: Future[types.GetServerCapabilitiesResponse] = Future(request_type="Capabilities")
+    def _fail_hosted(self, reason: str) -> None:
+        if self._host_state is not None:
+            SamplingProcessHost.fail_pending(self._host_state, reason)
 
-        def fetch() -> types.GetServerCapabilitiesResponse:
-            answer = self.transport.submit(
-                HttpRequest("GET", "get_server_capabilities", pool=PoolKind.SESSION)
-            ).result(CALL_TIMEOUT_S)
-            return types.convert(answer.json(), types.GetServerCapabilitiesResponse)
-
-        threading.Thread(
-            target=_settle_from, args=(future, fetch), daemon=True, name="tinkex-capabilities"
-        ).start()
-        return future
-
-    # -- life cycle ------------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_path(path: object) -> None:
-        if not isinstance(path, str) or not path.startswith("tinker://"):
-            raise ValueError(f"path={path!r} is not a tinker path; pass 'tinker://<run>/...'")
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError("this ServiceClient is closed; make a new one")
-
-    def close(self, status: str = "success", detail: str | None = None) -> None:
-        """Settle every pending future (ClientClosedError), finish the session (best effort),
-        stop the tree and close connections; leaves no thread behind.
-
-        Returns within about 2 s whatever the server does, and raises nothing of its own.
-        """
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._finish_with = (status, detail)
-            self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
-        _open_clients.discard(self)
-        try:
-            closed = ClientClosedError(
-                "the ServiceClient was closed while this operation was pending; "
-                "make a new ServiceClient to go on"
-            )
-            if self._recovery is not None:
-                self._recovery.close(closed, timeout_s=self._left_s(0.25))
-            self._fail_pending(closed)
-            self._teardown()
-        except Exception as exc:  # never replace the user's own exception (leaving `with`)
-            log.warning("close_incomplete", error=repr(exc))
-
-    def _left_s(self, share: float = 1.0, floor_s: float = 0.05) -> float:
-        """Seconds of the close budget left, times `share` (at least `floor_s`)."""
-        deadline = self._close_deadline
-        if deadline is None:  # the tree ends under a user's supervisor: same budget
-            deadline = self._close_deadline = time.monotonic() + CLOSE_BUDGET_S
-        return max((deadline - time.monotonic()) * share, floor_s)
-
-    def _on_tree_exit(self, phase: str, reason: ExitReason) -> None:
-        """Called by the tree's supervisor as it ends (also when it ends under a user's tree):
-        before its children stop, finish the session; after, close what is not an actor."""
-        if phase == "before":
-            status, detail = self._finish_with
-            if not isinstance(reason, Normal | Shutdown) and status == "success":
-                status, detail = "errored", repr(reason)
-            health = self.transport.health
-            if health.lost is not None:
-                return  # given up on the server: nothing can reach it
-            if health.failing_for_s is None:
-                self._drain_telemetry()
-                self._finish_session(status, detail, FINISH_SHARE)
-            else:  # failing now: one short try at finishing, telemetry dropped
-                self._finish_session(status, detail, FAILING_FINISH_SHARE)
-        else:
-            self._closed = True
-            if self._host_state is not None:
-                SamplingProcessHost.fail_pending(self._host_state, "the ServiceClient closed")
-            self._close_resources()
-
-    def _drain_telemetry(self) -> None:
-        reporter = self.registry.whereis("telemetry")
-        if reporter is None:
-            return
-        try:
-            drained = cast(
-                concurrent.futures.Future[int],
-                reporter.ask(Drain(), timeout=self._left_s(DRAIN_SHARE)),
-            )
-            drained.result(min(DRAIN_TIMEOUT_S, self._left_s(DRAIN_SHARE)))
-        except Exception as exc:
-            log.warning("telemetry_drain_failed", error=repr(exc))
-
-    def report(self, event_name: str, event_data: dict[str, Any] | None = None) -> None:
-        """Send a GENERIC_EVENT with this session's telemetry (dropped when disabled)."""
-        reporter = self.registry.whereis("telemetry")
-        if reporter is not None:
-            reporter.tell(Log(event_name, dict(event_data or {})))
-
-    def report_exception(self, error: BaseException) -> None:
-        """Send an UNHANDLED_EXCEPTION event for `error` (dropped when telemetry is off)."""
-        reporter = self.registry.whereis("telemetry")
-        if reporter is not None:
-            reporter.tell(LogException(error))
-
-    def _finish_session(self, status: str, detail: str | None, share: float = FINISH_SHARE) -> None:
-        session_id = getattr(self, "session_id", None)
-        manager = self.registry.whereis("session_manager") if session_id else None
-        if manager is None or session_id is None:
-            return
-        try:
-            finished = cast(
-                concurrent.futures.Future[None],
-                manager.ask(FinishSession(session_id, status, detail), timeout=self._left_s(share)),
-            )
-            finished.result(self._left_s(share))
-        except Exception as exc:
-            log.warning("session_finish_failed", session_id=session_id, error=repr(exc))
-
-    def _teardown(self) -> None:
-        supervisor = getattr(self, "supervisor", None)
-        if supervisor is not None and supervisor.is_alive():
-            stop_process(supervisor, timeout_s=self._left_s())
-        self._close_resources()
-
-    def _close_resources(self) -> None:
+    def _forget_instance(self) -> None:
         for key, client in list(ServiceClient.instances.items()):
             if client is self:
                 del ServiceClient.instances[key]
-        pollers = getattr(self, "pollers", None)
-        if pollers is not None:
-            pollers.stop(self._left_s(0.5))
-        transport = getattr(self, "transport", None)
-        if transport is not None:
-            try:
-                transport.close(self._left_s(floor_s=0.2))
-            except RuntimeError as exc:  # its loop stops by itself once the program ends
-                log.warning("transport_close_slow", error=str(exc))
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop()
 
     def __enter__(self) -> ServiceClient:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.close(
-            "success" if exc_type is None else "errored",
-            None if exc is None else f"{type(exc).__name__}",
-        )
-
     def __repr__(self) -> str:
         return f"ServiceClient(session_id={getattr(self, 'session_id', None)!r})"
-
-    # -- the rest of the official 0.38 surface ----------------------------------------------------
-
-    def get_console_url(self) -> str:
-        """The console page of this session."""
-        return console_url("sessions", getattr(self, "session_id", None))
-
-    def get_telemetry(self) -> Telemetry | None:
-        """A handle to log events into this session's telemetry (None when it is off)."""
-        if self.registry.whereis("telemetry") is None:
-            return None
-        return SessionTelemetry(self._report_event)
-
-    def _report_event(self, event_name: str, event_data: dict[str, Any], severity: str) -> None:
-        reporter = self.registry.whereis("telemetry")
-        if reporter is not None:
-            reporter.tell(Log(event_name, event_data, severity))
-
-    def copy_weights(
-        self,
-        path: str,
-        *,
-        ttl_seconds: int | None = None,
-        weights_access_token: str | None = None,
-    ) -> Future[str]:
-        """Copy a checkpoint into this client's project; a Future of the copy's tinker path.
-
-        The copy belongs to a new training run that cannot be trained on. With a `project_id`
-        (argument or `TINKER_PROJECT_ID`) the copy goes to that project; without one it goes
-        to this session (a difference on purpose: officially that is a ValueError).
-        """
-        self._check_open()
-        self._check_path(path)
-        rest = self.create_rest_client()
-        if self.project_id is not None:
-            return rest.copy_weights(
-                path,
-                self.project_id,
-                ttl_seconds=ttl_seconds,
-                weights_access_token=weights_access_token,
-            )
-        request = types.CopyWeightsRequest(
-            source_path=path,
-            session_id=self.session_id,
-            model_seq_id=next(self._model_seq),
-            ttl_seconds=ttl_seconds,
-        )
-        return rest._copy_weights(request, weights_access_token)
-
-    def create_custom_loss(
-        self, fn: Callable[..., Any], input_ranks: Mapping[str, int]
-    ) -> Future[LossHandle]:
-        """A handle of a custom loss for `TrainingClient.forward_backward_custom`.
-
-        `fn(logprobs, <one tensor per loss_fn_input it reads>)` runs once per datum and returns
-        `(loss, metrics)`; `input_ranks` gives the rank (0, 1, 2) of each parameter. The loss
-        runs client-side (this server does not take traced losses) and needs torch.
-        """
-        self._check_open()
-        ranks = check_input_ranks(fn, input_ranks)
-        name = getattr(fn, "__name__", "custom_loss")
-        return Future.completed(LossHandle(name, fn, ranks, self.session_id))
-
-    def _sampler_base_model(self, sampling_session_id: str) -> str | None:
-        answer = self.create_rest_client().get_sampler(sampling_session_id).result(CALL_TIMEOUT_S)
-        return answer.base_model
-
-    def _sampling_client_future(
-        self,
-        *,
-        model_path: str | None = None,
-        base_model: str | None = None,
-        sampling_session_id: str | None = None,
-        retry_config: RetryPolicy | None = None,
-        record_stability_info: bool = False,
-    ) -> ClientFuture[SamplingClient]:
-        """`SamplingClient.create(service, ...)`: a new sampler, or one joining a session."""
-        self._check_open()
-        check_retry_config(retry_config)
-        if sampling_session_id is None:
-            return self.create_sampling_client(
-                model_path, base_model, retry_config, record_stability_info
-            )
-        return self._background(
-            lambda: self._sampling_now(
-                base_model=base_model,
-                sampling_session_id=sampling_session_id,
-                retry_config=retry_config,
-                record_stability_info=record_stability_info,
-                join=True,
-            )
-        )

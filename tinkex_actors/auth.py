@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from tinkex_actors.blocking_call import call
 from tinkex_actors.config import Config
 from tinkex_actors.errors import TinkerError
 from tinkex_actors.transport import HttpRequest, Transport
@@ -57,6 +58,8 @@ def raise_if_tinker_not_accessible() -> None:
         )
     with Transport(config) as transport:
         transport.start()
-        transport.submit(HttpRequest("GET", "get_server_capabilities", max_retries=0)).result(
-            config.timeout_s + CHECK_MARGIN_S
+        call(
+            transport,
+            HttpRequest("GET", "get_server_capabilities", max_retries=0),
+            config.timeout_s + CHECK_MARGIN_S,
         )

@@ -9,7 +9,7 @@ Import from here or from the module that holds a name.
 from __future__ import annotations
 
 from tinkex_actors.poll_ledger import PollSpec
-from tinkex_actors.poller_actor import POLL_TIMEOUT_S, Poller, Scheduler
+from tinkex_actors.poller_actor import POLL_TIMEOUT_S, Poller, Timers
 from tinkex_actors.poller_pool import (
     DEFAULT_INFLIGHT_RESPONSE_BYTES,
     DEFAULT_POLLERS,
@@ -25,5 +25,5 @@ __all__ = [
     "Poller",
     "PollerPool",
     "PollerStoppedError",
-    "Scheduler",
+    "Timers",
 ]

@@ -4,7 +4,7 @@ A `PollerPool` (see `poller_pool`) hands each tracked request to one Poller, whi
 `POST retrieve_future` until the future settles. No thread per future and no blocking in a
 mailbox: a poll goes out through `Transport.submit`, its answer comes back as a message
 (`add_done_callback` -> `tell`), and every delay is a timer message (`supervisors.timers`,
-or any injected scheduler). Threads: one per Poller, the transport's loop, one timer thread.
+or any injected timer service). Threads: one per Poller, the transport's loop, one timer thread.
 
 What each answer does (the futures table of the protocol notes):
 
@@ -85,7 +85,7 @@ from tinkex_actors.types import (
     read_future_response,
 )
 
-__all__ = ["POLL_TIMEOUT_S", "DriveFuture", "ForgetFuture", "Poller", "Scheduler"]
+__all__ = ["POLL_TIMEOUT_S", "DriveFuture", "ForgetFuture", "Poller", "Timers"]
 
 POLL_TIMEOUT_S: Final = 45.0
 """HTTP timeout of one `retrieve_future` (official value)."""
@@ -93,7 +93,7 @@ POLL_TIMEOUT_S: Final = 45.0
 _log = get_logger("tinkex_actors.poller")
 
 
-class Scheduler(Protocol):
+class Timers(Protocol):
     """Sends a message to an actor after a delay (`supervisors.TimerService` is one)."""
 
     def send_after(self, delay_s: float, target: ActorRef[Any], message: Any) -> Any:
@@ -143,7 +143,7 @@ class Poller(Process):
         self,
         ledger: PollLedger,
         transport: Any,
-        scheduler: Scheduler,
+        timers: Timers,
         clock: Callable[[], float],
         random: Callable[[], float],
         max_inflight: int,
@@ -152,7 +152,7 @@ class Poller(Process):
         super().__init__()
         self._ledger = ledger
         self._transport = transport
-        self._scheduler = scheduler
+        self._timers = timers
         self._clock = clock
         self._random = random
         self._max_inflight = max_inflight
@@ -307,7 +307,7 @@ class Poller(Process):
         if delay_s <= 0:
             self._poll(entry)
         else:
-            entry.timer = self._scheduler.send_after(delay_s, self.actor_ref, _Wake(entry.key))
+            entry.timer = self._timers.send_after(delay_s, self.actor_ref, _Wake(entry.key))
 
     def _next_queued(self) -> None:
         while self._queued and len(self._inflight) < self._max_inflight:
@@ -317,7 +317,7 @@ class Poller(Process):
 
     def _stop_waiting(self, entry: PollEntry) -> None:
         if entry.timer is not None:
-            self._scheduler.cancel(entry.timer)
+            self._timers.cancel(entry.timer)
             entry.timer = None
         if entry.inflight is not None:
             entry.inflight.cancel()

@@ -30,7 +30,8 @@ from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import TinkerError
 from tinkex_actors.futures import Future
 from tinkex_actors.poll_ledger import PollEntry, PollLedger, PollSpec
-from tinkex_actors.poller_actor import DriveFuture, ForgetFuture, Poller, Scheduler
+from tinkex_actors.poller_actor import DriveFuture, ForgetFuture, Poller, Timers
+from tinkex_actors.restart_intensity import POLLER_POOL_RESTARTS
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
 
 __all__ = [
@@ -80,7 +81,7 @@ class PollerPool:
     """A fixed, supervised pool of Poller actors; `track(spec)` returns a `Future`.
 
     Start with `start()` (or use as a context manager), stop with `stop()`: every future still
-    pending then fails with `PollerStoppedError`. `scheduler` (default: the supervisors'
+    pending then fails with `PollerStoppedError`. `timers` (default: the supervisors'
     timer service), `clock` (monotonic seconds) and `random` are injectable for tests.
     `max_inflight_polls` caps polls in flight over the whole pool (default: the connection
     limit of the transport's `retrieve_promise` pool); further polls wait their turn in the
@@ -93,13 +94,13 @@ class PollerPool:
         *,
         size: int = DEFAULT_POLLERS,
         policy: RetryPolicy | None = None,
-        scheduler: Scheduler | None = None,
+        timers: Timers | None = None,
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = random_module.random,
         max_inflight_polls: int | None = None,
         inflight_response_bytes: int = DEFAULT_INFLIGHT_RESPONSE_BYTES,
-        max_restarts: int = 10,
-        max_seconds: float = 5.0,
+        max_restarts: int = POLLER_POOL_RESTARTS.max_restarts,
+        max_seconds: float = POLLER_POOL_RESTARTS.max_seconds,
         name: Hashable | None = None,
     ) -> None:
         for field, value, low in (
@@ -121,15 +122,15 @@ class PollerPool:
                 f"PollerPool max_inflight_polls={max_inflight_polls!r} is not valid; pass an "
                 f"int >= size ({size})"
             )
-        if scheduler is None:
+        if timers is None:
             from supervisors import default_timer_service
 
-            scheduler = default_timer_service()
+            timers = default_timer_service()
         self.transport = transport
         self.size = size
         self.policy = policy if policy is not None else RetryPolicy()
         self.clock = clock
-        self._scheduler = scheduler
+        self._timers = timers
         self._random = random
         self._per_poller = max_inflight_polls // size
         self._bytes = max(inflight_response_bytes // size, 1)
@@ -149,7 +150,7 @@ class PollerPool:
                     Poller.start,
                     self._ledgers[slot],
                     self.transport,
-                    self._scheduler,
+                    self._timers,
                     self.clock,
                     self._random,
                     self._per_poller,

@@ -41,6 +41,7 @@ from tinkex_actors.recovery_training import (
     RecoverableTrainingClient,
     is_session_loss,
 )
+from tinkex_actors.retry import backoff_s
 from tinkex_actors.sampling import SamplerState, SamplingClient
 from tinkex_actors.training import TrainingClient, TrainingState
 
@@ -250,7 +251,7 @@ class SessionRecovery:
             for handle in handles:
                 handle._deferred = True
             cause = failure or cause
-            if self._sleep(min(2.0 ** (attempt - 1), 10.0)):
+            if self._sleep(backoff_s(attempt - 1, base_s=1.0, max_s=10.0, jitter=0.0)):
                 return  # closed while waiting
         failed = sum(h._fail(h._give_up_error(reason)) for h in handles if h._failed is None)
         failed += self._release_samples(self._gave_up)

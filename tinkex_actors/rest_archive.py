@@ -29,6 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from supervisors.library_logging import get_logger
+from tinkex_actors.blocking_call import call
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import (
     APIConnectionError,
@@ -165,7 +166,7 @@ class RestArchiveCalls(RestBase):
         failures = 0
         while True:
             try:
-                answer = self._transport.submit(request).result(self._wait_s())
+                answer = call(self._transport, request, self._wait_s())
             except APIStatusError as exc:
                 delay_s = ARCHIVE_RETRY_POLICY.backoff_s(failures)
                 if exc.status_code != 503 or time.monotonic() + delay_s > deadline:

@@ -1,4 +1,4 @@
-"""Test doubles for the futures layer: schedulers, transports, an owner actor, waiting helpers."""
+"""Test doubles for the futures layer: timer services, transports, an owner, waiting helpers."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = DEADLINE_S) -> 
         event.wait(0.002)
 
 
-class Scheduler:
-    """An injected scheduler: records each delay; fires at once (`auto`) or when told.
+class FakeTimers:
+    """An injected timer service: records each delay; fires at once (`auto`) or when told.
 
     In auto mode it first moves `clock` by the delay, so that time-based rules (the progress
     timeout) see the time the delays add up to. `on_fire` runs before each firing.

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from supervisors.testing import FakeClock, actors_cleanup
-from tests.futures._support import CountingTransport, Scheduler
+from tests.futures._support import CountingTransport, FakeTimers
 from tinkex_actors.config import Config
 from tinkex_actors.local.server import LocalServer, ServerSettings
 from tinkex_actors.poller import PollerPool
@@ -44,8 +44,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def scheduler(clock: FakeClock) -> Scheduler:
-    return Scheduler(clock)
+def timers(clock: FakeClock) -> FakeTimers:
+    return FakeTimers(clock)
 
 
 @pytest.fixture
@@ -59,9 +59,9 @@ def transport(local: LocalServer) -> Iterator[CountingTransport]:
 
 @pytest.fixture
 def pool(
-    transport: CountingTransport, scheduler: Scheduler, clock: FakeClock
+    transport: CountingTransport, timers: FakeTimers, clock: FakeClock
 ) -> Iterator[PollerPool]:
     with PollerPool(
-        transport, size=2, scheduler=scheduler, clock=clock.monotonic, random=lambda: 0.0
+        transport, size=2, timers=timers, clock=clock.monotonic, random=lambda: 0.0
     ) as started:
         yield started

@@ -1,7 +1,7 @@
 """The retrieve_future state machine over real HTTP against the embedded server.
 
 Every row of the futures table: the number of polls, the delays chosen (through the injected
-scheduler), the queue-state messages to the owner, the log lines, and the final result or error.
+timers), the queue-state messages to the owner, the log lines, and the final result or error.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pykka import ActorRef
 from supervisors.testing import FakeClock
 from tests.futures._support import (
     CountingTransport,
+    FakeTimers,
     Owner,
-    Scheduler,
     ScriptedTransport,
     json_answer,
     make_futures,
@@ -54,24 +54,24 @@ def track(pool: PollerPool, request_id: str, **options: Any) -> Any:
 class TestCompletion:
     def test_a_future_completing_during_the_first_long_poll_takes_one_poll(
         self, local: LocalServer, pool: PollerPool, transport: CountingTransport,
-        scheduler: Scheduler,
+        timers: FakeTimers,
     ) -> None:
         """A future answered within the long poll settles after exactly one poll."""
         [rid] = make_futures(local, resolve_after_s=0.05)
         assert track(pool, rid).result(timeout=10) == RESULT
         assert transport.count == 1
-        assert scheduler.delays == []
+        assert timers.delays == []
         assert pool.tracked() == 0
 
     def test_a_long_poll_expiry_408_is_polled_again_at_once(
         self, local: LocalServer, pool: PollerPool, transport: CountingTransport,
-        scheduler: Scheduler,
+        timers: FakeTimers,
     ) -> None:
         """HTTP 408 (the server's long poll of 0.2 s ran out) re-polls with no delay."""
         [rid] = make_futures(local, resolve_after_s=0.7)
         assert track(pool, rid).result(timeout=10) == RESULT
         assert transport.count >= 2
-        assert scheduler.delays == []  # every re-poll went out at once, no timer
+        assert timers.delays == []  # every re-poll went out at once, no timer
 
     def test_polls_carry_the_official_headers_and_no_http_retries(
         self, local: LocalServer, pool: PollerPool, transport: CountingTransport,
@@ -128,20 +128,20 @@ class TestQueueStates:
         owner: ActorRef[Owner],
     ) -> None:
         """try_again with a state: one message to the owner, 1 s delays, ACTIVE when done."""
-        scheduler = Scheduler(clock, auto=False)
+        timers = FakeTimers(clock, auto=False)
         local.faults.pause("control", "paused_capacity", "maintenance window")
         [rid] = make_futures(local, resolve_after_s=1.0)
-        with PollerPool(transport, size=1, scheduler=scheduler, clock=clock.monotonic,
+        with PollerPool(transport, size=1, timers=timers, clock=clock.monotonic,
                         random=lambda: 0.0) as pool:
             future = track(pool, rid, owner=owner)
-            assert scheduler.wait_pending(1) == [1.0]
-            scheduler.fire_all()
-            assert scheduler.wait_pending(1) == [1.0]
+            assert timers.wait_pending(1) == [1.0]
+            timers.fire_all()
+            assert timers.wait_pending(1) == [1.0]
             local.faults.resume("control")
-            scheduler.fire_all()
+            timers.fire_all()
             assert future.result(timeout=10) == RESULT
             assert transport.count >= 3  # 2 try_again, then (408s and) the result
-            assert scheduler.delays == [1.0, 1.0]
+            assert timers.delays == [1.0, 1.0]
         wait_until(lambda: len(changes(owner)) == 2)
         assert [(c.state, c.reason) for c in changes(owner)] == [
             (QueueState.PAUSED_CAPACITY, "maintenance window"),
@@ -150,7 +150,7 @@ class TestQueueStates:
         assert changes(owner)[0].request_id == rid
 
     def test_try_again_honours_retry_after_ms(
-        self, local: LocalServer, pool: PollerPool, scheduler: Scheduler,
+        self, local: LocalServer, pool: PollerPool, timers: FakeTimers,
         owner: ActorRef[Owner],
     ) -> None:
         """A try_again with retry_after_ms waits that long; PAUSED_RATE_LIMIT is reported."""
@@ -158,7 +158,7 @@ class TestQueueStates:
         local.faults.inject_status(RETRIEVE, 200, body=body, times=2)
         [rid] = make_futures(local)
         assert track(pool, rid, owner=owner).result(timeout=10) == RESULT
-        assert scheduler.delays == [2.5, 2.5]
+        assert timers.delays == [2.5, 2.5]
         wait_until(lambda: len(changes(owner)) == 2)
         assert [c.state for c in changes(owner)] == [
             QueueState.PAUSED_RATE_LIMIT, QueueState.ACTIVE
@@ -166,7 +166,7 @@ class TestQueueStates:
 
     def test_a_408_body_queue_state_is_reported_like_the_official_sdk(
         self, local: LocalServer, pool: PollerPool, owner: ActorRef[Owner],
-        scheduler: Scheduler,
+        timers: FakeTimers,
     ) -> None:
         """A 408 whose body says paused_capacity notifies the owner and re-polls at once."""
         body = {"type": "try_again", "queue_state": "paused_capacity",
@@ -174,7 +174,7 @@ class TestQueueStates:
         local.faults.inject_status(RETRIEVE, 408, body=body)
         [rid] = make_futures(local)
         assert track(pool, rid, owner=owner).result(timeout=10) == RESULT
-        assert scheduler.delays == []
+        assert timers.delays == []
         wait_until(lambda: len(changes(owner)) == 2)
         assert changes(owner)[0].state is QueueState.PAUSED_CAPACITY
         assert changes(owner)[0].reason == "busy"
@@ -269,7 +269,7 @@ class TestFailures:
 
     def test_a_400_is_retried_three_times_then_fails(
         self, local: LocalServer, pool: PollerPool, transport: CountingTransport,
-        scheduler: Scheduler,
+        timers: FakeTimers,
     ) -> None:
         """Four 400s: three retries with backoff, then BadRequestError."""
         local.faults.inject_status(RETRIEVE, 400, times=4)
@@ -277,7 +277,7 @@ class TestFailures:
         with pytest.raises(errors.BadRequestError):
             track(pool, rid).result(timeout=10)
         assert transport.count == 4
-        assert scheduler.delays == [0.5, 1.0, 2.0]
+        assert timers.delays == [0.5, 1.0, 2.0]
 
     def test_three_400s_then_success_settles(
         self, local: LocalServer, pool: PollerPool, transport: CountingTransport,
@@ -292,18 +292,18 @@ class TestFailures:
 class TestRetries:
     def test_5xx_is_retried_at_once_then_with_backoff(
         self, local: LocalServer, pool: PollerPool, transport: CountingTransport,
-        scheduler: Scheduler,
+        timers: FakeTimers,
     ) -> None:
         """503 x3: the first retry is immediate, then 0.5 s and 1 s."""
         local.faults.inject_status(RETRIEVE, 503, times=3)
         [rid] = make_futures(local)
         assert track(pool, rid).result(timeout=10) == RESULT
         assert transport.count == 4
-        assert scheduler.delays == [0.5, 1.0]
+        assert timers.delays == [0.5, 1.0]
 
     def test_429_honours_retry_after_and_reports_a_queue_state_in_its_body(
         self, local: LocalServer, pool: PollerPool, transport: CountingTransport,
-        scheduler: Scheduler, owner: ActorRef[Owner],
+        timers: FakeTimers, owner: ActorRef[Owner],
     ) -> None:
         """429 with Retry-After: 3 waits 3 s; a queue_state in its body reaches the owner."""
         local.faults.inject_status(
@@ -311,22 +311,22 @@ class TestRetries:
         )
         [rid] = make_futures(local)
         assert track(pool, rid, owner=owner).result(timeout=10) == RESULT
-        assert scheduler.delays == [3.0]
+        assert timers.delays == [3.0]
         wait_until(lambda: len(changes(owner)) == 2)
         assert changes(owner)[0].state is QueueState.PAUSED_RATE_LIMIT
 
     def test_429_without_retry_after_backs_off(
-        self, local: LocalServer, pool: PollerPool, scheduler: Scheduler,
+        self, local: LocalServer, pool: PollerPool, timers: FakeTimers,
     ) -> None:
         """429s without a server delay back off 0.5, 1 s."""
         local.faults.inject_status(RETRIEVE, 429, times=2)
         [rid] = make_futures(local)
         assert track(pool, rid).result(timeout=10) == RESULT
-        assert scheduler.delays == [0.5, 1.0]
+        assert timers.delays == [0.5, 1.0]
 
     def test_dropped_connections_back_off_and_reset_after_any_answer(
         self, local: LocalServer, pool: PollerPool, transport: CountingTransport,
-        scheduler: Scheduler,
+        timers: FakeTimers,
     ) -> None:
         """Two drops back off 0.5 s then 1 s; after a 503 answer, a drop starts at 0.5 s again."""
         local.faults.drop(RETRIEVE, times=2)
@@ -334,37 +334,37 @@ class TestRetries:
         local.faults.drop(RETRIEVE)
         [rid] = make_futures(local, resolve_after_s=0.05)
         assert track(pool, rid).result(timeout=10) == RESULT
-        assert scheduler.delays[:2] == [0.5, 1.0]
-        assert 0.5 in scheduler.delays[2:]
-        assert 1.0 not in scheduler.delays[2:] or scheduler.delays.count(1.0) == 1
+        assert timers.delays[:2] == [0.5, 1.0]
+        assert 0.5 in timers.delays[2:]
+        assert 1.0 not in timers.delays[2:] or timers.delays.count(1.0) == 1
 
-    def test_pending_answers_back_off(self, scheduler: Scheduler, clock: FakeClock) -> None:
+    def test_pending_answers_back_off(self, timers: FakeTimers, clock: FakeClock) -> None:
         """{status: pending} re-polls after 0.5 s, then 1 s."""
         pending = json_answer(b'{"status": "pending"}')
         done = json_answer(b'{"status": "completed", "result": {"ok": true}}')
         scripted = ScriptedTransport(pending, pending, done)
-        with PollerPool(scripted, size=1, scheduler=scheduler, clock=clock.monotonic,
+        with PollerPool(scripted, size=1, timers=timers, clock=clock.monotonic,
                         random=lambda: 0.0) as pool:
             assert track(pool, "r-1").result(timeout=10) == {"ok": True}
-        assert scheduler.delays == [0.5, 1.0]
+        assert timers.delays == [0.5, 1.0]
 
 
 class TestPayloads:
     def test_a_metadata_only_answer_fetches_the_payload_next(
-        self, scheduler: Scheduler, clock: FakeClock
+        self, timers: FakeTimers, clock: FakeClock
     ) -> None:
         """complete_metadata: the next poll turns allow_metadata_only off and gets the result."""
         meta = json_answer(b'{"status": "complete_metadata", "response_payload_size": 1000}')
         done = json_answer(b'{"value": 3}')
         scripted = ScriptedTransport(meta, done)
-        with PollerPool(scripted, size=1, scheduler=scheduler, clock=clock.monotonic) as pool:
+        with PollerPool(scripted, size=1, timers=timers, clock=clock.monotonic) as pool:
             assert track(pool, "r-1").result(timeout=10) == {"value": 3}
         bodies = [r.body for r in scripted.requests]
         assert b'"allow_metadata_only":true' in bodies[0]
         assert b'"allow_metadata_only":false' in bodies[1]
 
     def test_payloads_over_the_byte_budget_wait_their_turn(
-        self, scheduler: Scheduler, clock: FakeClock
+        self, timers: FakeTimers, clock: FakeClock
     ) -> None:
         """With a 1,000-byte budget, a second 800-byte payload is fetched after the first."""
         meta = json_answer(b'{"status": "complete_metadata", "response_payload_size": 800}')
@@ -381,7 +381,7 @@ class TestPayloads:
                 self.answers = [json_answer(b"{}") if fetch else meta]
                 return super().submit(request)
 
-        with PollerPool(Transport(meta), size=1, scheduler=scheduler, clock=clock.monotonic,
+        with PollerPool(Transport(meta), size=1, timers=timers, clock=clock.monotonic,
                         inflight_response_bytes=1000) as pool:
             first, second = track(pool, "a"), track(pool, "b")
             wait_until(lambda: len(sent) >= 3)
@@ -395,22 +395,22 @@ class TestPayloads:
         assert sent[3:] == [("b", True)]
 
     def test_a_protobuf_answer_is_read_by_decode_proto_and_asked_for(
-        self, scheduler: Scheduler, clock: FakeClock
+        self, timers: FakeTimers, clock: FakeClock
     ) -> None:
         """With decode_proto, polls send Accept: application/x-protobuf and read the body."""
         answer = HttpResponse(200, Headers({"content-type": "application/x-protobuf"}), b"\x01\x02")
         scripted = ScriptedTransport(answer)
-        with PollerPool(scripted, size=1, scheduler=scheduler, clock=clock.monotonic) as pool:
+        with PollerPool(scripted, size=1, timers=timers, clock=clock.monotonic) as pool:
             future = track(pool, "r-1", decode_proto=lambda body: len(body))
             assert future.result(timeout=10) == 2
         assert scripted.requests[0].headers["Accept"] == "application/x-protobuf"
 
     def test_an_unrequested_protobuf_answer_fails_clearly(
-        self, scheduler: Scheduler, clock: FakeClock
+        self, timers: FakeTimers, clock: FakeClock
     ) -> None:
         """A protobuf body for a JSON-only request is a protocol disagreement, not a hang."""
         answer = HttpResponse(200, Headers({"content-type": "application/x-protobuf"}), b"\x01")
-        with PollerPool(ScriptedTransport(answer), size=1, scheduler=scheduler,
+        with PollerPool(ScriptedTransport(answer), size=1, timers=timers,
                         clock=clock.monotonic) as pool, pytest.raises(
             errors.APIResponseValidationError, match="protobuf"
         ):

@@ -10,7 +10,7 @@ from supervisors import kill
 from supervisors.testing import FakeClock
 from tests.futures._support import (
     CountingTransport,
-    Scheduler,
+    FakeTimers,
     ScriptedTransport,
     json_answer,
     make_futures,
@@ -39,7 +39,7 @@ def closed_port() -> int:
 class TestOutages:
     def test_a_30_second_outage_of_5xx_and_dropped_connections_is_survived(
         self, local: LocalServer, pool: PollerPool, transport: CountingTransport,
-        scheduler: Scheduler,
+        timers: FakeTimers,
     ) -> None:
         """503s and dropped connections for over 30 s of (fake) time; then the result."""
         local.faults.inject_status(RETRIEVE, 503, times=4)
@@ -48,36 +48,36 @@ class TestOutages:
         local.faults.drop(RETRIEVE, times=2)
         [rid] = make_futures(local)
         assert pool.track(PollSpec(rid, "OptimStep")).result(timeout=20) == RESULT
-        assert sum(scheduler.delays) >= 30.0
-        assert max(scheduler.delays) <= 10.0
+        assert sum(timers.delays) >= 30.0
+        assert max(timers.delays) <= 10.0
         assert transport.count == 4 + 3 + 4 + 2 + 1
 
     def test_refused_connections_are_retried_with_capped_backoff(
-        self, scheduler: Scheduler, clock: FakeClock
+        self, timers: FakeTimers, clock: FakeClock
     ) -> None:
         """Against a port nothing listens on: backoff 0.5, 1, 2 ... capped at 10 s, no fail."""
         dead = Transport(Config(api_key="tml-x", base_url=f"http://127.0.0.1:{closed_port()}"))
         try:
-            with PollerPool(dead, size=1, scheduler=scheduler, clock=clock.monotonic,
+            with PollerPool(dead, size=1, timers=timers, clock=clock.monotonic,
                             random=lambda: 0.0) as pool:
                 future = pool.track(PollSpec("r-1", "OptimStep"))
-                wait_until(lambda: len(scheduler.delays) >= 8)
+                wait_until(lambda: len(timers.delays) >= 8)
                 assert not future.done()
                 assert future.cancel()
         finally:
             dead.close()
-        assert scheduler.delays[:8] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+        assert timers.delays[:8] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
 
 
 class TestProgressTimeout:
     def test_the_progress_timeout_fires_after_120_minutes_without_progress(
-        self, scheduler: Scheduler, clock: FakeClock
+        self, timers: FakeTimers, clock: FakeClock
     ) -> None:
         """Connection errors for 2 h of fake time: ProgressTimeoutError, not before."""
         scripted = ScriptedTransport(errors.APIConnectionError("refused"))
         start = clock.monotonic()
         with (
-            PollerPool(scripted, size=1, scheduler=scheduler, clock=clock.monotonic,
+            PollerPool(scripted, size=1, timers=timers, clock=clock.monotonic,
                        random=lambda: 0.0) as pool,
             pytest.raises(ProgressTimeoutError, match="No progress made in 7200 s"),
         ):
@@ -86,7 +86,7 @@ class TestProgressTimeout:
         assert TWO_HOURS_S < waited <= TWO_HOURS_S + 10.0
 
     def test_progress_of_another_request_of_the_client_keeps_it_polling(
-        self, scheduler: Scheduler, clock: FakeClock
+        self, timers: FakeTimers, clock: FakeClock
     ) -> None:
         """While the client completes other requests, a 3 h outage of one poll never fails it."""
         tracker = ProgressTracker(TWO_HOURS_S, clock=clock.monotonic)
@@ -100,9 +100,9 @@ class TestProgressTimeout:
         def other_request_completed() -> None:
             tracker.note_progress()
 
-        scheduler.on_fire = other_request_completed
+        timers.on_fire = other_request_completed
         scripted = ScriptedTransport(answer)  # type: ignore[arg-type]
-        with PollerPool(scripted, size=1, scheduler=scheduler, clock=clock.monotonic,
+        with PollerPool(scripted, size=1, timers=timers, clock=clock.monotonic,
                         random=lambda: 0.0) as pool:
             future = pool.track(PollSpec("r-1", "ForwardBackward", progress=tracker))
             assert future.result(timeout=20) == {"ok": 1}
@@ -121,11 +121,11 @@ class TestProgressTimeout:
 
 class TestPollerDeaths:
     def test_a_killed_poller_is_restarted_and_its_futures_are_polled_again(
-        self, local: LocalServer, transport: CountingTransport, scheduler: Scheduler,
+        self, local: LocalServer, transport: CountingTransport, timers: FakeTimers,
         clock: FakeClock,
     ) -> None:
         """Kill the Poller mid-poll: its successor adopts the future, which still settles."""
-        with PollerPool(transport, size=1, scheduler=scheduler, clock=clock.monotonic) as pool:
+        with PollerPool(transport, size=1, timers=timers, clock=clock.monotonic) as pool:
             [rid] = make_futures(local, resolve_after_s=0.5)
             future = pool.track(PollSpec(rid, "OptimStep"))
             wait_until(lambda: transport.count >= 1)
@@ -137,12 +137,12 @@ class TestPollerDeaths:
             assert pool.tracked() == 0
 
     def test_stopping_the_pool_fails_every_pending_future(
-        self, local: LocalServer, transport: CountingTransport, scheduler: Scheduler,
+        self, local: LocalServer, transport: CountingTransport, timers: FakeTimers,
         clock: FakeClock,
     ) -> None:
         """Pool stop: futures still pending fail with PollerStoppedError, never hang."""
         ids = make_futures(local, count=5, resolve_after_s=3600)
-        with PollerPool(transport, size=2, scheduler=scheduler, clock=clock.monotonic) as pool:
+        with PollerPool(transport, size=2, timers=timers, clock=clock.monotonic) as pool:
             futures = [pool.track(PollSpec(rid, "OptimStep")) for rid in ids]
             wait_until(lambda: transport.count >= 5)
         for future in futures:
@@ -151,19 +151,19 @@ class TestPollerDeaths:
         assert pool.tracked() == 0
 
     def test_tracking_on_a_stopped_pool_fails_at_once(
-        self, transport: CountingTransport, scheduler: Scheduler
+        self, transport: CountingTransport, timers: FakeTimers
     ) -> None:
         """track() on a pool that is not running returns a failed future."""
-        pool = PollerPool(transport, size=1, scheduler=scheduler)
+        pool = PollerPool(transport, size=1, timers=timers)
         with pytest.raises(PollerStoppedError, match="not running"):
             pool.track(PollSpec("r-1", "OptimStep")).result(timeout=1)
 
     def test_a_pool_that_runs_out_of_restarts_fails_its_futures(
-        self, local: LocalServer, transport: CountingTransport, scheduler: Scheduler,
+        self, local: LocalServer, transport: CountingTransport, timers: FakeTimers,
         clock: FakeClock,
     ) -> None:
         """Past its restart intensity the supervisor ends, and pending futures fail."""
-        pool = PollerPool(transport, size=1, scheduler=scheduler, max_restarts=0).start()
+        pool = PollerPool(transport, size=1, timers=timers, max_restarts=0).start()
         try:
             [rid] = make_futures(local, resolve_after_s=3600)
             future = pool.track(PollSpec(rid, "OptimStep"))
@@ -212,12 +212,12 @@ class TestBoundedResources:
         assert during <= before + 1  # at most the timer thread
 
     def test_a_closed_transport_fails_the_future_instead_of_hanging(
-        self, scheduler: Scheduler, clock: FakeClock
+        self, timers: FakeTimers, clock: FakeClock
     ) -> None:
         """A TransportClosedError from the transport is final: the future fails at once."""
         scripted = ScriptedTransport(errors.TransportClosedError("closed"))
         with (
-            PollerPool(scripted, size=1, scheduler=scheduler, clock=clock.monotonic) as pool,
+            PollerPool(scripted, size=1, timers=timers, clock=clock.monotonic) as pool,
             pytest.raises(errors.TransportClosedError),
         ):
             pool.track(PollSpec("r-1", "OptimStep")).result(timeout=10)
@@ -226,12 +226,12 @@ class TestBoundedResources:
 
 class TestBugsStayContained:
     def test_an_answer_the_poller_cannot_handle_fails_only_its_future(
-        self, scheduler: Scheduler, clock: FakeClock
+        self, timers: FakeTimers, clock: FakeClock
     ) -> None:
         """A handler error fails that future; the same Poller goes on serving others."""
         good = json_answer(b'{"ok": true}')
         scripted = ScriptedTransport("not an HttpResponse", good)  # type: ignore[arg-type]
-        with PollerPool(scripted, size=1, scheduler=scheduler, clock=clock.monotonic) as pool:
+        with PollerPool(scripted, size=1, timers=timers, clock=clock.monotonic) as pool:
             poller = pool.poller(0)
             with pytest.raises(AttributeError):
                 pool.track(PollSpec("r-1", "OptimStep")).result(timeout=10)

@@ -16,7 +16,7 @@ import pytest
 
 import tinkex_actors as tx
 from supervisors.testing import FakeClock
-from tests.futures._support import Scheduler, make_futures
+from tests.futures._support import FakeTimers, make_futures
 from tests.lifecycle.conftest import KEY, ServerProcess
 from tinkex_actors import types
 from tinkex_actors.config import Config
@@ -186,8 +186,8 @@ class TestPollsDuringAnOutage:
             failed = on_first_failure(transport)
             head = transport.submit(get(CAPABILITIES), progress=ProgressTracker(clock=lambda: 0))
             wait_for_failure(failed)
-            timers = Scheduler(clock)  # a fake timer service
-            with PollerPool(transport, size=2, scheduler=timers, clock=clock.monotonic) as pool:
+            timers = FakeTimers(clock)  # a fake timer service
+            with PollerPool(transport, size=2, timers=timers, clock=clock.monotonic) as pool:
                 futures = [pool.track(PollSpec(rid, "OptimStep")) for rid in request_ids]
                 assert head.result(WAIT_S).retries_taken == 6
                 assert all(f.result(WAIT_S) == {"metrics": {}} for f in futures)

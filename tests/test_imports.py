@@ -288,12 +288,6 @@ ALLOWED: dict[str, str] = {
     ),
     "import cycle: tinkex_actors.local.asgi -> tinkex_actors.local.guard -> "
     "tinkex_actors.local.asgi": "the server's guard and its ASGI app import each other",
-    "client imports the server: tinkex_actors.tokenizer -> tinkex_actors.local.specs": (
-        "the model table belongs in types (or a shared spec module)"
-    ),
-    "client imports the server: tinkex_actors.tokenizer -> tinkex_actors.local.tokenizer": (
-        "the byte tokenizer is needed by client and server alike"
-    ),
     "import cycle: tinkex_actors.demo -> tinkex_actors.demo_rl -> tinkex_actors.demo": (
         "demo.py holds shared helpers and the dispatcher; split the helpers out"
     ),

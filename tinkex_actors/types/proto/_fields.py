@@ -11,53 +11,53 @@ import numpy.typing as npt
 from .. import _pbwire as w
 
 # Field keys as they appear on the wire: (field number << 3) | wire type.
-_L1, _L2, _L3, _L4, _L5, _L6, _L7 = (w.key(n, w.LEN) for n in range(1, 8))
-_V1, _V2, _V3, _V4, _V6 = (w.key(n, w.VARINT) for n in (1, 2, 3, 4, 6))
-_D1, _D2 = w.key(1, w.FIXED64), w.key(2, w.FIXED64)
+L1, L2, L3, L4, L5, L6, L7 = (w.key(n, w.LEN) for n in range(1, 8))
+V1, V2, V3, V4, V6 = (w.key(n, w.VARINT) for n in (1, 2, 3, 4, 6))
+D1, D2 = w.key(1, w.FIXED64), w.key(2, w.FIXED64)
 
 # DType enum values, and the little-endian numpy dtype of each on the wire.
-_DTYPE_FLOAT32, _DTYPE_INT64, _DTYPE_INT32, _DTYPE_BFLOAT16 = 1, 2, 3, 4
-_TENSOR_DTYPE_ENUM: Final = {"float32": _DTYPE_FLOAT32, "int64": _DTYPE_INT64}
-_WIRE_NUMPY: Final[dict[int, np.dtype[Any]]] = {
-    _DTYPE_FLOAT32: np.dtype("<f4"),
-    _DTYPE_INT64: np.dtype("<i8"),
-    _DTYPE_INT32: np.dtype("<i4"),
-    _DTYPE_BFLOAT16: np.dtype("<u2"),
+DTYPE_FLOAT32, DTYPE_INT64, DTYPE_INT32, DTYPE_BFLOAT16 = 1, 2, 3, 4
+TENSOR_DTYPE_ENUM: Final = {"float32": DTYPE_FLOAT32, "int64": DTYPE_INT64}
+WIRE_NUMPY: Final[dict[int, np.dtype[Any]]] = {
+    DTYPE_FLOAT32: np.dtype("<f4"),
+    DTYPE_INT64: np.dtype("<i8"),
+    DTYPE_INT32: np.dtype("<i4"),
+    DTYPE_BFLOAT16: np.dtype("<u2"),
 }
 # Public TensorData dtypes: integer widths collapse to int64, bfloat16 widens to float32.
-_PUBLIC_DTYPE: Final[dict[int, Any]] = {
-    _DTYPE_FLOAT32: "float32",
-    _DTYPE_INT64: "int64",
-    _DTYPE_INT32: "int64",
-    _DTYPE_BFLOAT16: "float32",
+PUBLIC_DTYPE: Final[dict[int, Any]] = {
+    DTYPE_FLOAT32: "float32",
+    DTYPE_INT64: "int64",
+    DTYPE_INT32: "int64",
+    DTYPE_BFLOAT16: "float32",
 }
-_I4: Final = np.dtype("<i4")
-_F4: Final = np.dtype("<f4")
-_I8: Final = np.dtype("<i8")
-_NO_TOKENS: Final = np.empty(0, dtype=_I4)
-_NO_TOKENS.flags.writeable = False
+I4: Final = np.dtype("<i4")
+F4: Final = np.dtype("<f4")
+I8: Final = np.dtype("<i8")
+NO_TOKENS: Final = np.empty(0, dtype=I4)
+NO_TOKENS.flags.writeable = False
 
-_STOP_REASON_ENUM: Final = {"stop": 0, "length": 1}
-_STOP_REASON_NAME: Final = {0: "stop", 1: "length"}
+STOP_REASON_ENUM: Final = {"stop": 0, "length": 1}
+STOP_REASON_NAME: Final = {0: "stop", 1: "length"}
 
-_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
-_MAX_DATUMS: Final = 1 << 24  # far above any batch a server accepts
-
-
-_CACHE_LIMIT: Final = 4096
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+MAX_DATUMS: Final = 1 << 24  # far above any batch a server accepts
 
 
-def _cached(cache: dict[Any, bytes], cache_key: Any, make: Callable[[], bytes]) -> bytes:
+CACHE_LIMIT: Final = 4096
+
+
+def cached(cache: dict[Any, bytes], cache_key: Any, make: Callable[[], bytes]) -> bytes:
     """Small encoded pieces repeat across datums (field names, shapes): build each once."""
     found = cache.get(cache_key)
     if found is None:
         found = make()
-        if len(cache) < _CACHE_LIMIT:
+        if len(cache) < CACHE_LIMIT:
             cache[cache_key] = found
     return found
 
 
-def _heads_between(parts: list[Any]) -> tuple[bytes, ...]:
+def heads_between(parts: list[Any]) -> tuple[bytes, ...]:
     """Encoded parts as the bytes runs around their arrays: one more run than arrays."""
     heads: list[bytes] = []
     pending: list[bytes] = []
@@ -71,12 +71,14 @@ def _heads_between(parts: list[Any]) -> tuple[bytes, ...]:
     return tuple(heads)
 
 
-def _read_double_entry(buf: bytes, pos: int, end: int, what: str) -> tuple[str, float]:
+def read_double_entry(buf: bytes, pos: int, end: int, what: str) -> tuple[str, float]:
+    """One ``map<string, double>`` entry at ``buf[pos:end]``: its key and value."""
     fields = w.read_message(buf, pos, end, {1: w.LEN, 2: w.FIXED64}, f"{what} entry")
     return w.decode_str(buf, fields.get(1), f"{what} key"), fields.get(2, 0.0)
 
 
-def _as_bytes(body: bytes | bytearray | memoryview) -> bytes:
+def as_bytes(body: bytes | bytearray | memoryview) -> bytes:
+    """The body as ``bytes`` (a bytearray or memoryview is copied once); TypeError otherwise."""
     if isinstance(body, bytes):
         return body
     if isinstance(body, bytearray | memoryview):
@@ -84,8 +86,9 @@ def _as_bytes(body: bytes | bytearray | memoryview) -> bytes:
     raise TypeError(f"body must be bytes, got {type(body).__name__}")
 
 
-def _wire_dtype(dtype_enum: int, what: str) -> np.dtype[Any]:
-    wire = _WIRE_NUMPY.get(dtype_enum)
+def wire_numpy_dtype(dtype_enum: int, what: str) -> np.dtype[Any]:
+    """The numpy dtype of a ``DType`` code on the wire; ValueError naming ``what`` if unknown."""
+    wire = WIRE_NUMPY.get(dtype_enum)
     if wire is None:
         raise ValueError(
             f"{what}.dtype is {dtype_enum}; expected DTYPE_FLOAT32 (1), DTYPE_INT64 (2), "
@@ -94,7 +97,7 @@ def _wire_dtype(dtype_enum: int, what: str) -> np.dtype[Any]:
     return wire
 
 
-def _typed_view(
+def typed_view(
     views: w.ArrayViews,
     bounds: tuple[int, int] | None,
     wire_dtype: np.dtype[Any],
@@ -104,8 +107,8 @@ def _typed_view(
     """The array at ``bounds`` in its public dtype (int32 -> int64, bfloat16 -> float32)."""
     start, stop = bounds if bounds is not None else (0, 0)
     values = views.get(start, stop, wire_dtype, what)
-    if dtype_enum == _DTYPE_INT32:
+    if dtype_enum == DTYPE_INT32:
         return values.astype(np.int64)
-    if dtype_enum == _DTYPE_BFLOAT16:
+    if dtype_enum == DTYPE_BFLOAT16:
         return (values.astype(np.uint32) << 16).view(np.float32)
     return values

@@ -12,26 +12,24 @@ import numpy.typing as npt
 
 from .. import _pbwire as w
 from .._tensor import TensorData
-from .._training import (
-    ForwardBackwardOutput,
-)
+from .._training import ForwardBackwardOutput
 from ._fields import (
-    _D2,
-    _DTYPE_INT64,
-    _I8,
-    _L1,
-    _L2,
-    _L3,
-    _L4,
-    _MAX_DATUMS,
-    _PUBLIC_DTYPE,
-    _TENSOR_DTYPE_ENUM,
-    _V3,
-    _WIRE_NUMPY,
-    _as_bytes,
-    _read_double_entry,
-    _typed_view,
-    _wire_dtype,
+    D2,
+    DTYPE_INT64,
+    I8,
+    L1,
+    L2,
+    L3,
+    L4,
+    MAX_DATUMS,
+    PUBLIC_DTYPE,
+    TENSOR_DTYPE_ENUM,
+    V3,
+    WIRE_NUMPY,
+    as_bytes,
+    read_double_entry,
+    typed_view,
+    wire_numpy_dtype,
 )
 
 
@@ -43,7 +41,7 @@ def encode_forward_backward_output(output: ForwardBackwardOutput) -> bytes:
     """
     out: list[Any] = []
     if output.loss_fn_output_type:
-        out.append(w.string_field(_L1, output.loss_fn_output_type))
+        out.append(w.string_field(L1, output.loss_fn_output_type))
     outputs = output.loss_fn_outputs
     start = 0
     while start < len(outputs):
@@ -54,8 +52,8 @@ def encode_forward_backward_output(output: ForwardBackwardOutput) -> bytes:
         _put_array_record(out, output.loss_fn_output_type, outputs[start:stop], signature)
         start = stop
     for name, value in output.metrics.items():
-        entry = w.string_field(_L1, name) + _D2 + w.double(float(value))
-        out.append(w.len_field(_L3, entry))
+        entry = w.string_field(L1, name) + D2 + w.double(float(value))
+        out.append(w.len_field(L3, entry))
     return b"".join(out)
 
 
@@ -65,7 +63,7 @@ _Signature = tuple[tuple[str, int, tuple[int, ...]], ...]
 def _record_signature(datum: Mapping[str, TensorData], index: int) -> _Signature:
     fields = []
     for name, tensor in datum.items():
-        dtype_enum = _TENSOR_DTYPE_ENUM.get(tensor.dtype or "")
+        dtype_enum = TENSOR_DTYPE_ENUM.get(tensor.dtype or "")
         if dtype_enum is None:
             raise ValueError(
                 f"loss_fn_outputs[{index}][{name!r}].dtype must be 'float32' or 'int64', "
@@ -83,32 +81,32 @@ def _put_array_record(
     out.append(b"")
     size = 0
     if type_tag:
-        tag_field = w.string_field(_L1, type_tag)
+        tag_field = w.string_field(L1, type_tag)
         out.append(tag_field)
         size += len(tag_field)
     for name, dtype_enum, trailing in signature:
-        wire = _WIRE_NUMPY[dtype_enum]
+        wire = WIRE_NUMPY[dtype_enum]
         arrays = [w.array_buffer(_dense(d[name]), wire) for d in datums]
-        offsets = np.zeros(len(arrays) + 1, dtype=_I8)
+        offsets = np.zeros(len(arrays) + 1, dtype=I8)
         np.cumsum([a.nbytes for a in arrays], out=offsets[1:])
         data_size = int(offsets[-1])
-        tail = w.len_field(_L2, offsets.tobytes()) + _V3 + w.varint(dtype_enum)
+        tail = w.len_field(L2, offsets.tobytes()) + V3 + w.varint(dtype_enum)
         if trailing:
-            tail += w.len_field(_L4, w.packed_varints(list(trailing)))
-        data_head = (_L1 + w.varint(data_size)) if data_size else b""
+            tail += w.len_field(L4, w.packed_varints(list(trailing)))
+        data_head = (L1 + w.varint(data_size)) if data_size else b""
         tensor_size = len(data_head) + data_size + len(tail)
-        name_field = w.string_field(_L1, name)
-        value_head = _L2 + w.varint(tensor_size)
+        name_field = w.string_field(L1, name)
+        value_head = L2 + w.varint(tensor_size)
         entry_size = len(name_field) + len(value_head) + tensor_size
-        head = _L2 + w.varint(entry_size) + name_field + value_head + data_head
+        head = L2 + w.varint(entry_size) + name_field + value_head + data_head
         out.append(head)
         out.extend(arrays)
         out.append(tail)
         size += len(head) + data_size + len(tail)
-    num = _V3 + w.varint(len(datums))
+    num = V3 + w.varint(len(datums))
     out.append(num)
     size += len(num)
-    out[slot] = _L2 + w.varint(size)
+    out[slot] = L2 + w.varint(size)
 
 
 def _dense(tensor: TensorData) -> npt.NDArray[Any]:
@@ -124,7 +122,7 @@ def decode_forward_backward_output(body: bytes, *, copy: bool = False) -> Forwar
     Each datum's tensor gets shape ``[elements / prod(trailing_shape), *trailing_shape]``;
     int32 fields widen to int64 and bfloat16 to float32 (the public dtypes).
     """
-    buf = _as_bytes(body)
+    buf = as_bytes(body)
     views = w.ArrayViews(buf, copy)
     pos, end = 0, len(buf)
     output_type = ""
@@ -141,7 +139,7 @@ def decode_forward_backward_output(body: bytes, *, copy: bool = False) -> Forwar
             )
         elif k == 0x1A:
             start, pos = w.read_len(buf, pos, end)
-            name, number = _read_double_entry(buf, start, pos, "ForwardBackwardOutput.metrics")
+            name, number = read_double_entry(buf, start, pos, "ForwardBackwardOutput.metrics")
             metrics[name] = number
         else:
             pos = w.skip_unknown(buf, pos, end, k, "ForwardBackwardOutput", 3)
@@ -156,11 +154,11 @@ def decode_forward_backward_output(body: bytes, *, copy: bool = False) -> Forwar
     num_datums = sum(n for n, _ in records)
     if num_datums == 0 and per_field:  # records written before num_datums existed
         num_datums = len(next(iter(per_field.values())))
-    if not 0 <= num_datums <= _MAX_DATUMS:
+    if not 0 <= num_datums <= MAX_DATUMS:
         # Datums without fields cost no bytes, so only this bound keeps a corrupt count
         # from building billions of empty outputs.
         raise ValueError(
-            f"ForwardBackwardOutput declares {num_datums} datums; expected 0..{_MAX_DATUMS}"
+            f"ForwardBackwardOutput declares {num_datums} datums; expected 0..{MAX_DATUMS}"
         )
     for name, tensors in per_field.items():
         if len(tensors) != num_datums:
@@ -224,9 +222,9 @@ def _read_batched_tensor(
             trailing, pos = w.read_int64s(buf, pos, end, k, trailing)
         else:
             pos = w.skip_unknown(buf, pos, end, k, f"{what} BatchedTensor", 4)
-    wire_dtype = _wire_dtype(dtype_enum, what)
-    values = _typed_view(views, data_range, wire_dtype, dtype_enum, f"{what}.data")
-    offsets = _typed_view(views, offsets_range, _I8, _DTYPE_INT64, f"{what}.offsets")
+    wire_dtype = wire_numpy_dtype(dtype_enum, what)
+    values = typed_view(views, data_range, wire_dtype, dtype_enum, f"{what}.data")
+    offsets = typed_view(views, offsets_range, I8, DTYPE_INT64, f"{what}.offsets")
     itemsize = wire_dtype.itemsize
     if len(offsets) and (
         offsets[0] < 0
@@ -240,7 +238,7 @@ def _read_batched_tensor(
         )
     trailing = trailing or []
     trailing_elems = math.prod(trailing)
-    public = _PUBLIC_DTYPE[dtype_enum]
+    public = PUBLIC_DTYPE[dtype_enum]
     bounds_list = (offsets // itemsize).tolist()
     tensors = []
     for lo, hi in itertools.pairwise(bounds_list):

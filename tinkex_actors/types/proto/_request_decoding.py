@@ -14,8 +14,8 @@ from .._training import (
     PromptProvenanceSpan,
     SampledProvenanceSpan,
 )
-from ._fields import _I4, _as_bytes, _read_double_entry
-from ._tensor_message import _read_tensor_entry
+from ._fields import I4, as_bytes, read_double_entry
+from ._tensor_message import read_tensor_entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ def decode_forward_backward_request(
     ``loss_fn_config`` is rebuilt from ``loss_fn_config_v2`` where it has an entry, else from
     the legacy numeric map. Token and tensor arrays are views over ``body`` unless ``copy``.
     """
-    buf = _as_bytes(body)
+    buf = as_bytes(body)
     views = w.ArrayViews(buf, copy)
     pos, end = 0, len(buf)
     model_id, seq_id, loss_fn, forward_only = "", 0, "", False
@@ -57,7 +57,7 @@ def decode_forward_backward_request(
             loss_fn, pos = w.read_str(buf, pos, end, "ForwardBackwardRequest.loss_fn")
         elif k == 0x2A:
             start, pos = w.read_len(buf, pos, end)
-            name, number = _read_double_entry(buf, start, pos, "loss_fn_config")
+            name, number = read_double_entry(buf, start, pos, "loss_fn_config")
             legacy[name] = number
         elif k == 0x30:
             raw, pos = w.read_varint(buf, pos, end)
@@ -89,7 +89,7 @@ def _read_datum(buf: bytes, pos: int, end: int, views: w.ArrayViews, index: int)
             chunks.append(_read_chunk(buf, start, pos, views, f"{what}.model_input"))
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
-            name, tensor = _read_tensor_entry(buf, start, pos, views, f"{what}.loss_fn_inputs")
+            name, tensor = read_tensor_entry(buf, start, pos, views, f"{what}.loss_fn_inputs")
             inputs[name] = tensor
         elif k == 0x1A or k == 0x22:
             start, pos = w.read_len(buf, pos, end)
@@ -112,7 +112,7 @@ def _read_chunk(buf: bytes, pos: int, end: int, views: w.ArrayViews, what: str) 
             start, pos = w.read_len(buf, pos, end)
             text = w.read_message(buf, start, pos, {1: w.LEN}, f"{what} EncodedTextChunk")
             lo, hi = text.get(1, (0, 0))
-            chunk = EncodedTextChunk(tokens=views.get(lo, hi, _I4, f"{what} tokens"))
+            chunk = EncodedTextChunk(tokens=views.get(lo, hi, I4, f"{what} tokens"))
         elif k == 0x12:
             start, pos = w.read_len(buf, pos, end)
             chunk = _read_image_chunk(buf, start, pos, f"{what} ImageChunk")

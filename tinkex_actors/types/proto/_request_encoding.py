@@ -17,26 +17,26 @@ from .._training import (
     SampledProvenanceSpan,
 )
 from ._fields import (
-    _CACHE_LIMIT,
-    _D1,
-    _D2,
-    _F4,
-    _I4,
-    _I8,
-    _INT32_MAX,
-    _INT32_MIN,
-    _L1,
-    _L2,
-    _L3,
-    _L4,
-    _L5,
-    _L7,
-    _V2,
-    _V3,
-    _V6,
-    _heads_between,
+    CACHE_LIMIT,
+    D1,
+    D2,
+    F4,
+    I4,
+    I8,
+    INT32_MAX,
+    INT32_MIN,
+    L1,
+    L2,
+    L3,
+    L4,
+    L5,
+    L7,
+    V2,
+    V3,
+    V6,
+    heads_between,
 )
-from ._tensor_message import _put_tensor_entry
+from ._tensor_message import put_tensor_entry
 
 
 def encode_forward_backward_request(
@@ -51,31 +51,31 @@ def encode_forward_backward_request(
     ``loss_fn_config`` goes out as the official SDK writes it: numbers in both the legacy
     map and ``loss_fn_config_v2``, strings only in ``loss_fn_config_v2``.
     """
-    if not _INT32_MIN <= seq_id <= _INT32_MAX:
+    if not INT32_MIN <= seq_id <= INT32_MAX:
         raise ValueError(f"seq_id must fit in int32, got {seq_id}; seq_ids count up from 0")
     out: list[Any] = []
     if model_id:
-        out.append(w.string_field(_L1, model_id))
+        out.append(w.string_field(L1, model_id))
     if seq_id:
-        out.append(_V2 + w.varint(seq_id))
+        out.append(V2 + w.varint(seq_id))
     for i, datum in enumerate(forward_backward_input.data):
         _put_datum(out, datum, i)
     if forward_backward_input.loss_fn:
-        out.append(w.string_field(_L4, forward_backward_input.loss_fn))
+        out.append(w.string_field(L4, forward_backward_input.loss_fn))
     config = forward_backward_input.loss_fn_config or {}
     for name, value in config.items():
         if not isinstance(value, str):
-            entry = w.string_field(_L1, name) + _D2 + w.double(float(value))
-            out.append(w.len_field(_L5, entry))
+            entry = w.string_field(L1, name) + D2 + w.double(float(value))
+            out.append(w.len_field(L5, entry))
     if forward_only:
-        out.append(_V6 + b"\x01")
+        out.append(V6 + b"\x01")
     for name, value in config.items():
         if isinstance(value, str):
-            payload = w.string_field(_L2, value)
+            payload = w.string_field(L2, value)
         else:
-            payload = _D1 + w.double(float(value))
-        entry = w.string_field(_L1, name) + w.len_field(_L2, payload)
-        out.append(w.len_field(_L7, entry))
+            payload = D1 + w.double(float(value))
+        entry = w.string_field(L1, name) + w.len_field(L2, payload)
+        out.append(w.len_field(L7, entry))
     return b"".join(out)
 
 
@@ -88,7 +88,7 @@ def _put_datum(out: list[Any], datum: Datum, index: int) -> None:
 # The heads (keys, lengths, names, dtype and shape fields) around the arrays of a plain datum,
 # by layout: a batch's datums mostly share one layout, so each is encoded once.
 _PLAIN_HEADS: dict[tuple[Any, ...], tuple[bytes, ...]] = {}
-_PLAIN_WIRE: Final[dict[Any, np.dtype[Any]]] = {"float32": _F4, "int64": _I8}
+_PLAIN_WIRE: Final[dict[Any, np.dtype[Any]]] = {"float32": F4, "int64": I8}
 
 
 def _put_plain_datum(out: list[Any], datum: Datum, index: int) -> bool:
@@ -130,7 +130,7 @@ def _put_plain_datum(out: list[Any], datum: Datum, index: int) -> bool:
         if found is None:
             return False
         heads = found
-        if len(_PLAIN_HEADS) < _CACHE_LIMIT:
+        if len(_PLAIN_HEADS) < CACHE_LIMIT:
             _PLAIN_HEADS[layout_key] = heads
     out.append(heads[0])
     for array, head in zip(arrays, heads[1:], strict=True):
@@ -143,7 +143,7 @@ def _heads_between_arrays(datum: Datum, index: int, count: int) -> tuple[bytes, 
     """The bytes ``_put_any_datum`` writes before, between and after the datum's arrays."""
     parts: list[Any] = []
     _put_any_datum(parts, datum, index)
-    heads = _heads_between(parts)
+    heads = heads_between(parts)
     return heads if len(heads) == count + 1 else None
 
 
@@ -154,13 +154,13 @@ def _put_any_datum(out: list[Any], datum: Datum, index: int) -> None:
     for j, chunk in enumerate(datum.model_input.chunks):
         size += _put_chunk(out, chunk, index, j)
     for name, tensor in datum.loss_fn_inputs.items():
-        size += _put_tensor_entry(out, _L2, name, tensor)
-    for field_key, spans in ((_L3, datum.model_input_spans), (_L4, datum.loss_fn_input_spans)):
+        size += put_tensor_entry(out, L2, name, tensor)
+    for field_key, spans in ((L3, datum.model_input_spans), (L4, datum.loss_fn_input_spans)):
         for span in spans or ():
             encoded = w.len_field(field_key, _encode_span(span))
             out.append(encoded)
             size += len(encoded)
-    head = _L3 + w.varint(size)
+    head = L3 + w.varint(size)
     out[slot] = head
 
 
@@ -173,28 +173,28 @@ def _put_chunk(out: list[Any], chunk: ModelInputChunk, index: int, position: int
         nbytes = len(tokens) if isinstance(tokens, bytes) else tokens.nbytes
         if nbytes:
             # Datum.model_input -> Chunk.encoded_text -> EncodedTextChunk.tokens, sizes first.
-            tokens_head = _L1 + w.varint(nbytes)
+            tokens_head = L1 + w.varint(nbytes)
             text_size = len(tokens_head) + nbytes
-            text_head = _L1 + w.varint(text_size)
-            head = _L1 + w.varint(len(text_head) + text_size) + text_head + tokens_head
+            text_head = L1 + w.varint(text_size)
+            head = L1 + w.varint(len(text_head) + text_size) + text_head + tokens_head
             out.append(head)
             out.append(tokens)
             return len(head) + nbytes
-        encoded = w.len_field(_L1, _L1 + b"\x00")
+        encoded = w.len_field(L1, L1 + b"\x00")
         out.append(encoded)
         return len(encoded)
     if isinstance(chunk, ImageChunk):
         body = b""
         if chunk.data:
-            body += w.len_field(_L1, chunk.data)
+            body += w.len_field(L1, chunk.data)
         if chunk.format:
-            body += w.string_field(_L2, chunk.format)
+            body += w.string_field(L2, chunk.format)
         if chunk.expected_tokens is not None:
-            body += _V3 + w.varint(chunk.expected_tokens)
-        encoded = w.len_field(_L1, w.len_field(_L2, body))
+            body += V3 + w.varint(chunk.expected_tokens)
+        encoded = w.len_field(L1, w.len_field(L2, body))
     elif isinstance(chunk, DmelChunk):
-        body = w.len_field(_L1, chunk.dmel) if chunk.dmel else b""
-        encoded = w.len_field(_L1, w.len_field(_L3, body))
+        body = w.len_field(L1, chunk.dmel) if chunk.dmel else b""
+        encoded = w.len_field(L1, w.len_field(L3, body))
     else:
         raise ValueError(
             f"data[{index}].model_input.chunks[{position}] is a {type(chunk).__name__}, which "
@@ -207,12 +207,12 @@ def _put_chunk(out: list[Any], chunk: ModelInputChunk, index: int, position: int
 def _tokens_int32(tokens: Any, index: int, position: int) -> Any:
     """Token ids as an int32 little-endian buffer (an array we can hand to ``b"".join``)."""
     if isinstance(tokens, np.ndarray):
-        if tokens.dtype == _I4:
+        if tokens.dtype == I4:
             return tokens if tokens.flags.c_contiguous else np.ascontiguousarray(tokens)
         # Token ids are >= 0 (EncodedTextChunk checks), so only the top can overflow int32.
-        if tokens.size and int(tokens.max()) > _INT32_MAX:
+        if tokens.size and int(tokens.max()) > INT32_MAX:
             raise ValueError(_token_error(index, position, "an id past 2**31 - 1"))
-        return np.ascontiguousarray(tokens, dtype=_I4)
+        return np.ascontiguousarray(tokens, dtype=I4)
     # struct.pack over the unpacked list is the fastest list -> int32 bytes path we measured
     # (about 1.6x array.array and numpy); one Struct per length, cached.
     try:
@@ -234,10 +234,10 @@ def _token_error(index: int, position: int, problem: str) -> str:
 
 
 def _encode_span(span: PromptProvenanceSpan | SampledProvenanceSpan) -> bytes:
-    body = w.string_field(_L1, span.sequence_id) if span.sequence_id else b""
+    body = w.string_field(L1, span.sequence_id) if span.sequence_id else b""
     if span.offset:
-        body += _V2 + w.varint(span.offset)
+        body += V2 + w.varint(span.offset)
     if span.length:
-        body += _V3 + w.varint(span.length)
-    arm = _L2 if isinstance(span, SampledProvenanceSpan) else _L1
+        body += V3 + w.varint(span.length)
+    arm = L2 if isinstance(span, SampledProvenanceSpan) else L1
     return w.len_field(arm, body)

@@ -12,17 +12,17 @@ from .. import _pbwire as w
 from .._sampling import PromptAltTokens, SampledSequence, SampleResponse, TopkLogprobs
 from .._tensor import TensorData
 from ._fields import (
-    _F4,
-    _I4,
-    _L2,
-    _L3,
-    _NO_TOKENS,
-    _STOP_REASON_ENUM,
-    _STOP_REASON_NAME,
-    _V1,
-    _as_bytes,
+    F4,
+    I4,
+    L2,
+    L3,
+    NO_TOKENS,
+    STOP_REASON_ENUM,
+    STOP_REASON_NAME,
+    V1,
+    as_bytes,
 )
-from ._tensor_message import _read_tensor
+from ._tensor_message import read_tensor
 
 _TOPK_SCHEMA: Final = {1: w.LEN, 2: w.LEN, 3: w.VARINT, 4: w.VARINT}
 
@@ -36,7 +36,7 @@ def decode_sample_response(
     read as None. The wire has no sequence ids: pass the promise's ``sample_sequence_ids`` as
     ``sequence_ids`` to stamp them (one per sequence, in order), else they stay None.
     """
-    buf = _as_bytes(body)
+    buf = as_bytes(body)
     views = w.ArrayViews(buf, copy)
     pos, end = 0, len(buf)
     sequences: list[SampledSequence] = []
@@ -72,7 +72,7 @@ def decode_sample_response(
             prompt_logprobs = None
             if pos > start:
                 what = "SampleResponse.prompt_logprobs"
-                prompt_logprobs = views.get(start, pos, _F4, what)
+                prompt_logprobs = views.get(start, pos, F4, what)
         elif k == 0x1A:
             start, pos = w.read_len(buf, pos, end)
             topk_prompt = _read_topk(buf, start, pos, views, "SampleResponse.topk_prompt_logprobs")
@@ -81,7 +81,7 @@ def decode_sample_response(
             cache_hits = w.to_int32(raw)
         elif k == 0x2A:
             start, pos = w.read_len(buf, pos, end)
-            target = _read_tensor(buf, start, pos, views, "SampleResponse.target_prompt_logprobs")
+            target = read_tensor(buf, start, pos, views, "SampleResponse.target_prompt_logprobs")
         elif k == 0x32:
             start, pos = w.read_len(buf, pos, end)
             alt = _read_alt_tokens(buf, start, pos, views)
@@ -133,10 +133,10 @@ class _SequenceLayout:
             return None
         if not tokens.size or not logprobs.size:
             return None
-        code = _STOP_REASON_ENUM[seq.stop_reason]
-        head = (_V1 + w.varint(code) if code else b"") + _L2 + w.varint(tokens.nbytes)
+        code = STOP_REASON_ENUM[seq.stop_reason]
+        head = (V1 + w.varint(code) if code else b"") + L2 + w.varint(tokens.nbytes)
         prefix = buf[field_at:start] + head
-        mid = _L3 + w.varint(logprobs.nbytes)
+        mid = L3 + w.varint(logprobs.nbytes)
         mid_at = len(prefix) + tokens.nbytes
         layout = cls(
             prefix=prefix,
@@ -173,7 +173,7 @@ class _SequenceLayout:
         id_count = len(sequence_ids) if sequence_ids else 0
         if not (pos + size <= end and buf.startswith(prefix, pos)):
             return pos
-        int32s, float32s = views.by_shift(_I4), views.by_shift(_F4)
+        int32s, float32s = views.by_shift(I4), views.by_shift(F4)
         copy = views.copy
         while (
             pos + size <= end
@@ -211,7 +211,7 @@ def _read_sequence(
     # The hot loop of a sample result: one-byte keys and lengths of up to two bytes are read
     # inline, labels are constant (the caller adds the sequence index to any error).
     stop_reason = 0
-    tokens: npt.NDArray[Any] = _NO_TOKENS
+    tokens: npt.NDArray[Any] = NO_TOKENS
     logprobs: npt.NDArray[Any] | None = None
     topk: TopkLogprobs | None = None
     while pos < end:
@@ -228,9 +228,9 @@ def _read_sequence(
             else:
                 start, pos = w.read_len(buf, pos, end)
             if k == 0x12:
-                tokens = views.get(start, pos, _I4, "SampledSequence.tokens")
+                tokens = views.get(start, pos, I4, "SampledSequence.tokens")
             elif pos > start:
-                logprobs = views.get(start, pos, _F4, "SampledSequence.logprobs")
+                logprobs = views.get(start, pos, F4, "SampledSequence.logprobs")
             else:
                 logprobs = None
         elif k == 0x08:
@@ -240,7 +240,7 @@ def _read_sequence(
             topk = _read_topk(buf, start, pos, views, "SampledSequence.topk_sampled_logprobs")
         else:
             pos = w.skip_unknown(buf, pos, end, k, "SampledSequence", 4)
-    name = _STOP_REASON_NAME.get(stop_reason)
+    name = STOP_REASON_NAME.get(stop_reason)
     if name is None:
         raise ValueError(
             f"SampledSequence.stop_reason is {stop_reason}, not STOP (0) or LENGTH (1): the "
@@ -263,8 +263,8 @@ def _read_topk(
     if length == 0 or k_value == 0:
         return None
     (ids_lo, ids_hi), (lps_lo, lps_hi) = fields.get(1, (0, 0)), fields.get(2, (0, 0))
-    ids = views.get(ids_lo, ids_hi, _I4, f"{what}.token_ids")
-    lps = views.get(lps_lo, lps_hi, _F4, f"{what}.logprobs")
+    ids = views.get(ids_lo, ids_hi, I4, f"{what}.token_ids")
+    lps = views.get(lps_lo, lps_hi, F4, f"{what}.logprobs")
     if ids.size != length * k_value or lps.size != length * k_value:
         raise ValueError(
             f"{what} declares length={length}, k={k_value} ({length * k_value} values) but "
@@ -278,6 +278,6 @@ def _read_alt_tokens(buf: bytes, pos: int, end: int, views: w.ArrayViews) -> Pro
     what = "SampleResponse.prompt_alt_tokens"
     fields = w.read_message(buf, pos, end, {1: w.LEN, 2: w.LEN}, what)
     (tokens_lo, tokens_hi), (lps_lo, lps_hi) = fields.get(1, (0, 0)), fields.get(2, (0, 0))
-    tokens = _read_tensor(buf, tokens_lo, tokens_hi, views, f"{what}.tokens")
-    logprobs = _read_tensor(buf, lps_lo, lps_hi, views, f"{what}.logprobs")
+    tokens = read_tensor(buf, tokens_lo, tokens_hi, views, f"{what}.tokens")
+    logprobs = read_tensor(buf, lps_lo, lps_hi, views, f"{what}.logprobs")
     return PromptAltTokens(tokens=tokens, logprobs=logprobs)

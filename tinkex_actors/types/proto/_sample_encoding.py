@@ -9,22 +9,22 @@ import numpy as np
 from .. import _pbwire as w
 from .._sampling import SampledSequence, SampleResponse, TopkLogprobs
 from ._fields import (
-    _CACHE_LIMIT,
-    _F4,
-    _I4,
-    _L1,
-    _L2,
-    _L3,
-    _L4,
-    _L5,
-    _L6,
-    _STOP_REASON_ENUM,
-    _V1,
-    _V3,
-    _V4,
-    _heads_between,
+    CACHE_LIMIT,
+    F4,
+    I4,
+    L1,
+    L2,
+    L3,
+    L4,
+    L5,
+    L6,
+    STOP_REASON_ENUM,
+    V1,
+    V3,
+    V4,
+    heads_between,
 )
-from ._tensor_message import _tensor_message
+from ._tensor_message import tensor_message
 
 
 def encode_sample_response(response: SampleResponse) -> bytes:
@@ -45,8 +45,8 @@ def encode_sample_response(response: SampleResponse) -> bytes:
         if (
             type(logprobs) is np.ndarray
             and type(tokens) is np.ndarray
-            and tokens.dtype is _I4
-            and logprobs.dtype is _F4
+            and tokens.dtype is I4
+            and logprobs.dtype is F4
             and seq.topk_logprobs_np is None
         ):
             if (
@@ -65,19 +65,19 @@ def encode_sample_response(response: SampleResponse) -> bytes:
                 continue
         _put_sequence(out, seq, i)
     if response.prompt_logprobs_np is not None:
-        values = w.array_buffer(response.prompt_logprobs_np, _F4)
-        out += [_L2 + w.varint(values.nbytes), values]
+        values = w.array_buffer(response.prompt_logprobs_np, F4)
+        out += [L2 + w.varint(values.nbytes), values]
     if isinstance(response.topk_prompt_logprobs_np, TopkLogprobs):
-        out.append(w.len_field(_L3, _topk_body(response.topk_prompt_logprobs_np)))
+        out.append(w.len_field(L3, _topk_body(response.topk_prompt_logprobs_np)))
     if response.prompt_cache_hit_tokens:
-        out.append(_V4 + w.varint(response.prompt_cache_hit_tokens))
+        out.append(V4 + w.varint(response.prompt_cache_hit_tokens))
     if response.target_prompt_logprobs is not None:
-        out += _tensor_message(response.target_prompt_logprobs, _L5, "target_prompt_logprobs")
+        out += tensor_message(response.target_prompt_logprobs, L5, "target_prompt_logprobs")
     alt = response.prompt_alt_tokens
     if alt is not None:
-        parts = _tensor_message(alt.tokens, _L1, "prompt_alt_tokens.tokens")
-        parts += _tensor_message(alt.logprobs, _L2, "prompt_alt_tokens.logprobs")
-        out.append(w.len_field(_L6, b"".join(parts)))
+        parts = tensor_message(alt.tokens, L1, "prompt_alt_tokens.tokens")
+        parts += tensor_message(alt.logprobs, L2, "prompt_alt_tokens.logprobs")
+        out.append(w.len_field(L6, b"".join(parts)))
     try:
         return b"".join(out)
     except TypeError:
@@ -101,16 +101,16 @@ def _put_sequence(out: list[Any], seq: SampledSequence, index: int) -> None:
     if (
         seq.topk_logprobs_np is None
         and type(tokens) is np.ndarray
-        and tokens.dtype is _I4
-        and (logprobs is None or (type(logprobs) is np.ndarray and logprobs.dtype is _F4))
+        and tokens.dtype is I4
+        and (logprobs is None or (type(logprobs) is np.ndarray and logprobs.dtype is F4))
     ):
         layout = (seq.stop_reason, tokens.nbytes, None if logprobs is None else logprobs.nbytes)
         heads = _SEQUENCE_HEADS.get(layout)
         if heads is None:
             parts: list[Any] = []
             _put_any_sequence(parts, seq, index)
-            heads = _heads_between(parts)
-            if len(_SEQUENCE_HEADS) < _CACHE_LIMIT:
+            heads = heads_between(parts)
+            if len(_SEQUENCE_HEADS) < CACHE_LIMIT:
                 _SEQUENCE_HEADS[layout] = heads
         # heads: before the tokens, between tokens and logprobs, and after the last array,
         # which is always empty here (no top-k) and so left out.
@@ -123,38 +123,38 @@ def _put_sequence(out: list[Any], seq: SampledSequence, index: int) -> None:
 
 
 def _put_any_sequence(out: list[Any], seq: SampledSequence, index: int) -> None:
-    stop_reason = _STOP_REASON_ENUM.get(seq.stop_reason)
+    stop_reason = STOP_REASON_ENUM.get(seq.stop_reason)
     if stop_reason is None:
         raise ValueError(
             f"sequences[{index}].stop_reason must be 'stop' or 'length', got {seq.stop_reason!r}"
         )
-    head = _V1 + w.varint(stop_reason) if stop_reason else b""
-    tokens = w.array_buffer(seq.tokens_np, _I4)
+    head = V1 + w.varint(stop_reason) if stop_reason else b""
+    tokens = w.array_buffer(seq.tokens_np, I4)
     if tokens.nbytes:
-        head += _L2 + w.varint(tokens.nbytes)
+        head += L2 + w.varint(tokens.nbytes)
     parts: list[Any] = [tokens]
     size = len(head) + tokens.nbytes
     if seq.logprobs_np is not None:
-        logprobs = w.array_buffer(seq.logprobs_np, _F4)
-        logprobs_head = _L3 + w.varint(logprobs.nbytes)
+        logprobs = w.array_buffer(seq.logprobs_np, F4)
+        logprobs_head = L3 + w.varint(logprobs.nbytes)
         parts += [logprobs_head, logprobs]
         size += len(logprobs_head) + logprobs.nbytes
     if isinstance(seq.topk_logprobs_np, TopkLogprobs):
-        topk = w.len_field(_L4, _topk_body(seq.topk_logprobs_np))
+        topk = w.len_field(L4, _topk_body(seq.topk_logprobs_np))
         parts.append(topk)
         size += len(topk)
-    out.append(_L1 + w.varint(size) + head)
+    out.append(L1 + w.varint(size) + head)
     out += parts
 
 
 def _topk_body(topk: TopkLogprobs) -> bytes:
     length, k = topk.token_ids.shape
-    ids = w.array_buffer(topk.token_ids, _I4)
-    lps = w.array_buffer(topk.logprobs, _F4)
+    ids = w.array_buffer(topk.token_ids, I4)
+    lps = w.array_buffer(topk.logprobs, F4)
     body = [
-        w.len_field(_L1, ids.tobytes()) if ids.nbytes else b"",
-        w.len_field(_L2, lps.tobytes()) if lps.nbytes else b"",
-        _V3 + w.varint(k) if k else b"",
-        _V4 + w.varint(length) if length else b"",
+        w.len_field(L1, ids.tobytes()) if ids.nbytes else b"",
+        w.len_field(L2, lps.tobytes()) if lps.nbytes else b"",
+        V3 + w.varint(k) if k else b"",
+        V4 + w.varint(length) if length else b"",
     ]
     return b"".join(body)

@@ -7,7 +7,8 @@ clients changes nothing on the wire. The API key is secret: it never appears in 
 `masked_api_key()` returns.
 
 Server-driven client configuration (`POST /api/v1/client/config`) lands in
-`ClientFlags`; a later issue fetches the answer and calls `Config.with_server_flags`.
+`ClientFlags` (the wire type `types.ClientConfigResponse`), which
+`Config.with_server_flags` carries.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from tinkex_actors.errors import ConfigurationError
+from tinkex_actors.types import ClientConfigResponse
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -111,60 +113,25 @@ def default_pool_limits() -> Mapping[PoolKind, PoolLimits]:
     return MappingProxyType({kind: PoolLimits() for kind in PoolKind})
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ClientFlags:
+class ClientFlags(ClientConfigResponse, frozen=True):
     """Server-driven client configuration: the flags of `POST /api/v1/client/config`.
 
-    Defaults are the official SDK's, used until (or unless) a server answers.
-    Unknown flags in an answer are ignored so that a newer server never breaks an
-    older client. The flags are applied by the clients of later issues.
+    The flags, their official defaults and their checks are the wire type's
+    (`types.ClientConfigResponse`): used until (or unless) a server answers, unknown
+    flags in an answer ignored. Here a malformed answer raises ConfigurationError.
     """
 
-    pjwt_auth_enabled: bool = False
-    credential_default_source: str = "api_key"
-    fwdbwd_max_chunk_len: int = 1024
-    fwdbwd_max_chunk_bytes_count: int = 5_000_000
-    fwdbwd_dispatch_bytes_semaphore_size: int = 50_000_000
-    parallel_fwdbwd_chunks: bool = True
-    proto_compress_fwdbwd: bool = False
-    sample_max_concurrent_requests: int = 2000
-    sample_dispatch_bytes_semaphore_size: int = 10 * 1024 * 1024
-    inflight_response_bytes_semaphore_size: int = 50 * 1024 * 1024
-    sample_use_retrieve_futures: bool = False
-    sample_no_retries: bool = False
-    sample_enable_stuck_detection: bool = True
-    billing_exception_max_pause_duration_sec: int = 3600
-    use_pyqwest_transport: bool = True
-    custom_loss_server_side: bool = False
-    sample_join_sampling_session: bool = False
-
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ClientFlags:
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
         """Flags from a decoded `client/config` answer; unknown keys are ignored.
 
-        A known flag of the wrong type raises ConfigurationError naming the flag.
+        A known flag of the wrong type (or a size below 1) raises ConfigurationError
+        naming the flag.
         """
-        known = {field.name: field for field in dataclasses.fields(cls)}
-        chosen: dict[str, Any] = {}
-        for name, value in values.items():
-            field = known.get(name)
-            if field is None:
-                continue
-            default = field.default
-            # bool is an int subclass: check it first so 1 is not taken for True.
-            wanted: type = type(default)
-            ok = (
-                isinstance(value, bool)
-                if wanted is bool
-                else isinstance(value, wanted) and not isinstance(value, bool)
-            )
-            if not ok:
-                raise ConfigurationError(
-                    f"client config flag {name!r} must be a {wanted.__name__}, got {value!r}; "
-                    "the server's answer does not match the protocol"
-                )
-            chosen[name] = value
-        return cls(**chosen)
+        try:
+            return super().from_mapping(values)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
 
 
 def mask_secret(value: str | None) -> str:

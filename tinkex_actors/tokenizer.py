@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tinkex_actors.local.specs import BASE_MODELS, MODEL_ORG
-from tinkex_actors.local.tokenizer import (
+from tinkex_actors.types.base_models import BASE_MODELS, MODEL_ORG
+from tinkex_actors.types.byte_tokenizer import (
     HF_TOKENIZER_DIR,
     ByteTokenizer,
     hf_tokenizer_config,

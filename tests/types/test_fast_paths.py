@@ -20,6 +20,7 @@ from tinkex_actors import types as tx
 from tinkex_actors.types import _pbwire as w
 from tinkex_actors.types import proto
 from tinkex_actors.types._tensor import pack_flat_list
+from tinkex_actors.types.proto import _request_encoding, _sample_encoding
 
 pb = pytest.importorskip("tinker.proto.tinker_public_pb2")
 response_conv = pytest.importorskip("tinker.proto.response_conv")
@@ -244,7 +245,7 @@ class TestPlainDatums:
         batch = mixed_batch()
         fast = [proto.encode_forward_backward_request(batch, model_id="m", seq_id=3)]
         fast.append(proto.encode_forward_backward_request(batch, model_id="m", seq_id=3))
-        monkeypatch.setattr(proto, "_put_plain_datum", lambda out, datum, index: False)
+        monkeypatch.setattr(_request_encoding, "_put_plain_datum", lambda out, datum, index: False)
         general = proto.encode_forward_backward_request(batch, model_id="m", seq_id=3)
         assert fast == [general, general]
 
@@ -304,7 +305,7 @@ def general_encoding(response: tx.SampleResponse) -> bytes:
     """The sequences of a response (it has no prompt fields) by the general encoder alone."""
     out: list[object] = []
     for i, seq in enumerate(response.sequences):
-        proto._put_any_sequence(out, seq, i)
+        _sample_encoding._put_any_sequence(out, seq, i)
     return b"".join(out)  # type: ignore[arg-type]
 
 

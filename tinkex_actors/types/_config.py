@@ -1,10 +1,17 @@
 """Server-driven client configuration: the `client/config` handshake and dynamic flags.
 
 Every flag has the official default, so a server that answers `{}` (or omits a
-flag) leaves the client at the official behaviour; unknown flags are ignored.
+flag) leaves the client at the official behaviour; unknown flags are ignored, so
+that a newer server never breaks an older client. `ClientConfigResponse` is the one
+definition of these flags: the client holds it as `tinkex_actors.config.ClientFlags`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Self
+
+import msgspec
 
 from ._base import WireStruct, sent
 
@@ -54,6 +61,32 @@ class ClientConfigResponse(WireStruct, frozen=True):
                     f"ClientConfigResponse.{name} must be >= 1, got {getattr(self, name)}; "
                     "leave the flag out to get the default"
                 )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        """Flags from a decoded `client/config` answer; unknown keys are ignored.
+
+        A known flag of the wrong type, or a size below 1, raises ValueError naming it.
+        """
+        known = {field.name: field.type for field in msgspec.structs.fields(cls)}
+        chosen: dict[str, Any] = {}
+        for name, value in values.items():
+            wanted = known.get(name)
+            if wanted is None:
+                continue
+            # bool is an int subclass: check it first so 1 is not taken for True.
+            ok = (
+                isinstance(value, bool)
+                if wanted is bool
+                else isinstance(value, wanted) and not isinstance(value, bool)
+            )
+            if not ok:
+                raise ValueError(
+                    f"client config flag {name!r} must be a {wanted.__name__}, got {value!r}; "
+                    "the server's answer does not match the protocol"
+                )
+            chosen[name] = value
+        return cls(**chosen)
 
 
 class ClientDynamicConfigResponse(WireStruct, frozen=True):

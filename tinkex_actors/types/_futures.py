@@ -14,6 +14,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import msgspec
 
 from ._base import WireStruct, coerce_floats, sent, sent_list
+from ._requests import CreateModelResponse, OptimStepResponse, UnloadModelResponse
+from ._training import ForwardBackwardOutput
+from ._weights import (
+    LoadWeightsResponse,
+    SaveWeightsExternalResponse,
+    SaveWeightsForSamplerResponse,
+    SaveWeightsResponse,
+)
 
 __all__ = [
     "FutureCompleted",
@@ -23,6 +31,7 @@ __all__ = [
     "FutureMetadataOnly",
     "FuturePending",
     "FutureRetrieveRequest",
+    "FutureRetrieveResponse",
     "FuturesRetrieveRequest",
     "FuturesRetrieveResponse",
     "QueueState",
@@ -214,3 +223,19 @@ class FuturesRetrieveResponse(WireStruct, frozen=True):
 
     completions: list[FutureCompletion]
     cursor: int
+
+
+# What one polled future can hold (official `FutureRetrieveResponse`); the poller reads the
+# body with `read_future_response` instead of decoding this union.
+FutureRetrieveResponse: TypeAlias = (
+    TryAgainResponse
+    | ForwardBackwardOutput
+    | OptimStepResponse
+    | SaveWeightsResponse
+    | LoadWeightsResponse
+    | SaveWeightsForSamplerResponse
+    | SaveWeightsExternalResponse
+    | CreateModelResponse
+    | UnloadModelResponse
+    | RequestFailedResponse
+)

@@ -139,7 +139,7 @@ def _child_main(conn: Connection, api_key: str | None) -> None:
 
 
 def _handle_base_url(handle: str) -> str:
-    from tinkex_actors.sampling import parse_handle
+    from tinkex_actors.sampler_handle import parse_handle
 
     return str(parse_handle(handle)["base_url"])
 
@@ -298,7 +298,7 @@ class OutOfProcessSamplingClient:
         topk_prompt_logprobs: int = 0,
     ) -> Future[types.SampleResponse]:
         """Generate `num_samples` continuations of `prompt` in the sampling process."""
-        from tinkex_actors.sampling import check_sample_args
+        from tinkex_actors.sampling_checks import check_sample_args
 
         check_sample_args(prompt, num_samples, sampling_params)
         return self._call(

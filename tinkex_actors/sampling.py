@@ -20,12 +20,15 @@ from pykka import ActorDeadError, ActorRef
 
 from supervisors import SupervisedRef
 from supervisors.library_logging import get_logger
+from supervisors.supervisor import DEFAULT_CALL_TIMEOUT_S
 from tinkex_actors import types
+from tinkex_actors._actors import current_ref
 from tinkex_actors.backpressure import (
     SAMPLING_BACKPRESSURE_HEADER,
     DispatchBudget,
     estimate_prompt_bytes,
 )
+from tinkex_actors.client_actor import start_client_actor
 from tinkex_actors.config import PoolKind
 from tinkex_actors.futures import Future, combine
 from tinkex_actors.poller import PollerPool
@@ -107,8 +110,6 @@ class SamplerRuntime:
 
     def clone(self, handle: str) -> SamplingClient:
         """A clone of the sampler behind `handle` on this runtime (its own clone id)."""
-        from supervisors import ChildSpec, start_child
-
         fields = parse_handle(handle)
         sid = fields["sampling_session_id"]
         clone_id = uuid.uuid4().int % CLONE_STRIDE + 1
@@ -136,18 +137,17 @@ class SamplerRuntime:
             progress=self.progress,
             base_url=self.base_url,
         )
-        name = ("sampling", sid, clone_id)
-        start_child(
+        actor = start_client_actor(
             self.supervisor,
-            ChildSpec(
-                id=name,
-                name=name,
-                start=functools.partial(
-                    SamplingClientActor.start, state, self.transport, self.pollers
-                ),
-            ),
+            self.registry,
+            ("sampling", sid, clone_id),
+            SamplingClientActor.start,
+            state,
+            self.transport,
+            self.pollers,
+            timeout_s=DEFAULT_CALL_TIMEOUT_S,
         )
-        return SamplingClient(state, SupervisedRef(name, self.registry))
+        return SamplingClient(state, actor)
 
     def close(self) -> None:
         """Stop the clones' actors, the pollers and the transport."""
@@ -299,10 +299,8 @@ class SamplingClient:
         return future
 
     def _kick(self) -> None:
-        actor = self._actor
         try:
-            ref = actor.resolve(RESOLVE_TIMEOUT_S) if isinstance(actor, SupervisedRef) else actor
-            ref.tell(Dispatch())
+            current_ref(self._actor, RESOLVE_TIMEOUT_S).tell(Dispatch())
         except ActorDeadError:
             log.debug("kick_to_restarting_sampler", sampler=self.sampling_session_id)
 

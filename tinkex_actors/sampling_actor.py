@@ -16,9 +16,9 @@ the actor, so a restarted actor dispatches again what its predecessor had not se
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import itertools
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,23 +27,23 @@ from typing import Any
 import msgspec
 from pykka import ActorRef
 
-from supervisors import Normal, Process, Shutdown
 from supervisors.library_logging import get_logger
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors.backpressure import DispatchBudget, SampleRateLimiter
+from tinkex_actors.client_actor import ClientActor, ClientState, fail_pending
 from tinkex_actors.errors import (
     APIConnectionError,
     APIStatusError,
     ClientClosedError,
     RateLimitError,
 )
-from tinkex_actors.futures import Future, relay
-from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.futures import Future
+from tinkex_actors.poller import PollerPool
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer, parse_queue_state
-from tinkex_actors.retry import ProgressTracker, RetryPolicy
-from tinkex_actors.transport import HttpRequest, Transport
+from tinkex_actors.retry import RetryPolicy
+from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 from tinkex_actors.types import proto
 
 __all__ = [
@@ -76,8 +76,9 @@ class SampleJob:
 
 
 @dataclass
-class SamplerState:
-    """A sampler's identity, budget and unsent jobs; outlives any one actor."""
+class SamplerState(ClientState[SampleJob]):
+    """A sampler's identity, budget and unsent jobs; outlives any one actor (the jobs, their
+    lock, `progress` and `lost` are every client's: see `ClientState`)."""
 
     sampling_session_id: str
     base_model: str | None
@@ -85,32 +86,18 @@ class SamplerState:
     budget: DispatchBudget
     limiter: SampleRateLimiter
     clone_id: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(0))
-    jobs: dict[int, SampleJob] = field(default_factory=dict)
-    progress: ProgressTracker | None = None
     base_url: str = ""
     record_stability_info: bool = False
     """Sent with every sample (official `record_stability_info`)."""
-    lost: BaseException | None = None
-    """Set when the client closed or its session is lost: queued jobs failed, new calls raise."""
 
     def next_seq_id(self) -> int:
         """A seq_id never used by this sampler (call with `lock` held)."""
         return self.clone_id * CLONE_STRIDE + next(self.counter)
 
 
-def fail_pending_samples(state: SamplerState, error: BaseException) -> int:
-    """Fail every sample not yet handed to a poller with `error`, and make later calls raise
-    it (the first such error stays); returns how many failed."""
-    with state.lock:
-        if state.lost is None:
-            state.lost = error
-        jobs = list(state.jobs.values())
-        state.jobs.clear()
-    for job in jobs:
-        job.future.set_exception(error)
-    return len(jobs)
+fail_pending_samples = fail_pending
+"""The name service.py knows for failing a sampler's queued samples (one function for all)."""
 
 
 @dataclass(frozen=True)
@@ -126,14 +113,12 @@ class _Granted:
 @dataclass(frozen=True)
 class _Sent:
     key: int
-    outcome: Any  # concurrent.futures.Future[HttpResponse]
+    outcome: concurrent.futures.Future[HttpResponse]
     dispatched_at: float
 
 
-class SamplingClientActor(Process):
+class SamplingClientActor(ClientActor[SamplerState]):
     """Dispatches one sampler's requests under backpressure (see the module docstring)."""
-
-    pooled = True  # thousands of these may live: they share the scheduler's workers
 
     def __init__(
         self,
@@ -144,38 +129,24 @@ class SamplingClientActor(Process):
         timers: TimerService | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
-        super().__init__()
-        self.state = state
-        self.transport = transport
-        self.pollers = pollers
+        super().__init__(
+            state, transport, pollers, QueueStateDebouncer("sampling", state.sampling_session_id)
+        )
         self.timers = timers if timers is not None else default_timer_service()
         self.policy = policy if policy is not None else RetryPolicy()
-        self.debouncer = QueueStateDebouncer("sampling", state.sampling_session_id)
         self._wake: Timer | None = None
 
-    def init(self) -> None:
-        """Adopt the jobs a predecessor left unsent (or whose send it never heard back)."""
-        with self.state.lock:
-            for job in self.state.jobs.values():
-                job.dispatched = False
-                job.waiting = False
+    def adopt(self, job: SampleJob) -> None:
+        """Send again a job a predecessor left unsent (or whose send it never heard back)."""
+        job.dispatched = False
+        job.waiting = False
+
+    def resume(self) -> None:
+        """Dispatch what the backoff window and the budget let go now."""
         self._dispatch()
 
-    def terminate(self, reason: Any) -> None:
-        """Give back every budget token this sampler held, however it ended; when stopped (not
-        crashed: a successor would adopt them), fail what is still queued."""
-        self.state.budget.release_owner(self.state.sampling_session_id)
-        if isinstance(reason, Normal | Shutdown):
-            fail_pending_samples(
-                self.state,
-                ClientClosedError(
-                    f"the SamplingClient {self.state.sampling_session_id} was closed before "
-                    "this request was sent; make a new client"
-                ),
-            )
-
-    def on_receive(self, message: Any) -> Any:
-        """Handle one message."""
+    def handle(self, message: Any) -> bool:
+        """A wake-up to dispatch, a budget grant, or a send's answer."""
         if isinstance(message, Dispatch):
             self._wake = None
             self._dispatch()
@@ -183,11 +154,22 @@ class SamplingClientActor(Process):
             self._granted(message.key)
         elif isinstance(message, _Sent):
             self._sent(message)
-        elif isinstance(message, QueueStateChange):
-            self.debouncer.handle(message)
         else:
-            raise TypeError(f"SamplingClientActor got an unknown message: {message!r}")
-        return None
+            return False
+        return True
+
+    def closed_error(self) -> ClientClosedError:
+        """The error of the samples still queued when the client is closed."""
+        return ClientClosedError(
+            f"the SamplingClient {self.state.sampling_session_id} was closed before "
+            "this request was sent; make a new client"
+        )
+
+    def terminate(self, reason: Any) -> None:
+        """Give back every budget token this sampler held, however it ended; when stopped (not
+        crashed: a successor would adopt them), fail what is still queued."""
+        self.state.budget.release_owner(self.state.sampling_session_id)
+        super().terminate(reason)
 
     def _budget_key(self, key: int) -> tuple[str, int]:
         # The budget is shared by every sampler of a ServiceClient: seq_ids alone collide.
@@ -239,9 +221,7 @@ class SamplingClientActor(Process):
         job.dispatched = True
         job.attempts += 1
         dispatched_at = self.state.limiter.now()
-        outcome = self.transport.submit(job.request)
-        me = self.actor_ref
-        outcome.add_done_callback(lambda f: tell_quietly(me, _Sent(job.key, f, dispatched_at)))
+        self.send(job.request, lambda outcome: _Sent(job.key, outcome, dispatched_at))
 
     def _forget(self, job: SampleJob) -> None:
         with self.state.lock:
@@ -290,23 +270,19 @@ class SamplingClientActor(Process):
         with self.state.lock:
             self.state.jobs.pop(job.key, None)
         ids: Sequence[str] | None = promise.get("sample_sequence_ids")
-        job.future.request_id = request_id
 
         def decode_proto(body: bytes) -> types.SampleResponse:
             return proto.decode_sample_response(body, sequence_ids=ids)
 
-        polled = self.pollers.track(
-            PollSpec(
-                request_id=request_id,
-                request_type="Sample",
-                decode_json=lambda value: types.convert(value, types.SampleResponse),
-                decode_proto=decode_proto,
-                owner=self.actor_ref,
-                progress=self.state.progress,
-            )
-        )
         budget, key = self.state.budget, self._budget_key(job.key)
-        relay(polled, job.future, on_settled=lambda: budget.release(key))
+        self.track(
+            job.future,
+            request_id,
+            "Sample",
+            lambda value: types.convert(value, types.SampleResponse),
+            decode_proto,
+            on_settled=lambda: budget.release(key),
+        )
 
     def _settle_inline(self, job: SampleJob, answer: Any, dispatched_at: float) -> None:
         """A server that answers asample with the result itself, not a future."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pykka import ActorDeadError, ActorRef
+from pykka import ActorRef
 
 from supervisors import SupervisedRef
 from supervisors.library_logging import get_logger
 from tinkex_actors import types
+from tinkex_actors._actors import current_ref, tell_quietly
 from tinkex_actors.client_extras import (
     LossHandle,
     Telemetry,
@@ -116,11 +117,7 @@ class TrainingClient:
     def _tell(self) -> None:
         if self._state.lost is not None:
             return  # closed or lost meanwhile: its jobs were failed, nobody will submit them
-        actor = self._actor
-        ref = actor.resolve(RESOLVE_TIMEOUT_S) if isinstance(actor, SupervisedRef) else actor
-        try:
-            ref.tell(Kick())
-        except ActorDeadError:
+        if not tell_quietly(current_ref(self._actor, RESOLVE_TIMEOUT_S), Kick()):
             # The actor is restarting: its successor adopts the queued jobs in init().
             log.debug("kick_to_restarting_actor", model_id=self.model_id)
 

@@ -20,25 +20,23 @@ reported through the actor's own debouncer.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from supervisors import Normal, Process, Shutdown
 from supervisors.library_logging import get_logger
 from tinkex_actors import types
-from tinkex_actors._actors import tell_quietly
 from tinkex_actors._http_messages import unique_key
+from tinkex_actors.client_actor import ClientActor, ClientState, fail_pending
 from tinkex_actors.config import ClientFlags, PoolKind
 from tinkex_actors.errors import APIStatusError, ClientClosedError, ConflictError
-from tinkex_actors.futures import Future, relay
-from tinkex_actors.poller import PollerPool, PollSpec
-from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
-from tinkex_actors.retry import ProgressTracker
+from tinkex_actors.futures import Future
+from tinkex_actors.poller import PollerPool
+from tinkex_actors.queue_state import QueueStateDebouncer
 from tinkex_actors.session import SessionLost
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 from tinkex_actors.types import proto
@@ -87,8 +85,9 @@ class Job:
 
 
 @dataclass
-class TrainingState:
-    """A model's identity and its unfinished jobs; shared by the handle and every incarnation."""
+class TrainingState(ClientState[Job]):
+    """A model's identity and its unfinished jobs; shared by the handle and every incarnation
+    (the jobs, their lock, `progress` and `lost` are every client's: see `ClientState`)."""
 
     model_id: str
     session_id: str
@@ -96,12 +95,6 @@ class TrainingState:
     flags: ClientFlags = field(default_factory=ClientFlags)
     next_seq_id: int = 1
     next_to_submit: int = 1
-    jobs: dict[int, Job] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    progress: ProgressTracker | None = None
-    lost: BaseException | None = None
-    """Set when the session is gone: every queued job fails with it, new calls raise it."""
-    lost_event: threading.Event = field(default_factory=threading.Event)
     json_only: bool = False
     """Set once the server refused a protobuf body (415): later requests go as JSON."""
 
@@ -110,20 +103,6 @@ class TrainingState:
         first = self.next_seq_id
         self.next_seq_id += count
         return first
-
-
-def fail_pending(state: TrainingState, error: BaseException) -> int:
-    """Fail every job of the model not yet handed to a poller with `error`, and make later
-    calls raise it (the first such error stays); returns how many jobs failed."""
-    with state.lock:
-        if state.lost is None:
-            state.lost = error
-        jobs = list(state.jobs.values())
-        state.jobs.clear()
-    state.lost_event.set()
-    for job in jobs:
-        job.future.set_exception(error)
-    return len(jobs)
 
 
 # -- the actor ---------------------------------------------------------------------------------
@@ -137,53 +116,44 @@ class Kick:
 @dataclass(frozen=True)
 class _Submitted:
     seq_id: int
-    outcome: Any  # concurrent.futures.Future[HttpResponse]
+    outcome: concurrent.futures.Future[HttpResponse]
 
 
-class TrainingClientActor(Process):
+class TrainingClientActor(ClientActor[TrainingState]):
     """Submits one model's requests in seq_id order and hands their futures to the pollers."""
 
-    pooled = True  # thousands of these may live: they share the scheduler's workers
-
     def __init__(self, state: TrainingState, transport: Transport, pollers: PollerPool) -> None:
-        super().__init__()
-        self.state = state
-        self.transport = transport
-        self.pollers = pollers
+        super().__init__(
+            state, transport, pollers, QueueStateDebouncer("training", state.model_id)
+        )
         self.in_flight: int | None = None
-        self.debouncer = QueueStateDebouncer("training", state.model_id)
 
-    def init(self) -> None:
-        """Adopt what a predecessor left: resubmit an unanswered submit, then go on in order."""
-        with self.state.lock:
-            for job in self.state.jobs.values():
-                job.submitted = False
+    def adopt(self, job: Job) -> None:
+        """Resubmit a job whose submit a predecessor never heard back (same seq_id and key)."""
+        job.submitted = False
+
+    def resume(self) -> None:
+        """Submit the next job in seq_id order, if none is in flight."""
         self._submit_next()
 
-    def on_receive(self, message: Any) -> Any:
-        """Handle one message."""
+    def handle(self, message: Any) -> bool:
+        """New jobs, a submit's answer, or the loss of the session."""
         if isinstance(message, Kick):
             self._submit_next()
         elif isinstance(message, _Submitted):
             self._submitted(message)
-        elif isinstance(message, QueueStateChange):
-            self.debouncer.handle(message)
         elif isinstance(message, SessionLost):
             self._session_lost(message)
         else:
-            raise TypeError(f"TrainingClientActor got an unknown message: {message!r}")
-        return None
+            return False
+        return True
 
-    def terminate(self, reason: Any) -> None:
-        """Stopped (not crashed: a successor would adopt them): fail what is still queued."""
-        if isinstance(reason, Normal | Shutdown):
-            fail_pending(
-                self.state,
-                ClientClosedError(
-                    f"the TrainingClient of model {self.state.model_id} was closed before this "
-                    "request was sent; make a new client"
-                ),
-            )
+    def closed_error(self) -> ClientClosedError:
+        """The error of the requests still queued when the client is closed."""
+        return ClientClosedError(
+            f"the TrainingClient of model {self.state.model_id} was closed before this "
+            "request was sent; make a new client"
+        )
 
     def _session_lost(self, message: SessionLost) -> None:
         failed = fail_pending(self.state, message.error)
@@ -203,9 +173,9 @@ class TrainingClientActor(Process):
         self.in_flight = job.seq_id
         # Retried until the progress timeout or a lost connection, not a count: a short outage
         # must not fail a step (and the jobs behind it wait for this one).
-        outcome = self.transport.submit(job.request, progress=self.state.progress)
-        me = self.actor_ref
-        outcome.add_done_callback(lambda f: tell_quietly(me, _Submitted(job.seq_id, f)))
+        self.send(
+            job.request, functools.partial(_Submitted, job.seq_id), progress=self.state.progress
+        )
 
     def _submitted(self, message: _Submitted) -> None:
         self.in_flight = None
@@ -216,7 +186,7 @@ class TrainingClientActor(Process):
             job = self.state.jobs.pop(message.seq_id, None)
             self.state.next_to_submit = max(self.state.next_to_submit, message.seq_id + 1)
         if job is not None:
-            self._track(job, message.outcome)
+            self._accepted(job, message.outcome)
         self._submit_next()
 
     def _refused_protobuf(self, message: _Submitted) -> bool:
@@ -236,9 +206,9 @@ class TrainingClientActor(Process):
         log.info("protobuf_refused_using_json", model_id=self.state.model_id, seq_id=message.seq_id)
         return True
 
-    def _track(self, job: Job, outcome: Any) -> None:
+    def _accepted(self, job: Job, outcome: concurrent.futures.Future[HttpResponse]) -> None:
         try:
-            response: HttpResponse = outcome.result(timeout=0)
+            response = outcome.result(timeout=0)
             answer = msgspec.json.decode(response.content)
             request_id = answer["request_id"]
         except ConflictError as exc:
@@ -251,17 +221,7 @@ class TrainingClientActor(Process):
         except BaseException as exc:
             job.future.set_exception(exc)
             return
-        spec = PollSpec(
-            request_id=request_id,
-            request_type=job.request_type,
-            decode_json=job.decode_json,
-            decode_proto=job.decode_proto,
-            owner=self.actor_ref,
-            progress=self.state.progress,
-        )
-        polled = self.pollers.track(spec)
-        job.future.request_id = request_id
-        relay(polled, job.future)
+        self.track(job.future, request_id, job.request_type, job.decode_json, job.decode_proto)
 
 
 # -- reserving seq_ids -------------------------------------------------------------------------

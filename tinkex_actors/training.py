@@ -31,18 +31,21 @@ from tinkex_actors.futures import Future, combine, combine_forward_backward_outp
 from tinkex_actors.retry import RetryPolicy
 from tinkex_actors.training_requests import (
     SAVES,
+    BodyBuilder,
+    JsonBuilder,
+    check_age_recipients,
     check_data,
     check_loss,
     check_name,
     decode_fb_json,
     decoder,
+    forward_backward_bodies,
     json_body,
+    optim_step_body,
     sampling_session_of,
 )
 from tinkex_actors.training_sequencer import (
-    BodyBuilder,
     Job,
-    JsonBuilder,
     Kick,
     TrainingClientActor,
     TrainingState,
@@ -176,46 +179,18 @@ class TrainingClient:
         flags = self._state.flags
         model_id = self.model_id
 
-        def json_builder(chunk: list[types.Datum]) -> Callable[[int], tuple[str, bytes]]:
-            def build(seq_id: int) -> tuple[str, bytes]:
-                fbi = types.ForwardBackwardInput(
-                    data=chunk,
-                    loss_fn=loss_fn,  # type: ignore[arg-type]
-                    loss_fn_config=config,
-                )
-                if forward_only:
-                    fwd = types.ForwardRequest(forward_input=fbi, model_id=model_id, seq_id=seq_id)
-                    return "forward", types.to_json(fwd)
-                req = types.ForwardBackwardRequest(
-                    forward_backward_input=fbi, model_id=model_id, seq_id=seq_id
-                )
-                return "forward_backward", types.to_json(req)
-
-            return build
-
-        def builder(chunk: list[types.Datum]) -> Callable[[int], tuple[bytes, str]]:
-            def build(seq_id: int) -> tuple[bytes, str]:
-                fbi = types.ForwardBackwardInput(
-                    data=chunk,
-                    loss_fn=loss_fn,  # type: ignore[arg-type]
-                    loss_fn_config=config,
-                )
-                body = proto.encode_forward_backward_request(
-                    fbi, model_id=model_id, seq_id=seq_id, forward_only=forward_only
-                )
-                return body, proto.PROTOBUF_CONTENT_TYPE
-
-            return build
-
         kind = "Forward" if forward_only else "ForwardBackward"
-        chunks = chunk_data(items, flags)
+        bodies = [
+            forward_backward_bodies(model_id, chunk, loss_fn, config, forward_only)
+            for chunk in chunk_data(items, flags)
+        ]
         parts = self._enqueue_many(
             "forward_backward",
             kind,
-            [builder(c) for c in chunks],
+            [proto_body for proto_body, _ in bodies],
             decode_fb_json,
             proto.decode_forward_backward_output,
-            json_builders=[json_builder(c) for c in chunks],
+            json_builders=[json_request for _, json_request in bodies],
         )
         if len(parts) == 1:
             only: Future[types.ForwardBackwardOutput] = parts[0]
@@ -275,16 +250,7 @@ class TrainingClient:
         (`types.AdamParams`, or `types.DimuonParams`); `adam_params=` is the older keyword.
         """
         params = check_optim_params(optim_params, adam_params)
-        model_id = self.model_id
-
-        def request(seq_id: int) -> types.OptimStepRequest:
-            if isinstance(params, types.AdamParams):
-                return types.OptimStepRequest(model_id=model_id, adam_params=params, seq_id=seq_id)
-            return types.OptimStepRequest(
-                model_id=model_id, optimizer_params=params, seq_id=seq_id
-            )
-
-        build = json_body(request)
+        build = optim_step_body(self.model_id, params)
         return self._enqueue("optim_step", "OptimStep", build, decoder(types.OptimStepResponse))
 
     # -- weights -----------------------------------------------------------------------------
@@ -594,15 +560,7 @@ class TrainingClient:
         """Save the weights for download as `tinker://<model_id>/external_weights/<name>`
         (fetch them with `RestClient.get_external_weights_urls`)."""
         check_name(name)
-        if age_encryption_recipients is not None and (
-            not isinstance(age_encryption_recipients, list)
-            or not 1 <= len(age_encryption_recipients) <= 10
-            or not all(isinstance(r, str) and r for r in age_encryption_recipients)
-        ):
-            raise ValueError(
-                "age_encryption_recipients must be a list of 1 to 10 age or SSH public keys "
-                "(strings), or None for unencrypted files"
-            )
+        check_age_recipients(age_encryption_recipients)
         model_id = self.model_id
         build = json_body(
             lambda seq_id: types.SaveWeightsExternalRequest(

@@ -12,18 +12,29 @@ from typing import Any
 
 from tinkex_actors import types
 from tinkex_actors.errors import APIResponseValidationError
+from tinkex_actors.types import proto
 
 __all__ = [
     "LOSS_FNS",
     "SAVES",
+    "BodyBuilder",
+    "JsonBuilder",
+    "check_age_recipients",
     "check_data",
     "check_loss",
     "check_name",
     "decode_fb_json",
     "decoder",
+    "forward_backward_bodies",
     "json_body",
+    "optim_step_body",
     "sampling_session_of",
 ]
+
+BodyBuilder = Callable[[int], tuple[bytes, str]]
+"""`seq_id -> (body, content type)`: one request's body, built once its seq_id is known."""
+JsonBuilder = Callable[[int], tuple[str, bytes]]
+"""`seq_id -> (route, JSON body)`: the same request as JSON, for a server that refuses protobuf."""
 
 LOSS_FNS = ("cross_entropy", "importance_sampling", "ppo", "cispo", "dro")
 
@@ -72,11 +83,6 @@ def check_data(data: Sequence[types.Datum], where: str = "data") -> list[types.D
     return items
 
 
-def json_body(make: Callable[[int], Any]) -> Callable[[int], tuple[bytes, str]]:
-    """A request builder: the body `make(seq_id)` returns, as JSON."""
-    return lambda seq_id: (types.to_json(make(seq_id)), "application/json")
-
-
 def decode_fb_json(value: Any) -> types.ForwardBackwardOutput:
     """A forward(_backward) answer given as JSON, as a ForwardBackwardOutput."""
     return types.convert(value, types.ForwardBackwardOutput)
@@ -104,3 +110,67 @@ def check_name(name: object) -> None:
         raise ValueError(
             f"name={name!r} is not a valid checkpoint name; use letters, digits, '.', '_' or '-'"
         )
+
+
+def check_age_recipients(recipients: object) -> None:
+    """A clear ValueError unless `recipients` is None or a list of 1 to 10 public keys."""
+    if recipients is not None and (
+        not isinstance(recipients, list)
+        or not 1 <= len(recipients) <= 10
+        or not all(isinstance(r, str) and r for r in recipients)
+    ):
+        raise ValueError(
+            "age_encryption_recipients must be a list of 1 to 10 age or SSH public keys "
+            "(strings), or None for unencrypted files"
+        )
+
+
+def json_body(make: Callable[[int], Any]) -> BodyBuilder:
+    """A request builder: the body `make(seq_id)` returns, as JSON."""
+    return lambda seq_id: (types.to_json(make(seq_id)), "application/json")
+
+
+def forward_backward_bodies(
+    model_id: str,
+    chunk: list[types.Datum],
+    loss_fn: str,
+    config: dict[str, Any] | None,
+    forward_only: bool,
+) -> tuple[BodyBuilder, JsonBuilder]:
+    """The builders of one chunk's forward(_backward) request: protobuf, and JSON (the route
+    differs: `forward` or `forward_backward`) for a server that refuses protobuf."""
+
+    def fbi() -> types.ForwardBackwardInput:
+        return types.ForwardBackwardInput(
+            data=chunk,
+            loss_fn=loss_fn,  # type: ignore[arg-type]
+            loss_fn_config=config,
+        )
+
+    def as_proto(seq_id: int) -> tuple[bytes, str]:
+        body = proto.encode_forward_backward_request(
+            fbi(), model_id=model_id, seq_id=seq_id, forward_only=forward_only
+        )
+        return body, proto.PROTOBUF_CONTENT_TYPE
+
+    def as_json(seq_id: int) -> tuple[str, bytes]:
+        if forward_only:
+            fwd = types.ForwardRequest(forward_input=fbi(), model_id=model_id, seq_id=seq_id)
+            return "forward", types.to_json(fwd)
+        req = types.ForwardBackwardRequest(
+            forward_backward_input=fbi(), model_id=model_id, seq_id=seq_id
+        )
+        return "forward_backward", types.to_json(req)
+
+    return as_proto, as_json
+
+
+def optim_step_body(model_id: str, params: types.AdamParams | types.DimuonParams) -> BodyBuilder:
+    """The builder of an optim_step request (Adam's params under their older field name)."""
+
+    def request(seq_id: int) -> types.OptimStepRequest:
+        if isinstance(params, types.AdamParams):
+            return types.OptimStepRequest(model_id=model_id, adam_params=params, seq_id=seq_id)
+        return types.OptimStepRequest(model_id=model_id, optimizer_params=params, seq_id=seq_id)
+
+    return json_body(request)

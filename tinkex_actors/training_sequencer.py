@@ -38,6 +38,7 @@ from tinkex_actors.futures import Future
 from tinkex_actors.poller import PollerPool
 from tinkex_actors.queue_state import QueueStateDebouncer
 from tinkex_actors.session import SessionLost
+from tinkex_actors.training_requests import BodyBuilder, JsonBuilder
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 from tinkex_actors.types import proto
 
@@ -57,10 +58,6 @@ log = get_logger("tinkex_actors.training")
 PROTO_BYTES_PER_TOKEN = 4
 SPARSE_INDEX_BYTES = 8
 
-BodyBuilder = Callable[[int], tuple[bytes, str]]
-"""`seq_id -> (body, content type)`: one request's body, built once its seq_id is known."""
-JsonBuilder = Callable[[int], tuple[str, bytes]]
-"""`seq_id -> (route, JSON body)`: the same request as JSON, for a server that refuses protobuf."""
 
 
 # -- the state that outlives an actor ----------------------------------------------------------

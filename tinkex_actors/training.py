@@ -45,7 +45,6 @@ from tinkex_actors.training_requests import (
     sampling_session_of,
 )
 from tinkex_actors.training_sequencer import (
-    Job,
     Kick,
     TrainingClientActor,
     TrainingState,
@@ -63,8 +62,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CustomLossFn",
-    "Job",
-    "RequestKind",
     "TrainingClient",
     "TrainingClientActor",
     "TrainingState",
@@ -80,8 +77,6 @@ log = get_logger("tinkex_actors.training")
 
 RESOLVE_TIMEOUT_S = 10.0
 """How long a call waits for a restarting TrainingClient actor to come back."""
-
-RequestKind = Literal["forward", "forward_backward"]
 
 
 class TrainingClient:

@@ -30,7 +30,7 @@ from pykka import ActorRef
 from supervisors import Process, SupervisedRef
 from supervisors.library_logging import get_logger
 from tinkex_actors import types
-from tinkex_actors._actors import tell_quietly
+from tinkex_actors._actors import current_ref, tell_quietly
 from tinkex_actors.errors import TinkerError
 from tinkex_actors.futures import Future
 
@@ -139,7 +139,7 @@ def _child_main(conn: Connection, api_key: str | None) -> None:
 
 
 def _handle_base_url(handle: str) -> str:
-    from tinkex_actors.sampling import parse_handle
+    from tinkex_actors.sampler_handle import parse_handle
 
     return str(parse_handle(handle)["base_url"])
 
@@ -284,8 +284,7 @@ class OutOfProcessSamplingClient:
             self._state.pending[call_id] = _Call(
                 call_id, (kind, call_id, self._handle, *args), future
             )
-        host = self._host
-        ref = host.resolve(CHILD_START_TIMEOUT_S) if isinstance(host, SupervisedRef) else host
+        ref = current_ref(self._host, CHILD_START_TIMEOUT_S)
         tell_quietly(ref, Submit(call_id))  # if it is restarting, its successor sends it
         return future
 
@@ -298,7 +297,7 @@ class OutOfProcessSamplingClient:
         topk_prompt_logprobs: int = 0,
     ) -> Future[types.SampleResponse]:
         """Generate `num_samples` continuations of `prompt` in the sampling process."""
-        from tinkex_actors.sampling import check_sample_args
+        from tinkex_actors.sampling_checks import check_sample_args
 
         check_sample_args(prompt, num_samples, sampling_params)
         return self._call(

@@ -29,6 +29,7 @@ from tinkex_actors.backpressure import (
     estimate_prompt_bytes,
 )
 from tinkex_actors.client_actor import start_client_actor
+from tinkex_actors.client_future import ClientFuture
 from tinkex_actors.config import PoolKind
 from tinkex_actors.futures import Future, combine
 from tinkex_actors.poller import PollerPool
@@ -46,7 +47,6 @@ from tinkex_actors.sampling_actor import (
     SampleJob,
     SamplerState,
     SamplingClientActor,
-    fail_pending_samples,
 )
 from tinkex_actors.sampling_checks import (
     alt_tokens_returned,
@@ -58,7 +58,6 @@ from tinkex_actors.types import proto
 
 if TYPE_CHECKING:
     from tinkex_actors.client_extras import SessionTelemetry, Telemetry
-    from tinkex_actors.service import ClientFuture
 
 __all__ = [
     "CLONE_STRIDE",
@@ -68,7 +67,6 @@ __all__ = [
     "SamplingClientActor",
     "check_extra_sample_args",
     "check_sample_args",
-    "fail_pending_samples",
     "parse_handle",
     "sampler_handle",
 ]
@@ -89,17 +87,12 @@ class SamplerRuntime:
     def __init__(self, base_url: str, api_key: str | None) -> None:
         from supervisors import DynamicSupervisor, Registry
         from tinkex_actors.backpressure import rate_limiter_for
-        from tinkex_actors.config import ClientFlags, Config
+        from tinkex_actors.config import Config
+        from tinkex_actors.handshake import fetch_client_flags
 
         config = Config.resolve(api_key=api_key, base_url=base_url)
         self.transport = Transport(config)
-        try:
-            answer = self.transport.submit(
-                HttpRequest.json("POST", "client/config", {"sdk_version": "tinkex-actors"})
-            ).result(RESOLVE_TIMEOUT_S)
-            self.flags = ClientFlags.from_mapping(answer.json())
-        except Exception:
-            self.flags = ClientFlags()
+        self.flags = fetch_client_flags(self.transport, RESOLVE_TIMEOUT_S)
         self.limiter = rate_limiter_for(config.base_url, config.api_key)
         self.budget = DispatchBudget.from_flags(self.flags, rate_limiter=self.limiter)
         self.progress = ProgressTracker()

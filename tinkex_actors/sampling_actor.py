@@ -32,7 +32,7 @@ from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import types
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors.backpressure import DispatchBudget, SampleRateLimiter
-from tinkex_actors.client_actor import ClientActor, ClientState, fail_pending
+from tinkex_actors.client_actor import ClientActor, ClientState
 from tinkex_actors.errors import (
     APIConnectionError,
     APIStatusError,
@@ -52,7 +52,6 @@ __all__ = [
     "SampleJob",
     "SamplerState",
     "SamplingClientActor",
-    "fail_pending_samples",
 ]
 
 log = get_logger("tinkex_actors.sampling")
@@ -96,7 +95,6 @@ class SamplerState(ClientState[SampleJob]):
         return self.clone_id * CLONE_STRIDE + next(self.counter)
 
 
-fail_pending_samples = fail_pending
 """The name service.py knows for failing a sampler's queued samples (one function for all)."""
 
 

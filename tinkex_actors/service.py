@@ -37,6 +37,7 @@ from tinkex_actors import types
 from tinkex_actors._loop_thread import run_at_exit
 from tinkex_actors.backpressure import DispatchBudget, rate_limiter_for
 from tinkex_actors.blocking_call import CALL_TIMEOUT_S, call_json
+from tinkex_actors.client_actor import fail_pending, start_client_actor
 from tinkex_actors.client_extras import (
     check_optimizer,
     check_retry_config,
@@ -54,7 +55,6 @@ from tinkex_actors.sampling import (
     SamplerState,
     SamplingClient,
     SamplingClientActor,
-    fail_pending_samples,
     sampler_handle,
 )
 from tinkex_actors.sampling_process import (
@@ -83,7 +83,6 @@ from tinkex_actors.training import (
     TrainingClient,
     TrainingClientActor,
     TrainingState,
-    fail_pending,
 )
 from tinkex_actors.transport import HttpRequest, Transport
 
@@ -235,7 +234,7 @@ class ServiceClient(SessionCalls, ClosingService):
             trainers = list(self._training_states)
             samplers = list(self._sampler_states)
         failed = sum(fail_pending(state, error) for state in trainers)
-        failed += sum(fail_pending_samples(state, error) for state in samplers)
+        failed += sum(fail_pending(state, error) for state in samplers)
         pollers = getattr(self, "pollers", None)
         if pollers is not None:
             failed += pollers.fail_all(error)
@@ -300,13 +299,10 @@ class ServiceClient(SessionCalls, ClosingService):
         sup = self.registry.whereis(supervisor)
         if sup is None:
             raise RuntimeError(f"the {supervisor} supervisor is not running; make a new client")
-        spec = ChildSpec(
-            id=name,
-            name=name,
-            start=functools.partial(start, state, self.transport, self.pollers),
+        return start_client_actor(
+            sup, self.registry, name, start, state, self.transport, self.pollers,
+            timeout_s=CALL_TIMEOUT_S,
         )
-        start_child(sup, spec, timeout_s=CALL_TIMEOUT_S)
-        return SupervisedRef(name, self.registry)
 
     def _create_model(
         self,

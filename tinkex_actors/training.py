@@ -26,10 +26,12 @@ from tinkex_actors.client_extras import (
     console_url,
     report_user_errors,
 )
+from tinkex_actors.client_future import ClientFuture
 from tinkex_actors.config import PoolKind
 from tinkex_actors.custom_loss import CustomLossFn, run_custom_loss
 from tinkex_actors.futures import Future, combine
 from tinkex_actors.retry import RetryPolicy
+from tinkex_actors.training_owner import TrainingOwner
 from tinkex_actors.training_requests import (
     SAVES,
     BodyBuilder,
@@ -59,7 +61,6 @@ from tinkex_actors.types import proto
 
 if TYPE_CHECKING:
     from tinkex_actors.sampling import SamplingClient
-    from tinkex_actors.service import ClientFuture, ServiceClient
 
 __all__ = [
     "CustomLossFn",
@@ -94,7 +95,7 @@ class TrainingClient:
         transport: Transport,
         *,
         sampling_factory: Callable[..., Any] | None = None,
-        service: ServiceClient | None = None,
+        service: TrainingOwner | None = None,
     ) -> None:
         self._state = state
         self._actor = actor

@@ -124,7 +124,8 @@ def measure(
 
 def ours(url: str, *, pyqwest: bool = False) -> tuple[Callable[[str], Any], Callable[[], int]]:
     from tinkex_actors.config import Config
-    from tinkex_actors.poller import PollerPool, PollSpec
+    from tinkex_actors.poll_ledger import PollSpec
+    from tinkex_actors.poller_pool import PollerPool
     from tinkex_actors.transport import Transport
 
     factory = None

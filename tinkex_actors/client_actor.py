@@ -29,7 +29,8 @@ from supervisors import ChildSpec, Normal, Process, Registry, Shutdown, Supervis
 from tinkex_actors._actors import tell_quietly
 from tinkex_actors.errors import ClientClosedError
 from tinkex_actors.futures import Future, relay
-from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.poll_ledger import PollSpec
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
 from tinkex_actors.retry import ProgressTracker
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport

@@ -19,7 +19,8 @@ from tinkex_actors.blocking_call import CALL_TIMEOUT_S, call
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import ConflictError
 from tinkex_actors.orphans import session_models, unload_orphans
-from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.poll_ledger import PollSpec
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.retry import ProgressTracker
 from tinkex_actors.transport import HttpRequest, Transport
 

@@ -21,7 +21,8 @@ from supervisors.library_logging import get_logger
 from tinkex_actors.blocking_call import call_json
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIStatusError
-from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.poll_ledger import PollSpec
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.retry import ProgressTracker
 from tinkex_actors.transport import HttpRequest, Transport
 

@@ -32,7 +32,7 @@ from tinkex_actors.client_actor import start_client_actor
 from tinkex_actors.client_future import ClientFuture
 from tinkex_actors.config import PoolKind
 from tinkex_actors.futures import Future, combine
-from tinkex_actors.poller import PollerPool
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.queue_state import (
     QueueState,
     QueueStateChange,

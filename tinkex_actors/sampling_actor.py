@@ -40,7 +40,7 @@ from tinkex_actors.errors import (
     RateLimitError,
 )
 from tinkex_actors.futures import Future
-from tinkex_actors.poller import PollerPool
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer, parse_queue_state
 from tinkex_actors.retry import RetryPolicy
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport

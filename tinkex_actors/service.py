@@ -47,7 +47,7 @@ from tinkex_actors.config import Config, PoolKind
 from tinkex_actors.errors import ClientClosedError, SessionExpiredError
 from tinkex_actors.handshake import fetch_client_flags
 from tinkex_actors.model_creation import ModelMaker
-from tinkex_actors.poller import PollerPool
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.recovery import Origin, RecoveryPolicy, SessionRecovery
 from tinkex_actors.retry import ProgressTracker, RetryPolicy
 from tinkex_actors.sampling import (

@@ -18,7 +18,7 @@ from supervisors import ExitReason, Normal, Registry, Shutdown
 from supervisors import stop as stop_process
 from supervisors.library_logging import get_logger
 from tinkex_actors.errors import ClientClosedError
-from tinkex_actors.poller import PollerPool
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.service_tree import (
     FAILING_FINISH_SHARE,
     FINISH_SHARE,

@@ -29,7 +29,7 @@ from pykka import ActorRef
 from supervisors import ChildSpec, DynamicSupervisor, ExitReason, Registry, Supervisor
 from supervisors.library_logging import get_logger
 from supervisors.timers import TimerService
-from tinkex_actors.poller import PollerPool
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.restart_intensity import CLIENT_TREE_RESTARTS
 from tinkex_actors.session import FinishSession, SessionManager, SessionTable
 from tinkex_actors.telemetry_reporter import DRAIN_TIMEOUT_S, Drain, TelemetryReporter

@@ -35,7 +35,7 @@ from tinkex_actors.client_actor import ClientActor, ClientState, fail_pending
 from tinkex_actors.config import ClientFlags, PoolKind
 from tinkex_actors.errors import APIStatusError, ClientClosedError, ConflictError
 from tinkex_actors.futures import Future
-from tinkex_actors.poller import PollerPool
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.queue_state import QueueStateDebouncer
 from tinkex_actors.session import SessionLost
 from tinkex_actors.training_requests import BodyBuilder, JsonBuilder

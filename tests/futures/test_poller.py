@@ -28,7 +28,9 @@ from tinkex_actors import errors
 from tinkex_actors._http_messages import Headers, HttpResponse
 from tinkex_actors.futures import FutureTimeoutError
 from tinkex_actors.local.server import LocalServer
-from tinkex_actors.poller import POLL_TIMEOUT_S, PollerPool, PollSpec
+from tinkex_actors.poll_ledger import PollSpec
+from tinkex_actors.poller_actor import POLL_TIMEOUT_S
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.queue_state import QueueState, QueueStateChange, QueueStateDebouncer
 
 RETRIEVE = "/api/v1/retrieve_future"

@@ -22,7 +22,8 @@ from tinkex_actors import types
 from tinkex_actors.config import Config
 from tinkex_actors.errors import ConnectionLostError, InternalServerError
 from tinkex_actors.local import LocalServer
-from tinkex_actors.poller import PollerPool, PollSpec
+from tinkex_actors.poll_ledger import PollSpec
+from tinkex_actors.poller_pool import PollerPool
 from tinkex_actors.retry import ProgressTimeoutError, ProgressTracker
 from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
 

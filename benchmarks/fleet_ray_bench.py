@@ -199,7 +199,7 @@ def figures(name: str, rollouts: int, wall: float, cpu: float, before: tuple[int
 
 
 def one_process(url: str, handle: str, items: list[int], every: int) -> dict[str, Any]:
-    from tinkex_actors.sampling import SamplingClient
+    from tinkex_actors.clients.sampling import SamplingClient
 
     with SamplingClient.from_sampler_handle(handle, api_key=API_KEY) as sampler:
         rollout(sampler, 0)  # warm: connections open
@@ -271,7 +271,7 @@ def main() -> None:
     os.environ["TINKER_API_KEY"] = API_KEY  # the official workers' own credentials
     server = limited_server(args.rate) if args.rate else embedded_server()
     with server as (url, _pid):
-        from tinkex_actors.service import ServiceClient
+        from tinkex_actors.service.service_client import ServiceClient
 
         with ServiceClient(base_url=url, api_key=API_KEY) as service:
             handle = service.create_sampling_client(

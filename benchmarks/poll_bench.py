@@ -124,9 +124,9 @@ def measure(
 
 def ours(url: str, *, pyqwest: bool = False) -> tuple[Callable[[str], Any], Callable[[], int]]:
     from tinkex_actors.config import Config
-    from tinkex_actors.poll_ledger import PollSpec
-    from tinkex_actors.poller_pool import PollerPool
-    from tinkex_actors.transport import Transport
+    from tinkex_actors.futures.poll_ledger import PollSpec
+    from tinkex_actors.futures.poller_pool import PollerPool
+    from tinkex_actors.transport.transport import Transport
 
     factory = None
     if pyqwest:  # the official SDK's HTTP backend under our httpx client

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinkex_actors.backpressure import (
+from tinkex_actors.clients.backpressure import (
     LARGE_PROMPT_BYTES,
     SAMPLING_BACKPRESSURE_HEADER,
     THROTTLE_AFTER_BACKOFF_S,
@@ -28,7 +28,7 @@ from tinkex_actors.backpressure import (
 from tinkex_actors.config import ClientFlags, Config, PoolKind
 from tinkex_actors.errors import RateLimitError
 from tinkex_actors.local import LocalServer
-from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport.transport import HttpRequest, HttpResponse, Transport
 from tinkex_actors.types import EncodedTextChunk, ImageChunk, ModelInput, to_builtins
 
 WAIT_S = 5.0

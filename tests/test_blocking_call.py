@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 
-from tinkex_actors.blocking_call import call, call_json
+from tinkex_actors.clients.handshake import fetch_client_flags
 from tinkex_actors.config import ClientFlags, PoolKind
 from tinkex_actors.errors import APIConnectionError
-from tinkex_actors.handshake import fetch_client_flags
 from tinkex_actors.restart_intensity import CLIENT_TREE_RESTARTS
-from tinkex_actors.retry import ProgressTracker
+from tinkex_actors.transport.blocking_call import call, call_json
+from tinkex_actors.transport.retry import ProgressTracker
 
 
 class _Answer:
@@ -38,7 +38,7 @@ class _Transport:
 
 def test_call_json_decodes_the_answer_and_passes_progress_only_when_given():
     """`call_json` returns the body; a progress tracker reaches the transport when given."""
-    from tinkex_actors.transport import HttpRequest
+    from tinkex_actors.transport.transport import HttpRequest
 
     transport = _Transport({"ok": 1})
     request = HttpRequest("GET", "get_server_capabilities")

@@ -22,10 +22,11 @@ import pytest
 import structlog
 
 import tinkex_actors as tx
-from tinkex_actors import cli, logs
-from tinkex_actors.cli import cli as root_command
-from tinkex_actors.cli import main
-from tinkex_actors.cli_output import relative_time
+from tinkex_actors import logs
+from tinkex_actors.cli import app as cli
+from tinkex_actors.cli.app import cli as root_command
+from tinkex_actors.cli.app import main
+from tinkex_actors.cli.output import relative_time
 from tinkex_actors.local import LocalServer
 from tinkex_actors.logs import configure_logging
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tinkex_actors import demo_data
-from tinkex_actors.demo import (
+from tinkex_actors.demo import data as demo_data
+from tinkex_actors.demo.run import (
     EXIT_INTERRUPTED,
     CheckpointLog,
     DemoOptions,

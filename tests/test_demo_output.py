@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 import tinkex_actors
-from tinkex_actors.demo import CheckpointLog, DemoOptions, run_demo
+from tinkex_actors.demo.run import CheckpointLog, DemoOptions, run_demo
 from tinkex_actors.local import LocalServer
-from tinkex_actors.metrics import LOSS, REWARD
+from tinkex_actors.reporting.metrics import LOSS, REWARD
 
 FAST = ["--base-model", "tiny-byte-lm", "--lr", "2e-2"]
 NO_SERVICE_ENV = {

@@ -285,7 +285,7 @@ class TestNoImportCycles:
 TYPES = "tinkex_actors.types"
 SERVER = "tinkex_actors.local"
 CLI = "tinkex_actors.cli"
-SERVER_FACTORY = "tinkex_actors.service"
+SERVER_FACTORY = "tinkex_actors.service.service_client"
 """The one late-bound factory (``ServiceClient(embedded=True)``) by which the client starts it."""
 APPLICATIONS = ("tinkex_actors.cli", "tinkex_actors.demo")
 """Prefixes of the programs (command line, demo) that start the embedded server on purpose."""
@@ -358,7 +358,7 @@ def layer_violations(
             owner = _private_owner(imported)
             if owner is not None and not _within(importer, owner):
                 found.append(f"private module of another package: {edge}")
-            if imported == CLI:
+            if _within(imported, CLI) and not _within(importer, CLI):
                 found.append(f"imports the command line: {edge}")
     for importer, source, name in sorted(private_names):
         # A private module is its package's shared internals; a public module's _name is its own.
@@ -417,13 +417,25 @@ class TestLayers:
             ("supervisors.timers", "tinkex_actors.errors", "supervisors imports tinkex_actors"),
             ("tinkex_actors.types._base", "tinkex_actors.errors", "types imports outside types"),
             ("tinkex_actors.types.proto", "supervisors", "types imports outside types"),
-            ("tinkex_actors.local.engine", "tinkex_actors.futures", "server imports the client"),
+            (
+                "tinkex_actors.local.engine",
+                "tinkex_actors.futures.future",
+                "server imports the client",
+            ),
             ("tinkex_actors.local.server", "tinkex_actors", "server imports the client"),
-            ("tinkex_actors.poller", "tinkex_actors.local.server", "client imports the server"),
+            (
+                "tinkex_actors.futures.poller_actor",
+                "tinkex_actors.local.server",
+                "client imports the server",
+            ),
             ("tinkex_actors.local.engine", "supervisors._base", "private module of another"),
-            ("tinkex_actors.training", "tinkex_actors.types._base", "private module of another"),
-            ("tinkex_actors.rest", "tinkex_actors.cli", "imports the command line"),
-            ("tinkex_actors.errors", "tinkex_actors.poller", "import cycle"),
+            (
+                "tinkex_actors.clients.training",
+                "tinkex_actors.types._base",
+                "private module of another",
+            ),
+            ("tinkex_actors.rest.rest_client", "tinkex_actors.cli.app", "imports the command line"),
+            ("tinkex_actors.errors", "tinkex_actors.futures.poller_actor", "import cycle"),
         ],
     )
     def test_each_planted_violation_is_found(self, real_graph, importer, imported, rule):
@@ -437,11 +449,14 @@ class TestLayers:
     def test_a_planted_private_name_is_found(self, real_graph):
         """Taking a _name from a public module, even of the same package, is reported."""
         graph, private_names = _copy(real_graph)
-        planted = {*private_names, ("tinkex_actors.poller", "tinkex_actors.retry", "_jitter")}
+        planted = {
+            *private_names,
+            ("tinkex_actors.futures.poller_actor", "tinkex_actors.transport.retry", "_jitter"),
+        }
         new = set(layer_violations(graph, planted)) - set(layer_violations(graph, private_names))
         assert new == {
             "private name of another module: "
-            "tinkex_actors.poller imports tinkex_actors.retry._jitter"
+            "tinkex_actors.futures.poller_actor imports tinkex_actors.transport.retry._jitter"
         }
 
     def test_planted_sources_are_read(self, tmp_path):
@@ -452,8 +467,8 @@ class TestLayers:
             "supervisors/spec.py": "def f():\n    from tinkex_actors import errors\n",
             "tinkex_actors/__init__.py": "",
             "tinkex_actors/errors.py": "from supervisors._log import x\n",
-            "tinkex_actors/sampling.py": "def _parse(): ...\n",
-            "tinkex_actors/worker.py": "from tinkex_actors.sampling import _parse\n",
+            "tinkex_actors/clients/sampling.py": "def _parse(): ...\n",
+            "tinkex_actors/worker.py": "from tinkex_actors.clients.sampling import _parse\n",
             "tinkex_actors/types/__init__.py": "from .. import errors\n",
             "tinkex_actors/local/__init__.py": "from ..worker import y\n",
         }
@@ -466,18 +481,111 @@ class TestLayers:
             "server imports the client: tinkex_actors.local -> tinkex_actors.worker",
             "types imports outside types: tinkex_actors.types -> tinkex_actors.errors",
             "private name of another module: tinkex_actors.worker imports "
-            "tinkex_actors.sampling._parse",
+            "tinkex_actors.clients.sampling._parse",
         ]
 
     def test_the_sanctioned_routes_pass(self):
         """The server factory, the applications and a package's own private modules are fine."""
         graph = {
-            "tinkex_actors.service": {"tinkex_actors.local"},
-            "tinkex_actors.cli": {"tinkex_actors.local.server"},
-            "tinkex_actors.demo_rl": {"tinkex_actors.local"},
+            "tinkex_actors.service.service_client": {"tinkex_actors.local"},
+            "tinkex_actors.cli.app": {"tinkex_actors.local.server"},
+            "tinkex_actors.demo.rl": {"tinkex_actors.local"},
             "tinkex_actors.local.engine": {"supervisors", "tinkex_actors.types"},
             "tinkex_actors.types.proto": {"tinkex_actors.types._base"},
             "supervisors.dynamic": {"supervisors._base"},
         }
         private = {("supervisors.dynamic", "supervisors._base", "_Child")}
         assert layer_violations(graph, private) == []
+
+
+# --- The folders, bottom-up (docs/architecture.md) ----------------------------------------------
+
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("wire types", ("tinkex_actors.types",)),
+    ("foundation", (
+        "tinkex_actors._version", "tinkex_actors.config", "tinkex_actors.errors",
+        "tinkex_actors.logs", "tinkex_actors.telemetry", "tinkex_actors.tokenizer",
+        "tinkex_actors.request_options", "tinkex_actors.restart_intensity",
+        "tinkex_actors.lib.experimental",
+    )),
+    ("transport", ("tinkex_actors.transport",)),
+    ("futures and polling", ("tinkex_actors.futures",)),
+    ("clients", ("tinkex_actors.clients", "tinkex_actors.rest")),
+    ("recovery", ("tinkex_actors.recovery",)),
+    ("service", ("tinkex_actors.service",)),
+    ("public API", ("tinkex_actors.auth", "tinkex_actors.lib")),
+    ("applications", (
+        "tinkex_actors.reporting", "tinkex_actors.demo", "tinkex_actors.fleet",
+        "tinkex_actors.compat", "tinkex_actors.cli",
+    )),
+)
+"""The client's folders from the bottom up: a module imports only its own layer and those below.
+
+The package itself (``tinkex_actors/__init__.py``) only re-exports: it is the public API, which
+the applications use as a user would. The embedded server (``local``) stands beside the layers
+and shares only the wire types."""
+
+
+def layer_of(module: str) -> int | None:
+    """The index in LAYERS of the layer ``module`` belongs to (longest prefix wins), or None."""
+    best: tuple[int, int] | None = None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if _within(module, prefix) and (best is None or len(prefix) > best[1]):
+                best = (index, len(prefix))
+    if module == "tinkex_actors":  # the package's __init__: the public names, re-exported
+        return next(i for i, (name, _) in enumerate(LAYERS) if name == "public API")
+    return None if best is None else best[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a module from a higher layer, as ``"layer: importer -> imported"``."""
+    found: list[str] = []
+    for importer in sorted(graph):
+        low = layer_of(importer)
+        if low is None:
+            continue
+        for imported in sorted(graph[importer]):
+            high = layer_of(imported)
+            if high is not None and high > low:
+                found.append(
+                    f"{LAYERS[low][0]} imports {LAYERS[high][0]}:"
+                    f" {importer} -> {imported}"
+                )
+    return found
+
+
+class TestFolders:
+    """The folders stack one way: wire types, transport, futures, clients, recovery, service."""
+
+    def test_every_client_module_has_a_layer(self, real_graph):
+        """A new module or folder is placed in LAYERS (or is the embedded server)."""
+        graph, _ = real_graph
+        homeless = [
+            m for m in graph
+            if _within(m, "tinkex_actors") and not _within(m, SERVER) and layer_of(m) is None
+        ]
+        assert homeless == []
+
+    def test_no_module_imports_a_higher_layer(self, real_graph):
+        """Every import runs down the stack (or within a layer)."""
+        graph, _ = real_graph
+        assert upward_imports(graph) == []
+
+    @pytest.mark.parametrize(
+        ("importer", "imported"),
+        [
+            ("tinkex_actors.types._base", "tinkex_actors.config"),
+            ("tinkex_actors.transport.transport", "tinkex_actors.futures.poller"),
+            ("tinkex_actors.futures.poller_actor", "tinkex_actors.clients.session"),
+            ("tinkex_actors.clients.training", "tinkex_actors.service.service_client"),
+            ("tinkex_actors.recovery.orphans", "tinkex_actors.service"),
+            ("tinkex_actors.service.service_client", "tinkex_actors.cli.main"),
+            ("tinkex_actors.config", "tinkex_actors"),
+        ],
+    )
+    def test_a_planted_upward_import_is_found(self, real_graph, importer, imported):
+        """One upward import planted into the real graph is reported, naming both layers."""
+        graph, _ = _copy(real_graph)
+        graph.setdefault(importer, set()).add(imported)
+        assert any(v.endswith(f": {importer} -> {imported}") for v in upward_imports(graph))

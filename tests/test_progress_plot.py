@@ -10,9 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinkex_actors.metrics import LOSS, REWARD, MetricsLog, choose_metric, read_metrics, smoothed
-from tinkex_actors.plot import plot_metrics, render_chart, terminal_curve, write_png
-from tinkex_actors.progress import StepProgress, fit
+from tinkex_actors.reporting.metrics import (
+    LOSS,
+    REWARD,
+    MetricsLog,
+    choose_metric,
+    read_metrics,
+    smoothed,
+)
+from tinkex_actors.reporting.plot import plot_metrics, render_chart, terminal_curve, write_png
+from tinkex_actors.reporting.progress import StepProgress, fit
 
 
 class Clock:

@@ -13,10 +13,7 @@ from pykka import ActorRef
 from supervisors import stop
 from supervisors.testing import FakeClock, actors_cleanup
 from supervisors.timers import TimerService
-from tinkex_actors.config import Config
-from tinkex_actors.errors import SessionExpiredError
-from tinkex_actors.local import LocalServer
-from tinkex_actors.session import (
+from tinkex_actors.clients.session import (
     CreateSession,
     FinishSession,
     HeartbeatFailing,
@@ -26,7 +23,10 @@ from tinkex_actors.session import (
     SessionTable,
     Subscribe,
 )
-from tinkex_actors.transport import Transport
+from tinkex_actors.config import Config
+from tinkex_actors.errors import SessionExpiredError
+from tinkex_actors.local import LocalServer
+from tinkex_actors.transport.transport import Transport
 
 WAIT_S = 10.0
 __all__ = ["actors_cleanup"]

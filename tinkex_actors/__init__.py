@@ -14,6 +14,8 @@ from httpx import Timeout
 
 from tinkex_actors import auth, errors, lib, telemetry, types
 from tinkex_actors._version import __version__
+from tinkex_actors.clients.sampling import SamplingClient
+from tinkex_actors.clients.training import TrainingClient
 from tinkex_actors.config import Config
 from tinkex_actors.errors import (
     APIConnectionError,
@@ -33,7 +35,8 @@ from tinkex_actors.errors import (
     TinkerError,
     UnprocessableEntityError,
 )
-from tinkex_actors.futures import CancelledError, Future, FutureTimeoutError
+from tinkex_actors.futures.future import CancelledError, Future, FutureTimeoutError
+from tinkex_actors.futures.queue_state import QueueState, QueueStateObserver
 from tinkex_actors.lib.experimental import ExperimentalWarning
 from tinkex_actors.lib.public_interfaces import (
     AdminClient,
@@ -43,14 +46,11 @@ from tinkex_actors.lib.public_interfaces import (
     LossHandle,
     PerDatumLossFn,
 )
-from tinkex_actors.queue_state import QueueState, QueueStateObserver
-from tinkex_actors.recovery_log import RecoveryPolicy
+from tinkex_actors.recovery.log import RecoveryPolicy
 from tinkex_actors.request_options import RequestOptions
-from tinkex_actors.rest import RestClient
-from tinkex_actors.retry import RetryPolicy
-from tinkex_actors.sampling import SamplingClient
-from tinkex_actors.service import ClientFuture, ServiceClient
-from tinkex_actors.training import TrainingClient
+from tinkex_actors.rest.rest_client import RestClient
+from tinkex_actors.service.service_client import ClientFuture, ServiceClient
+from tinkex_actors.transport.retry import RetryPolicy
 from tinkex_actors.types import (
     AdamOptimizerConfig,
     AdamParams,

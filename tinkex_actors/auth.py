@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 
-from tinkex_actors.blocking_call import call
 from tinkex_actors.config import Config
 from tinkex_actors.errors import TinkerError
-from tinkex_actors.transport import HttpRequest, Transport
+from tinkex_actors.transport.blocking_call import call
+from tinkex_actors.transport.transport import HttpRequest, Transport
 
 __all__ = ["get_tinker_token", "raise_if_tinker_not_accessible", "tinker_has_credentials"]
 

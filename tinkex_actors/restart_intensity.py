@@ -23,4 +23,4 @@ class RestartIntensity:
 CLIENT_TREE_RESTARTS = RestartIntensity(max_restarts=10, max_seconds=10.0)
 """The ServiceClient's tree: its top supervisor and its clients' dynamic supervisors."""
 POLLER_POOL_RESTARTS = RestartIntensity(max_restarts=10, max_seconds=5.0)
-"""The PollerPool's own supervisor (`tinkex_actors.poller`, its default)."""
+"""The PollerPool's own supervisor (`tinkex_actors.futures.poller_actor`, its default)."""

@@ -12,9 +12,9 @@ import pytest
 
 from tests._leaks import leak_check as leak_check  # the shared autouse fixture
 from tests.clients._live import BASE, KEY, WAIT_S
+from tinkex_actors.clients.training import TrainingClient
 from tinkex_actors.local import LocalServer, ServerSettings
-from tinkex_actors.service import ServiceClient
-from tinkex_actors.training import TrainingClient
+from tinkex_actors.service.service_client import ServiceClient
 
 # The official-surface modules' fixtures (a module that defines its own `server` overrides them).
 

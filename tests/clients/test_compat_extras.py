@@ -11,8 +11,8 @@ import tinker
 
 from tests.clients._live import BASE, WAIT_S
 from tinkex_actors import types
-from tinkex_actors.service import ServiceClient
-from tinkex_actors.training import TrainingClient
+from tinkex_actors.clients.training import TrainingClient
+from tinkex_actors.service.service_client import ServiceClient
 
 
 class TestCheckpointLinks:

@@ -14,15 +14,15 @@ import structlog
 from tests.clients._live import BASE, KEY, WAIT_S
 from tests.clients._recorder import recording
 from tinkex_actors import types
-from tinkex_actors.client_extras import LossHandle
+from tinkex_actors.clients.extras import LossHandle
+from tinkex_actors.clients.sampling import SamplingClient
+from tinkex_actors.clients.training import TrainingClient
 from tinkex_actors.errors import BadRequestError, NotFoundError
+from tinkex_actors.futures.queue_state import QueueState
 from tinkex_actors.local import LocalServer
-from tinkex_actors.queue_state import QueueState
-from tinkex_actors.rest import RestClient
-from tinkex_actors.retry import RetryPolicy
-from tinkex_actors.sampling import SamplingClient
-from tinkex_actors.service import ServiceClient
-from tinkex_actors.training import TrainingClient
+from tinkex_actors.rest.rest_client import RestClient
+from tinkex_actors.service.service_client import ServiceClient
+from tinkex_actors.transport.retry import RetryPolicy
 
 TEXT = list(b"hi -> ih\n")
 PROMPT = types.ModelInput.from_ints(list(b"hi -> "))

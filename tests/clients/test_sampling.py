@@ -11,9 +11,9 @@ import structlog
 
 from supervisors import kill
 from tinkex_actors import types
-from tinkex_actors.backpressure import rate_limiter_for
+from tinkex_actors.clients.backpressure import rate_limiter_for
 from tinkex_actors.local import LocalServer, ServerSettings
-from tinkex_actors.service import ServiceClient
+from tinkex_actors.service.service_client import ServiceClient
 
 WAIT_S = 60.0
 PROMPT = types.ModelInput.from_ints(list(b"abc"))
@@ -170,7 +170,7 @@ class TestHandles:
 
     def test_a_bad_handle_is_refused_naming_the_fix(self) -> None:
         """A string that is not a handle raises a clear ValueError."""
-        from tinkex_actors.sampling import SamplingClient
+        from tinkex_actors.clients.sampling import SamplingClient
 
         with pytest.raises(ValueError, match="get_sampler_handle"):
             SamplingClient.from_sampler_handle("not-a-handle")

@@ -10,7 +10,7 @@ import pytest
 
 from tinkex_actors import types
 from tinkex_actors.local import LocalServer
-from tinkex_actors.service import ServiceClient
+from tinkex_actors.service.service_client import ServiceClient
 
 WAIT_S = 120.0
 PROMPT = types.ModelInput.from_ints(list(b"abc"))

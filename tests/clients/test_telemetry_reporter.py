@@ -12,11 +12,17 @@ from supervisors import stop
 from supervisors.testing import FakeClock
 from supervisors.timers import TimerService
 from tinkex_actors import telemetry
+from tinkex_actors.clients.telemetry_reporter import (
+    Drain,
+    Log,
+    LogException,
+    Stats,
+    TelemetryReporter,
+)
 from tinkex_actors.config import Config
 from tinkex_actors.local import LocalServer
-from tinkex_actors.service import ServiceClient
-from tinkex_actors.telemetry_reporter import Drain, Log, LogException, Stats, TelemetryReporter
-from tinkex_actors.transport import Transport
+from tinkex_actors.service.service_client import ServiceClient
+from tinkex_actors.transport.transport import Transport
 
 WAIT_S = 30.0
 PATH = "/api/v1/telemetry"

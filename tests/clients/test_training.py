@@ -11,10 +11,10 @@ import pytest
 
 from supervisors import kill
 from tinkex_actors import types
+from tinkex_actors.clients.training import chunk_data
 from tinkex_actors.config import ClientFlags
 from tinkex_actors.local import LocalServer, ServerSettings
-from tinkex_actors.service import ServiceClient
-from tinkex_actors.training import chunk_data
+from tinkex_actors.service.service_client import ServiceClient
 
 WAIT_S = 60.0
 TEXT = list(b"hello -> ellohay\n")

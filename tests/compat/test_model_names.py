@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from tinkex_actors import types
-from tinkex_actors.futures import Future
+from tinkex_actors.futures.future import Future
 from tinkex_actors.local import LocalServer, ServerSettings
 from tinkex_actors.local.specs import BASE_MODELS, RECOMMENDED_RENDERER, base_weights
 from tinkex_actors.local.tokenizer import HF_TOKENIZER_DIR, ByteTokenizer
-from tinkex_actors.service import ServiceClient
+from tinkex_actors.service.service_client import ServiceClient
 from tinkex_actors.tokenizer import get_tokenizer, register_tokenizers
 
 WAIT_S = 60.0

@@ -18,7 +18,7 @@ import pytest
 
 from supervisors.testing import stop_everything_and_check_threads
 from tests.fleet._server import API_KEY, RecordedServer
-from tinkex_actors.service import ServiceClient
+from tinkex_actors.service.service_client import ServiceClient
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0

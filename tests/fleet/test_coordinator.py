@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from tinkex_actors import backpressure
-from tinkex_actors.backpressure import (
+from tinkex_actors.clients import backpressure
+from tinkex_actors.clients.backpressure import (
     THROTTLED_MAX_CONCURRENT,
     DispatchBudget,
     SampleRateLimiter,

@@ -13,10 +13,10 @@ from pykka import ActorRef
 
 from supervisors import Process
 from supervisors.testing import FakeClock
-from tinkex_actors._http_messages import Headers, HttpRequest, HttpResponse
 from tinkex_actors.config import Config
+from tinkex_actors.futures.queue_state import QueueStateChange, QueueStateDebouncer
 from tinkex_actors.local.server import LocalServer
-from tinkex_actors.queue_state import QueueStateChange, QueueStateDebouncer
+from tinkex_actors.transport.messages import Headers, HttpRequest, HttpResponse
 
 DEADLINE_S = 10.0
 

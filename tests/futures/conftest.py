@@ -9,9 +9,9 @@ import pytest
 from supervisors.testing import FakeClock, actors_cleanup
 from tests.futures._support import CountingTransport, FakeTimers
 from tinkex_actors.config import Config
+from tinkex_actors.futures.poller_pool import PollerPool
 from tinkex_actors.local.server import LocalServer, ServerSettings
-from tinkex_actors.poller_pool import PollerPool
-from tinkex_actors.transport import Transport
+from tinkex_actors.transport.transport import Transport
 
 __all__ = ["actors_cleanup"]
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import structlog
 
-from tinkex_actors.chunked_results import combine_forward_backward_outputs, reduce_metrics
+from tinkex_actors.clients.chunked_results import combine_forward_backward_outputs, reduce_metrics
 from tinkex_actors.errors import TinkerError
-from tinkex_actors.futures import (
+from tinkex_actors.futures.future import (
     CancelledError,
     Future,
     FutureTimeoutError,

@@ -25,13 +25,13 @@ from tests.futures._support import (
     wait_until,
 )
 from tinkex_actors import errors
-from tinkex_actors._http_messages import Headers, HttpResponse
-from tinkex_actors.futures import FutureTimeoutError
+from tinkex_actors.futures.future import FutureTimeoutError
+from tinkex_actors.futures.poll_ledger import PollSpec
+from tinkex_actors.futures.poller_actor import POLL_TIMEOUT_S
+from tinkex_actors.futures.poller_pool import PollerPool
+from tinkex_actors.futures.queue_state import QueueState, QueueStateChange, QueueStateDebouncer
 from tinkex_actors.local.server import LocalServer
-from tinkex_actors.poll_ledger import PollSpec
-from tinkex_actors.poller_actor import POLL_TIMEOUT_S
-from tinkex_actors.poller_pool import PollerPool
-from tinkex_actors.queue_state import QueueState, QueueStateChange, QueueStateDebouncer
+from tinkex_actors.transport.messages import Headers, HttpResponse
 
 RETRIEVE = "/api/v1/retrieve_future"
 RESULT = {"metrics": {}}

@@ -9,7 +9,7 @@ import structlog
 
 from supervisors.testing import FakeClock
 from tinkex_actors import telemetry
-from tinkex_actors.queue_state import (
+from tinkex_actors.futures.queue_state import (
     QueueState,
     QueueStateChange,
     QueueStateDebouncer,

@@ -18,11 +18,11 @@ from tests.futures._support import (
 )
 from tinkex_actors import errors
 from tinkex_actors.config import Config
+from tinkex_actors.futures.poll_ledger import PollSpec
+from tinkex_actors.futures.poller_pool import PollerPool, PollerStoppedError
 from tinkex_actors.local.server import LocalServer
-from tinkex_actors.poll_ledger import PollSpec
-from tinkex_actors.poller_pool import PollerPool, PollerStoppedError
-from tinkex_actors.retry import ProgressTimeoutError, ProgressTracker
-from tinkex_actors.transport import Transport
+from tinkex_actors.transport.retry import ProgressTimeoutError, ProgressTracker
+from tinkex_actors.transport.transport import Transport
 
 RETRIEVE = "/api/v1/retrieve_future"
 RESULT = {"metrics": {}}

@@ -6,7 +6,7 @@ import pytest
 
 from supervisors.testing import FakeClock
 from tinkex_actors.errors import APIConnectionError
-from tinkex_actors.retry import ProgressTimeoutError, ProgressTracker, RetryPolicy
+from tinkex_actors.transport.retry import ProgressTimeoutError, ProgressTracker, RetryPolicy
 
 
 class TestRetryPolicy:

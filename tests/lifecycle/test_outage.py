@@ -21,11 +21,11 @@ from tests.lifecycle.conftest import KEY, ServerProcess
 from tinkex_actors import types
 from tinkex_actors.config import Config
 from tinkex_actors.errors import ConnectionLostError, InternalServerError
+from tinkex_actors.futures.poll_ledger import PollSpec
+from tinkex_actors.futures.poller_pool import PollerPool
 from tinkex_actors.local import LocalServer
-from tinkex_actors.poll_ledger import PollSpec
-from tinkex_actors.poller_pool import PollerPool
-from tinkex_actors.retry import ProgressTimeoutError, ProgressTracker
-from tinkex_actors.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport.retry import ProgressTimeoutError, ProgressTracker
+from tinkex_actors.transport.transport import HttpRequest, HttpResponse, Transport
 
 WAIT_S = 30.0
 CAPABILITIES = "/api/v1/get_server_capabilities"

@@ -23,8 +23,8 @@ import tinkex_actors as tx
 from tinkex_actors.errors import APIStatusError, AuthenticationError, error_for_status
 from tinkex_actors.local.names import check_component
 from tinkex_actors.local.server import LocalServer, ServerSettings
-from tinkex_actors.rest import RestClient
-from tinkex_actors.transport import Config, Transport
+from tinkex_actors.rest.rest_client import RestClient
+from tinkex_actors.transport.transport import Config, Transport
 
 from ._attack import Raw, Victim, tree_digest
 

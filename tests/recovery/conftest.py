@@ -19,7 +19,7 @@ import pytest
 
 from tests._leaks import leak_check as leak_check  # the shared autouse fixture
 from tinkex_actors import types
-from tinkex_actors.demo_data import example_pairs, supervised_datum
+from tinkex_actors.demo.data import example_pairs, supervised_datum
 
 KEY = "tml-recovery-tests-key"
 START_WAIT_S = 60.0

@@ -19,7 +19,7 @@ import numpy as np
 from supervisors import kill, which_children
 from supervisors.testing import stop_everything_and_check_threads
 from tinkex_actors import RecoveryPolicy, ServiceClient, types
-from tinkex_actors.futures import Future
+from tinkex_actors.futures.future import Future
 from tinkex_actors.local import LocalServer
 
 from .conftest import KEY, batch

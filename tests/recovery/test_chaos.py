@@ -20,7 +20,7 @@ import pytest
 
 from supervisors.testing import stop_everything_and_check_threads
 from tinkex_actors import RecoveryPolicy, ServiceClient, types
-from tinkex_actors.futures import Future
+from tinkex_actors.futures.future import Future
 
 from .conftest import KEY, ServeProcess, batch
 

@@ -15,9 +15,9 @@ from tinkex_actors.errors import (
     RecoveryFailedError,
     SessionExpiredError,
 )
-from tinkex_actors.futures import Future
-from tinkex_actors.recovery import is_session_loss
-from tinkex_actors.recovery_log import OpKind, OpLog
+from tinkex_actors.futures.future import Future
+from tinkex_actors.recovery.log import OpKind, OpLog
+from tinkex_actors.recovery.session_recovery import is_session_loss
 
 
 def _record(log: OpLog, kind: OpKind, size: int = 10) -> Any:

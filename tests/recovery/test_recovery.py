@@ -13,11 +13,11 @@ import pytest
 from supervisors.testing import FakeClock
 from supervisors.timers import TimerService
 from tinkex_actors import RecoveryPolicy, ServiceClient, types
+from tinkex_actors.clients.session import SessionLost, Subscribe
 from tinkex_actors.errors import ClientClosedError, RecoveryFailedError
-from tinkex_actors.futures import Future
+from tinkex_actors.futures.future import Future
 from tinkex_actors.local import LocalServer
-from tinkex_actors.recovery import RecoverableTrainingClient
-from tinkex_actors.session import SessionLost, Subscribe
+from tinkex_actors.recovery.session_recovery import RecoverableTrainingClient
 
 from .conftest import KEY, batch
 

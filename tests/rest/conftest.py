@@ -13,8 +13,8 @@ import pytest
 
 from tinkex_actors.config import Config
 from tinkex_actors.local import LocalServer
-from tinkex_actors.rest import RestClient
-from tinkex_actors.transport import HttpRequest, Transport
+from tinkex_actors.rest.rest_client import RestClient
+from tinkex_actors.transport.transport import HttpRequest, Transport
 
 BASE_MODEL = "tiny-byte-lm"
 WAIT_S = 10.0

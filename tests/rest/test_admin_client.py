@@ -17,7 +17,7 @@ from tinkex_actors import AdminClient, types
 from tinkex_actors.errors import AuthenticationError, BadRequestError
 from tinkex_actors.lib.public_interfaces import admin_client
 from tinkex_actors.local import LocalServer
-from tinkex_actors.rest import RestClient
+from tinkex_actors.rest.rest_client import RestClient
 
 
 def hour(offset_h: int = 0) -> dt.datetime:

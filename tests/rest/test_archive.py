@@ -19,8 +19,8 @@ from tinkex_actors.errors import (
     NotFoundError,
 )
 from tinkex_actors.local import LocalServer
-from tinkex_actors.rest import RestClient
-from tinkex_actors.rest_archive import download_to_file
+from tinkex_actors.rest.archive import download_to_file
+from tinkex_actors.rest.rest_client import RestClient
 
 
 def archive_route(tinker_path: str) -> str:

@@ -11,10 +11,10 @@ import pytest
 from tests.rest.conftest import WAIT_S, Seeder, count, new_sampler, new_session
 from tinkex_actors.config import Config
 from tinkex_actors.errors import BadRequestError, InternalServerError, NotFoundError
-from tinkex_actors.futures import Future
+from tinkex_actors.futures.future import Future
 from tinkex_actors.local import LocalServer
-from tinkex_actors.rest import CheckpointDeleteError, RestClient
-from tinkex_actors.transport import Transport
+from tinkex_actors.rest.rest_client import CheckpointDeleteError, RestClient
+from tinkex_actors.transport.transport import Transport
 
 
 class TestTrainingRuns:

@@ -17,9 +17,9 @@ from tinkex_actors import types
 from tinkex_actors.config import Config
 from tinkex_actors.errors import BadRequestError, ConflictError, NotFoundError
 from tinkex_actors.local import LocalServer
-from tinkex_actors.rest import RestClient
-from tinkex_actors.rest_admin import TRACE_POLL_INTERVAL_S
-from tinkex_actors.transport import HttpRequest, Transport
+from tinkex_actors.rest.admin_calls import TRACE_POLL_INTERVAL_S
+from tinkex_actors.rest.rest_client import RestClient
+from tinkex_actors.transport.transport import HttpRequest, Transport
 
 
 def open_session(server: LocalServer, **fields: Any) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.transport._server import ScriptedServer
 from tinkex_actors.config import Config
-from tinkex_actors.transport import Transport
+from tinkex_actors.transport.transport import Transport
 
 SECRET_KEY = "tml-TestSecretKeyDoNotLog0123456789WXYZ"
 

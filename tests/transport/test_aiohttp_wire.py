@@ -12,10 +12,10 @@ import pytest
 import zstandard
 
 from tests.transport._server import Reply, ScriptedServer
-from tinkex_actors._http_wire import ACCEPT_ENCODING, decode_body
 from tinkex_actors.config import Config
 from tinkex_actors.errors import APIConnectionError
-from tinkex_actors.transport import HttpRequest, Transport
+from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.wires import ACCEPT_ENCODING, decode_body
 
 WAIT_S = 5.0
 PAYLOAD = json.dumps({"sequences": [{"tokens": list(range(300))}]}).encode()
@@ -114,7 +114,7 @@ class TestUniqueKeys:
         import os
         import select
 
-        from tinkex_actors._http_messages import unique_key
+        from tinkex_actors.transport.messages import unique_key
 
         keys = {unique_key("k") for _ in range(100_000)}
         assert len(keys) == 100_000

@@ -9,11 +9,11 @@ import aiohttp
 import httpx
 import pytest
 
-from tinkex_actors import _http_wire
-from tinkex_actors import transport as transport_module
 from tinkex_actors.config import Config
 from tinkex_actors.errors import APIConnectionError, ConfigurationError
-from tinkex_actors.transport import HttpRequest, Transport
+from tinkex_actors.transport import transport as transport_module
+from tinkex_actors.transport import wires as _http_wire
+from tinkex_actors.transport.transport import HttpRequest, Transport
 
 WAIT_S = 5.0
 

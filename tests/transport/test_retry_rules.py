@@ -6,8 +6,8 @@ import email.utils
 
 import pytest
 
-from tinkex_actors._http_retry import platform_headers, retry_delay_s
-from tinkex_actors.retry import backoff_s, parse_retry_after_s
+from tinkex_actors.transport.http_retry import platform_headers, retry_delay_s
+from tinkex_actors.transport.retry import backoff_s, parse_retry_after_s
 
 NOW = 1_800_000_000.0
 

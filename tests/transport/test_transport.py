@@ -20,7 +20,7 @@ from tests.transport._server import Drop, Hang, Reply, ScriptedServer, json_repl
 from tests.transport.conftest import SECRET_KEY, RecordingSleep
 from tinkex_actors import errors
 from tinkex_actors.config import Config, PoolKind, PoolLimits
-from tinkex_actors.transport import (
+from tinkex_actors.transport.transport import (
     BARE_400_RETRIES,
     Headers,
     HttpRequest,
@@ -515,7 +515,7 @@ class TestLifecycle:
         """A process that never closes its Transport still exits (the loop stops itself)."""
         code = (
             "from tinkex_actors.config import Config\n"
-            "from tinkex_actors.transport import Transport\n"
+            "from tinkex_actors.transport.transport import Transport\n"
             "Transport(Config(base_url='http://127.0.0.1:9'))\n"
             "print('left without close')\n"
         )

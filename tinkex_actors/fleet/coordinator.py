@@ -31,12 +31,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from tinkex_actors.backpressure import (
+from tinkex_actors.clients.backpressure import (
     THROTTLE_AFTER_BACKOFF_S,
     THROTTLED_MAX_CONCURRENT,
     SampleRateLimiter,
 )
-from tinkex_actors.queue_state import OwnerKind, QueueStateChange, QueueStateDebouncer
+from tinkex_actors.futures.queue_state import OwnerKind, QueueStateChange, QueueStateDebouncer
 from tinkex_actors.types import QueueState
 
 __all__ = ["FleetCoordinator", "Key", "fleet_key"]

@@ -27,7 +27,7 @@ from typing import Any, Final, Generic, Literal, TypeVar
 
 from supervisors import REACHED_MAX_RESTART_INTENSITY, ChildSpec, Process
 from supervisors.library_logging import get_logger
-from tinkex_actors._actors import tell_quietly
+from tinkex_actors.clients.actor_support import tell_quietly
 from tinkex_actors.fleet.worker import Secret
 
 __all__ = ["FleetIntensityError", "RolloutError", "RolloutFleet"]
@@ -92,7 +92,7 @@ class RolloutFleet(Generic[T, R]):
         if not callable(rollout):
             raise TypeError("rollout must be a function rollout(sampler, item) -> result")
         handle = sampler if isinstance(sampler, str) else sampler.get_sampler_handle()
-        from tinkex_actors.sampling import parse_handle
+        from tinkex_actors.clients.sampling import parse_handle
 
         parse_handle(handle)  # a clear error now, not in every worker
         self._handle = handle

@@ -24,14 +24,14 @@ from collections.abc import Callable, Hashable
 from typing import Any, Final
 
 from supervisors.library_logging import get_logger
-from tinkex_actors.backpressure import (
+from tinkex_actors.clients.backpressure import (
     DispatchBudget,
     SampleRateLimiter,
     install_provider,
 )
 from tinkex_actors.config import ClientFlags
 from tinkex_actors.fleet.coordinator import Key, fleet_key
-from tinkex_actors.queue_state import OwnerKind, QueueStateChange, install_warning_sink
+from tinkex_actors.futures.queue_state import OwnerKind, QueueStateChange, install_warning_sink
 
 __all__ = ["CoordinatorLink", "FleetLimiter", "FleetProvider", "FleetWorker", "LeasedBudget"]
 
@@ -286,7 +286,7 @@ class FleetWorker:
         call: CoordinatorCall,
         api_key: Secret,
     ) -> None:
-        from tinkex_actors.sampling import SamplingClient
+        from tinkex_actors.clients.sampling import SamplingClient
 
         self.worker = worker
         self.rollout = rollout

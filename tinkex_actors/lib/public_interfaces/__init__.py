@@ -10,13 +10,13 @@ import sys
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-from tinkex_actors.admin import AdminClient
-from tinkex_actors.client_extras import LossHandle, PerDatumLossFn
-from tinkex_actors.futures import Future
-from tinkex_actors.rest import RestClient
-from tinkex_actors.sampling import SamplingClient
-from tinkex_actors.service import ClientFuture, ServiceClient
-from tinkex_actors.training import TrainingClient
+from tinkex_actors.clients.extras import LossHandle, PerDatumLossFn
+from tinkex_actors.clients.sampling import SamplingClient
+from tinkex_actors.clients.training import TrainingClient
+from tinkex_actors.futures.future import Future
+from tinkex_actors.rest.admin_client import AdminClient
+from tinkex_actors.rest.rest_client import RestClient
+from tinkex_actors.service.service_client import ClientFuture, ServiceClient
 
 __all__ = [
     "APIFuture",

@@ -1,0 +1,1 @@
+"""The client actors and their handles: session, training, sampling and its backpressure."""

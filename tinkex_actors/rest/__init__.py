@@ -1,0 +1,1 @@
+"""REST calls: training runs, checkpoints and their archives, sessions, samplers, admin reports."""

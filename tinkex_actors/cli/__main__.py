@@ -1,6 +1,8 @@
 """`python -m tinkex_actors.cli ...`: the `tinkex-actors` command line."""
 
+import sys
+
 from tinkex_actors.cli.app import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

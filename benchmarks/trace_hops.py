@@ -52,6 +52,7 @@ class Tracer:
     def __init__(self) -> None:
         self.recording = False
         self.events: list[Event] = []
+        self._actor: dict[int, str] = {}  # a pool worker's thread -> the actor of its slice
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
         if not self.recording or event != "call":
@@ -59,9 +60,13 @@ class Tracer:
         filename = frame.f_code.co_filename
         if filename.startswith(PACKAGE_DIRS) and not filename.startswith(SERVER_DIR):
             module = Path(filename).stem
-            self.events.append(
-                (threading.current_thread().name, f"{module}.{frame.f_code.co_qualname}")
-            )
+            thread = threading.current_thread()
+            function = f"{module}.{frame.f_code.co_qualname}"
+            if function == "_process.Process._slice":  # a pooled actor takes the worker
+                self._actor[thread.ident or 0] = type(frame.f_locals.get("self")).__name__
+            actor = self._actor.get(thread.ident or 0)
+            # On a pool worker, which actor runs tells the hop: two actors, two hops.
+            self.events.append((f"{thread.name}[{actor}]" if actor else thread.name, function))
 
     def trace(self, call: Callable[[], object]) -> list[Event]:
         """The events of one call, from the caller's first line until its result is in."""
@@ -88,9 +93,11 @@ def hops(events: list[Event]) -> list[tuple[str, str, str]]:
 
 
 def role(thread: str) -> str:
-    """A thread's name without its serial number (Poller-5 -> Poller)."""
-    head, _, tail = thread.rpartition("-")
-    return head if tail.isdigit() else thread
+    """A thread's name without its serial number (Poller-5 -> Poller), with the actor a pool
+    worker runs (supervisors-pool-1[TelemetryReporter] -> supervisors-pool[TelemetryReporter])."""
+    name, bracket, actor = thread.partition("[")
+    head, _, tail = name.rpartition("-")
+    return (head if tail.isdigit() else name) + bracket + actor
 
 
 def thread_names() -> set[str]:
@@ -100,7 +107,7 @@ def thread_names() -> set[str]:
 HAND_OFF_ENTRIES = (
     "_process.Process._slice",  # a pooled actor takes a message
     "_process.Process._step",  # a threaded actor takes a message
-    "_loop_thread.LoopThread._drain",  # the loop takes work handed to it
+    "loop_thread.LoopThread._drain",  # the loop takes work handed to it
     "timers.",  # the timer thread fires a delayed message
     "<caller",
 )
@@ -116,7 +123,11 @@ def hand_offs(events: list[Event]) -> int:
 
 def on_path(events: list[Event]) -> list[Event]:
     """The events of the request's own path: the telemetry side branch left out."""
-    return [(thread, function) for thread, function in events if role(thread) not in SIDE_BRANCH]
+    return [
+        (thread, function)
+        for thread, function in events
+        if not any(side in role(thread) for side in SIDE_BRANCH)
+    ]
 
 
 def report(label: str, runs: list[list[Event]]) -> None:
@@ -132,8 +143,8 @@ def report(label: str, runs: list[list[Event]]) -> None:
     example = on_path(runs[path.index(min(path))])
     for thread, first, last in hops(example):
         print(f"  {role(thread):<18} {first}  ..  {last}")
-    print(f"  threads on the path: {len({t for t, _ in example})} "
-          f"({', '.join(sorted({role(t) for t, _ in example}))})")
+    threads = {role(t).partition("[")[0] for t, _ in example}
+    print(f"  threads on the path: {len(threads)} ({', '.join(sorted(threads))})")
     longest = on_path(runs[path.index(max(path))])
     if max(path) > min(path):
         print(f"  the longest run ({max(path)}) went: "

@@ -143,6 +143,8 @@ class _Created:
 class SessionManager(Process):
     """Creates sessions and heartbeats each one on its own timer (see the module docstring)."""
 
+    pooled = True  # its handlers never wait (sends come back as messages): no thread of its own
+
     def __init__(
         self,
         transport: Transport,

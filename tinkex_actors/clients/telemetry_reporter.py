@@ -86,6 +86,8 @@ class _Sent:
 class TelemetryReporter(Process):
     """Batches one session's telemetry (see the module docstring)."""
 
+    pooled = True  # its handlers never wait (sends come back as messages): no thread of its own
+
     def __init__(
         self,
         transport: Transport,

@@ -156,11 +156,23 @@ class TestHyperparameterValidation:
         ({"eps": 0}, "eps must be > 0, got 0.0"),
         ({"weight_decay": -1}, "weight_decay and grad_clip_norm must be >= 0"),
         ({"learning_rate": "fast"}, "learning_rate must be a number"),
+        ({"learning_rate": float("inf")}, "learning_rate must be a finite number, got inf"),
+        ({"grad_clip_norm": float("inf")}, "grad_clip_norm must be a finite number, got inf"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number, got nan"),
     ])
     def test_adam_params_out_of_range(self, kwargs, message):
         """Each Adam setting outside its range names itself and the value."""
         with pytest.raises((ValueError, TypeError), match=message):
             t.AdamParams(**kwargs)
+
+    @pytest.mark.parametrize("field", ["learning_rate", "grad_clip_norm", "beta1"])
+    def test_dimuon_params_refuse_inf_and_nan(self, field):
+        """A Dimuon setting that JSON cannot carry is refused, naming the field."""
+        kwargs: dict[str, float] = {"learning_rate": 1e-3}
+        for bad in (float("inf"), float("-inf"), float("nan")):
+            kwargs[field] = bad
+            with pytest.raises(ValueError, match=f"DimuonParams.{field} must be a finite"):
+                t.DimuonParams(**kwargs)
 
     @pytest.mark.parametrize("rank", [0, -8, 1.5, True])
     def test_lora_rank_below_one(self, rank):

@@ -140,8 +140,12 @@ def coerce_ints(obj: msgspec.Struct, names: tuple[str, ...]) -> None:
             )
 
 
-def coerce_floats(obj: msgspec.Struct, names: tuple[str, ...]) -> None:
-    """Store ints given to float fields as floats, so JSON says `1.0` as the official does."""
+def coerce_floats(obj: msgspec.Struct, names: tuple[str, ...], *, finite: bool = False) -> None:
+    """Store ints given to float fields as floats, so JSON says `1.0` as the official does.
+
+    With `finite`, refuse inf and nan too: JSON has no such number (it would go out as null and
+    the server would refuse the request), so the caller hears it here, naming the field.
+    """
     for name in names:
         value = getattr(obj, name)
         if isinstance(value, int | np.integer | np.floating) and not isinstance(value, bool):
@@ -150,4 +154,10 @@ def coerce_floats(obj: msgspec.Struct, names: tuple[str, ...]) -> None:
             raise TypeError(
                 f"{type(obj).__name__}.{name} must be a number, got "
                 f"{type(value).__name__} {value!r}"
+            )
+        value = getattr(obj, name)
+        if finite and value is not None and not math.isfinite(value):
+            raise ValueError(
+                f"{type(obj).__name__}.{name} must be a finite number, got {value}; "
+                "JSON cannot carry inf or nan: pass a finite value"
             )

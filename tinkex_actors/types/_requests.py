@@ -71,7 +71,7 @@ class DimuonParams(TypeTagged, frozen=True, tag="dimuon"):
     beta1: float = sent(0.9)
 
     def __post_init__(self) -> None:
-        coerce_floats(self, ("learning_rate", "grad_clip_norm", "beta1"))
+        coerce_floats(self, ("learning_rate", "grad_clip_norm", "beta1"), finite=True)
         if not self.learning_rate >= 0:
             raise ValueError(f"DimuonParams.learning_rate must be >= 0, got {self.learning_rate}")
         if not 0 <= self.beta1 < 1:

@@ -270,7 +270,9 @@ class AdamParams(WireStruct, frozen=True):
 
     def __post_init__(self) -> None:
         coerce_floats(
-            self, ("learning_rate", "beta1", "beta2", "eps", "weight_decay", "grad_clip_norm")
+            self,
+            ("learning_rate", "beta1", "beta2", "eps", "weight_decay", "grad_clip_norm"),
+            finite=True,
         )
         if not self.learning_rate >= 0:
             raise ValueError(

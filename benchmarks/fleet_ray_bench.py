@@ -80,7 +80,7 @@ def _serve_limited(conn: Any, rate: float) -> None:
 
     from tinkex_actors.local.runner import ServerThread
     from tinkex_actors.local.server import build_app
-    from tinkex_actors.local.service import ServerSettings
+    from tinkex_actors.local.settings import ServerSettings
 
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as data_dir:
         app, service = build_app(

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinkex_actors.config import Config, PoolLimits  # noqa: E402
-from tinkex_actors.transport.transport import HttpRequest, Transport  # noqa: E402
+from tinkex_actors.transport.messages import HttpRequest  # noqa: E402
+from tinkex_actors.transport.transport import Transport  # noqa: E402
 
 BODY = b'{"type":"create_model","session_id":"s-1","base_model":"tiny","seq_id":1}'
 ANSWER = b'{"model_id":"m-1","type":"create_model"}'

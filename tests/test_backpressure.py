@@ -12,23 +12,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinkex_actors.clients.backpressure import (
-    LARGE_PROMPT_BYTES,
-    SAMPLING_BACKPRESSURE_HEADER,
-    THROTTLE_AFTER_BACKOFF_S,
     THROTTLED_BYTES_FACTOR,
     THROTTLED_MAX_CONCURRENT,
     DispatchBudget,
-    DispatchToken,
-    SampleRateLimiter,
-    backoff_delay_s,
-    estimate_prompt_bytes,
     rate_limiter_for,
     registry_keys,
 )
+from tinkex_actors.clients.rate_limiter import (
+    LARGE_PROMPT_BYTES,
+    SAMPLING_BACKPRESSURE_HEADER,
+    THROTTLE_AFTER_BACKOFF_S,
+    SampleRateLimiter,
+    backoff_delay_s,
+    estimate_prompt_bytes,
+)
 from tinkex_actors.config import ClientFlags, Config, PoolKind
 from tinkex_actors.errors import RateLimitError
+from tinkex_actors.futures.byte_budget import DispatchToken
 from tinkex_actors.local import LocalServer
-from tinkex_actors.transport.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport.messages import HttpRequest, HttpResponse
+from tinkex_actors.transport.transport import Transport
 from tinkex_actors.types import EncodedTextChunk, ImageChunk, ModelInput, to_builtins
 
 WAIT_S = 5.0

@@ -38,7 +38,7 @@ class _Transport:
 
 def test_call_json_decodes_the_answer_and_passes_progress_only_when_given():
     """`call_json` returns the body; a progress tracker reaches the transport when given."""
-    from tinkex_actors.transport.transport import HttpRequest
+    from tinkex_actors.transport.messages import HttpRequest
 
     transport = _Transport({"ok": 1})
     request = HttpRequest("GET", "get_server_capabilities")

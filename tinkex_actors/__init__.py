@@ -35,6 +35,7 @@ from tinkex_actors.errors import (
     TinkerError,
     UnprocessableEntityError,
 )
+from tinkex_actors.futures.client_future import ClientFuture
 from tinkex_actors.futures.future import CancelledError, Future, FutureTimeoutError
 from tinkex_actors.futures.queue_state import QueueState, QueueStateObserver
 from tinkex_actors.lib.experimental import ExperimentalWarning
@@ -49,7 +50,7 @@ from tinkex_actors.lib.public_interfaces import (
 from tinkex_actors.recovery.log import RecoveryPolicy
 from tinkex_actors.request_options import RequestOptions
 from tinkex_actors.rest.rest_client import RestClient
-from tinkex_actors.service.service_client import ClientFuture, ServiceClient
+from tinkex_actors.service.service_client import ServiceClient
 from tinkex_actors.transport.retry import RetryPolicy
 from tinkex_actors.types import (
     AdamOptimizerConfig,

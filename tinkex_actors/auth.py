@@ -12,7 +12,8 @@ import os
 from tinkex_actors.config import Config
 from tinkex_actors.errors import TinkerError
 from tinkex_actors.transport.blocking_call import call
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.messages import HttpRequest
+from tinkex_actors.transport.transport import Transport
 
 __all__ = ["get_tinker_token", "raise_if_tinker_not_accessible", "tinker_has_credentials"]
 

@@ -11,7 +11,7 @@ import pytest
 
 from supervisors import kill
 from tinkex_actors import types
-from tinkex_actors.clients.training import chunk_data
+from tinkex_actors.clients.training_sequencer import chunk_data
 from tinkex_actors.config import ClientFlags
 from tinkex_actors.local import LocalServer, ServerSettings
 from tinkex_actors.service.service_client import ServiceClient

@@ -14,10 +14,11 @@ import pytest
 from tinkex_actors import types
 from tinkex_actors.futures.future import Future
 from tinkex_actors.local import LocalServer, ServerSettings
-from tinkex_actors.local.specs import BASE_MODELS, RECOMMENDED_RENDERER, base_weights
-from tinkex_actors.local.tokenizer import HF_TOKENIZER_DIR, ByteTokenizer
+from tinkex_actors.local.specs import base_weights
 from tinkex_actors.service.service_client import ServiceClient
 from tinkex_actors.tokenizer import get_tokenizer, register_tokenizers
+from tinkex_actors.types.base_models import BASE_MODELS, RECOMMENDED_RENDERER
+from tinkex_actors.types.byte_tokenizer import HF_TOKENIZER_DIR, ByteTokenizer
 
 WAIT_S = 60.0
 ORG_NAMES = [n for n in BASE_MODELS if "/" in n]
@@ -78,7 +79,7 @@ class TestHuggingFaceTokenizer:
     def test_the_shipped_file_is_what_the_tokenizers_library_builds(self):
         """tokenizer.json in the package equals a fresh build (regenerate it if this fails)."""
         pytest.importorskip("tokenizers")
-        from tinkex_actors.local.tokenizer import build_hf_tokenizer_json
+        from tinkex_actors.types.byte_tokenizer import build_hf_tokenizer_json
 
         shipped = (HF_TOKENIZER_DIR / "tokenizer.json").read_text(encoding="utf-8")
         assert json.loads(shipped) == json.loads(build_hf_tokenizer_json())

@@ -30,7 +30,7 @@ def _build_app(data_dir: str, client_config: dict[str, Any]) -> tuple[Any, Any]:
     from pathlib import Path
 
     from tinkex_actors.local.server import build_app
-    from tinkex_actors.local.service import ServerSettings
+    from tinkex_actors.local.settings import ServerSettings
 
     # A short long poll: a paused queue is reported when a poll ends, and the tests wait for it.
     settings = ServerSettings(client_config=client_config, long_poll_timeout_s=LONG_POLL_S)

@@ -10,10 +10,10 @@ from tinkex_actors.clients import backpressure
 from tinkex_actors.clients.backpressure import (
     THROTTLED_MAX_CONCURRENT,
     DispatchBudget,
-    SampleRateLimiter,
     install_provider,
     rate_limiter_for,
 )
+from tinkex_actors.clients.rate_limiter import SampleRateLimiter
 from tinkex_actors.config import ClientFlags
 from tinkex_actors.fleet import FleetCoordinator, fleet_key
 

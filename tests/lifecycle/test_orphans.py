@@ -14,7 +14,7 @@ import tinkex_actors as tx
 from tests.lifecycle.conftest import KEY
 from tinkex_actors import types
 from tinkex_actors.local import LocalServer
-from tinkex_actors.local.asgi import Request, Response
+from tinkex_actors.local.http_messages import Request, Response
 
 WAIT_S = 30.0
 CREATE = "/api/v1/create_model"

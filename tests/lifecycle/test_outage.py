@@ -24,8 +24,9 @@ from tinkex_actors.errors import ConnectionLostError, InternalServerError
 from tinkex_actors.futures.poll_ledger import PollSpec
 from tinkex_actors.futures.poller_pool import PollerPool
 from tinkex_actors.local import LocalServer
+from tinkex_actors.transport.messages import HttpRequest, HttpResponse
 from tinkex_actors.transport.retry import ProgressTimeoutError, ProgressTracker
-from tinkex_actors.transport.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport.transport import Transport
 
 WAIT_S = 30.0
 CAPABILITIES = "/api/v1/get_server_capabilities"

@@ -16,7 +16,7 @@ from tests.lifecycle.conftest import KEY
 from tinkex_actors import types
 from tinkex_actors.errors import NotFoundError
 from tinkex_actors.local import LocalServer, ServerSettings
-from tinkex_actors.local.asgi import Request, Response
+from tinkex_actors.local.http_messages import Request, Response
 
 WAIT_S = 30.0
 ORDERED = ("/api/v1/optim_step", "/api/v1/load_weights", "/api/v1/save_weights")

@@ -150,7 +150,8 @@ class TestBaseModels:
     def test_weights_are_identical_in_another_process(self) -> None:
         """The weights derive from sha256 of the name, so a fresh interpreter rebuilds them."""
         code = (
-            "import hashlib;from tinkex_actors.local.specs import base_weights, get_base_model;"
+            "import hashlib;from tinkex_actors.local.specs import base_weights;"
+            "from tinkex_actors.types.base_models import get_base_model;"
             "w=base_weights(get_base_model('tiny-byte-lm'),'float32');"
             "print(hashlib.sha256(w.emb.tobytes()+w.mlp_in.tobytes()).hexdigest())"
         )

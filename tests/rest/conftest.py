@@ -14,7 +14,8 @@ import pytest
 from tinkex_actors.config import Config
 from tinkex_actors.local import LocalServer
 from tinkex_actors.rest.rest_client import RestClient
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.messages import HttpRequest
+from tinkex_actors.transport.transport import Transport
 
 BASE_MODEL = "tiny-byte-lm"
 WAIT_S = 10.0

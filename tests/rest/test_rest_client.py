@@ -13,7 +13,8 @@ from tinkex_actors.config import Config
 from tinkex_actors.errors import BadRequestError, InternalServerError, NotFoundError
 from tinkex_actors.futures.future import Future
 from tinkex_actors.local import LocalServer
-from tinkex_actors.rest.rest_client import CheckpointDeleteError, RestClient
+from tinkex_actors.rest.checkpoints import CheckpointDeleteError
+from tinkex_actors.rest.rest_client import RestClient
 from tinkex_actors.transport.transport import Transport
 
 

@@ -19,7 +19,8 @@ from tinkex_actors.errors import BadRequestError, ConflictError, NotFoundError
 from tinkex_actors.local import LocalServer
 from tinkex_actors.rest.admin_calls import TRACE_POLL_INTERVAL_S
 from tinkex_actors.rest.rest_client import RestClient
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.messages import HttpRequest
+from tinkex_actors.transport.transport import Transport
 
 
 def open_session(server: LocalServer, **fields: Any) -> str:

@@ -14,7 +14,8 @@ import zstandard
 from tests.transport._server import Reply, ScriptedServer
 from tinkex_actors.config import Config
 from tinkex_actors.errors import APIConnectionError
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.messages import HttpRequest
+from tinkex_actors.transport.transport import Transport
 from tinkex_actors.transport.wires import ACCEPT_ENCODING, decode_body
 
 WAIT_S = 5.0

@@ -11,9 +11,9 @@ import pytest
 
 from tinkex_actors.config import Config
 from tinkex_actors.errors import APIConnectionError, ConfigurationError
-from tinkex_actors.transport import transport as transport_module
 from tinkex_actors.transport import wires as _http_wire
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.messages import HttpRequest
+from tinkex_actors.transport.transport import Transport
 
 WAIT_S = 5.0
 
@@ -24,9 +24,9 @@ class TestDefaultLayer:
     ) -> None:
         """Unset means aiohttp; TINKER_HTTP_TRANSPORT=httpx picks httpx's own transport."""
         monkeypatch.delenv("TINKER_HTTP_TRANSPORT", raising=False)
-        assert transport_module.default_transport_factory() is transport_module.aiohttp_transport
+        assert _http_wire.default_transport_factory() is _http_wire.aiohttp_transport
         monkeypatch.setenv("TINKER_HTTP_TRANSPORT", "httpx")
-        assert transport_module.default_transport_factory() is None
+        assert _http_wire.default_transport_factory() is None
 
     def test_an_unknown_layer_name_is_refused_naming_the_choices(
         self, monkeypatch: pytest.MonkeyPatch
@@ -34,7 +34,7 @@ class TestDefaultLayer:
         """A typo in TINKER_HTTP_TRANSPORT is a clear error."""
         monkeypatch.setenv("TINKER_HTTP_TRANSPORT", "curl")
         with pytest.raises(ConfigurationError, match="'aiohttp' or 'httpx'"):
-            transport_module.default_transport_factory()
+            _http_wire.default_transport_factory()
 
 
 class TestErrorNames:

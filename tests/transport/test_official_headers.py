@@ -9,7 +9,8 @@ import pytest
 
 from tests.transport._server import ScriptedServer
 from tests.transport.conftest import SECRET_KEY
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.messages import HttpRequest
+from tinkex_actors.transport.transport import Transport
 
 WAIT_S = 5.0
 # Values that differ by design: who we are, per-call random keys, connection details.

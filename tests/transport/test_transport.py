@@ -20,13 +20,8 @@ from tests.transport._server import Drop, Hang, Reply, ScriptedServer, json_repl
 from tests.transport.conftest import SECRET_KEY, RecordingSleep
 from tinkex_actors import errors
 from tinkex_actors.config import Config, PoolKind, PoolLimits
-from tinkex_actors.transport.transport import (
-    BARE_400_RETRIES,
-    Headers,
-    HttpRequest,
-    HttpResponse,
-    Transport,
-)
+from tinkex_actors.transport.messages import Headers, HttpRequest, HttpResponse
+from tinkex_actors.transport.transport import BARE_400_RETRIES, Transport
 
 WAIT_S = 5.0
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -219,7 +219,7 @@ def _serve(
     """Run the embedded server until Ctrl-C."""
     from tinkex_actors.local.guard import new_api_key
     from tinkex_actors.local.server import serve as run_server
-    from tinkex_actors.local.service import ServerSettings
+    from tinkex_actors.local.settings import ServerSettings
 
     folder = data_dir or tempfile.mkdtemp(prefix="tinkex-serve-")
     settings = ServerSettings(long_poll_timeout_s=long_poll_timeout,

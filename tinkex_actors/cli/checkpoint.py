@@ -112,7 +112,7 @@ def checkpoint_list(obj: CliContext, run_id: str | None, limit: int) -> None:
 
 
 def _find_checkpoint(rest: Any, path: str) -> tuple[Any, Any]:
-    from tinkex_actors.rest.rest_client import parse_tinker_path
+    from tinkex_actors.rest.paths import parse_tinker_path
 
     parsed = parse_tinker_path(check_path(path))
     run = rest.get_training_run(parsed.training_run_id).result(WAIT_S)
@@ -265,7 +265,7 @@ def delete(
 
     Without a terminal to ask on, pass --yes. This cannot be undone.
     """
-    from tinkex_actors.rest.rest_client import CheckpointDeleteError
+    from tinkex_actors.rest.checkpoints import CheckpointDeleteError
 
     if bool(checkpoint_paths) == bool(run_id):
         raise CliError("give checkpoint paths or --run-id (exactly one of the two)", EXIT_USAGE)

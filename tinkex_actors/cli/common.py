@@ -170,7 +170,7 @@ def lora_text(run: Any) -> str:
 
 def check_path(path: str) -> str:
     """`path` if it is a well-formed tinker:// path; else a usage error saying what to pass."""
-    from tinkex_actors.rest.rest_client import parse_tinker_path
+    from tinkex_actors.rest.paths import parse_tinker_path
 
     try:
         parse_tinker_path(path)

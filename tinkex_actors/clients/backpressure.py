@@ -29,31 +29,16 @@ import weakref
 from typing import Final, Protocol
 
 from tinkex_actors.clients.rate_limiter import (
-    LARGE_PROMPT_BYTES,
-    SAMPLING_BACKPRESSURE_HEADER,
-    THROTTLE_AFTER_BACKOFF_S,
-    RateLimiterStats,
     SampleRateLimiter,
-    backoff_delay_s,
-    estimate_prompt_bytes,
 )
 from tinkex_actors.config import ClientFlags
-from tinkex_actors.futures.byte_budget import BudgetStats, ByteBudget, DispatchToken
+from tinkex_actors.futures.byte_budget import ByteBudget
 
 __all__ = [
-    "LARGE_PROMPT_BYTES",
-    "SAMPLING_BACKPRESSURE_HEADER",
     "THROTTLED_BYTES_FACTOR",
     "THROTTLED_MAX_CONCURRENT",
-    "THROTTLE_AFTER_BACKOFF_S",
     "BackpressureProvider",
-    "BudgetStats",
     "DispatchBudget",
-    "DispatchToken",
-    "RateLimiterStats",
-    "SampleRateLimiter",
-    "backoff_delay_s",
-    "estimate_prompt_bytes",
     "install_provider",
     "rate_limiter_for",
     "registry_keys",

@@ -32,8 +32,9 @@ from tinkex_actors.futures.future import Future, relay
 from tinkex_actors.futures.poll_ledger import PollSpec
 from tinkex_actors.futures.poller_pool import PollerPool
 from tinkex_actors.futures.queue_state import QueueStateChange, QueueStateDebouncer
+from tinkex_actors.transport.messages import HttpRequest, HttpResponse
 from tinkex_actors.transport.retry import ProgressTracker
-from tinkex_actors.transport.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport.transport import Transport
 
 __all__ = [
     "ClientActor",

@@ -10,7 +10,8 @@ from __future__ import annotations
 from supervisors.library_logging import get_logger
 from tinkex_actors.config import ClientFlags, PoolKind
 from tinkex_actors.transport.blocking_call import call_json
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.messages import HttpRequest
+from tinkex_actors.transport.transport import Transport
 
 __all__ = ["SDK_VERSION", "fetch_client_flags"]
 

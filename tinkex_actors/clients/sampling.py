@@ -23,12 +23,9 @@ from supervisors.library_logging import get_logger
 from supervisors.supervisor import DEFAULT_CALL_TIMEOUT_S
 from tinkex_actors import types
 from tinkex_actors.clients.actor_support import current_ref
-from tinkex_actors.clients.backpressure import (
-    SAMPLING_BACKPRESSURE_HEADER,
-    DispatchBudget,
-    estimate_prompt_bytes,
-)
+from tinkex_actors.clients.backpressure import DispatchBudget
 from tinkex_actors.clients.client_actor import start_client_actor
+from tinkex_actors.clients.rate_limiter import SAMPLING_BACKPRESSURE_HEADER, estimate_prompt_bytes
 from tinkex_actors.clients.sampler_handle import parse_handle, sampler_handle
 from tinkex_actors.clients.sampling_actor import (
     CLONE_STRIDE,
@@ -52,23 +49,17 @@ from tinkex_actors.futures.queue_state import (
     QueueStateDebouncer,
     parse_queue_state,
 )
+from tinkex_actors.transport.messages import HttpRequest
 from tinkex_actors.transport.retry import ProgressTracker, RetryPolicy
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.transport import Transport
 from tinkex_actors.types import proto
 
 if TYPE_CHECKING:
     from tinkex_actors.clients.extras import SessionTelemetry, Telemetry
 
 __all__ = [
-    "CLONE_STRIDE",
     "SamplerRuntime",
-    "SamplerState",
     "SamplingClient",
-    "SamplingClientActor",
-    "check_extra_sample_args",
-    "check_sample_args",
-    "parse_handle",
-    "sampler_handle",
 ]
 
 log = get_logger("tinkex_actors.clients.sampling")

@@ -31,8 +31,9 @@ from supervisors.library_logging import get_logger
 from supervisors.timers import Timer, TimerService, default_timer_service
 from tinkex_actors import types
 from tinkex_actors.clients.actor_support import tell_quietly
-from tinkex_actors.clients.backpressure import DispatchBudget, SampleRateLimiter
+from tinkex_actors.clients.backpressure import DispatchBudget
 from tinkex_actors.clients.client_actor import ClientActor, ClientState
+from tinkex_actors.clients.rate_limiter import SampleRateLimiter
 from tinkex_actors.errors import (
     APIConnectionError,
     APIStatusError,
@@ -46,8 +47,9 @@ from tinkex_actors.futures.queue_state import (
     QueueStateDebouncer,
     parse_queue_state,
 )
+from tinkex_actors.transport.messages import HttpRequest, HttpResponse
 from tinkex_actors.transport.retry import RetryPolicy
-from tinkex_actors.transport.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport.transport import Transport
 from tinkex_actors.types import proto
 
 __all__ = [

@@ -31,7 +31,8 @@ from tinkex_actors._version import __version__
 from tinkex_actors.clients.actor_support import tell_quietly
 from tinkex_actors.config import PoolKind
 from tinkex_actors.errors import APIStatusError
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.messages import HttpRequest
+from tinkex_actors.transport.transport import Transport
 
 log = get_logger("tinkex_actors.telemetry")
 

@@ -45,34 +45,23 @@ from tinkex_actors.clients.training_requests import (
 )
 from tinkex_actors.clients.training_sequencer import (
     Kick,
-    TrainingClientActor,
     TrainingState,
     chunk_data,
     enqueue_jobs,
-    estimate_bytes,
-    fail_pending,
 )
 from tinkex_actors.config import PoolKind
 from tinkex_actors.futures.client_future import ClientFuture
 from tinkex_actors.futures.future import Future, combine
+from tinkex_actors.transport.messages import HttpRequest
 from tinkex_actors.transport.retry import RetryPolicy
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.transport import Transport
 from tinkex_actors.types import proto
 
 if TYPE_CHECKING:
     from tinkex_actors.clients.sampling import SamplingClient
 
 __all__ = [
-    "CustomLossFn",
     "TrainingClient",
-    "TrainingClientActor",
-    "TrainingState",
-    "check_data",
-    "check_loss",
-    "check_name",
-    "chunk_data",
-    "estimate_bytes",
-    "fail_pending",
 ]
 
 log = get_logger("tinkex_actors.clients.training")

@@ -38,8 +38,8 @@ from tinkex_actors.errors import APIStatusError, ClientClosedError, ConflictErro
 from tinkex_actors.futures.future import Future
 from tinkex_actors.futures.poller_pool import PollerPool
 from tinkex_actors.futures.queue_state import QueueStateDebouncer
-from tinkex_actors.transport.messages import unique_key
-from tinkex_actors.transport.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport.messages import HttpRequest, HttpResponse, unique_key
+from tinkex_actors.transport.transport import Transport
 from tinkex_actors.types import proto
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "chunk_data",
     "enqueue_jobs",
     "estimate_bytes",
-    "fail_pending",
 ]
 
 log = get_logger("tinkex_actors.clients.training")

@@ -31,11 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from tinkex_actors.clients.backpressure import (
-    THROTTLE_AFTER_BACKOFF_S,
-    THROTTLED_MAX_CONCURRENT,
-    SampleRateLimiter,
-)
+from tinkex_actors.clients.backpressure import THROTTLED_MAX_CONCURRENT
+from tinkex_actors.clients.rate_limiter import THROTTLE_AFTER_BACKOFF_S, SampleRateLimiter
 from tinkex_actors.futures.queue_state import OwnerKind, QueueStateChange, QueueStateDebouncer
 from tinkex_actors.types import QueueState
 

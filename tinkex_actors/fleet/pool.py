@@ -92,7 +92,7 @@ class RolloutFleet(Generic[T, R]):
         if not callable(rollout):
             raise TypeError("rollout must be a function rollout(sampler, item) -> result")
         handle = sampler if isinstance(sampler, str) else sampler.get_sampler_handle()
-        from tinkex_actors.clients.sampling import parse_handle
+        from tinkex_actors.clients.sampler_handle import parse_handle
 
         parse_handle(handle)  # a clear error now, not in every worker
         self._handle = handle

@@ -24,11 +24,8 @@ from collections.abc import Callable, Hashable
 from typing import Any, Final
 
 from supervisors.library_logging import get_logger
-from tinkex_actors.clients.backpressure import (
-    DispatchBudget,
-    SampleRateLimiter,
-    install_provider,
-)
+from tinkex_actors.clients.backpressure import DispatchBudget, install_provider
+from tinkex_actors.clients.rate_limiter import SampleRateLimiter
 from tinkex_actors.config import ClientFlags
 from tinkex_actors.fleet.coordinator import Key, fleet_key
 from tinkex_actors.futures.queue_state import OwnerKind, QueueStateChange, install_warning_sink

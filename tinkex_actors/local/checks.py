@@ -7,7 +7,7 @@ from typing import Any, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
-from .specs import BaseModelSpec
+from tinkex_actors.types.base_models import BaseModelSpec
 
 __all__ = ["check_adam", "check_sampling", "check_tokens", "is_integer"]
 

@@ -27,6 +27,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tinkex_actors.types.base_models import (
+    BASE_MODELS,
+    DEFAULT_BASE_MODEL,
+    BaseModelSpec,
+    get_base_model,
+)
+from tinkex_actors.types.byte_tokenizer import ByteTokenizer
+
 from . import losses
 from .checkpoint import read_state, state_config, take_array, write_state
 from .checks import check_adam, check_sampling, check_tokens, is_integer
@@ -39,8 +47,6 @@ from .sampler import (
     prompt_logprob_rows,
     sample_sequences,
 )
-from .specs import BASE_MODELS, DEFAULT_BASE_MODEL, BaseModelSpec, get_base_model
-from .tokenizer import ByteTokenizer
 
 __all__ = [
     "BASE_MODELS",

@@ -21,8 +21,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from tinkex_actors.types.base_models import BaseModelSpec
+
 from . import losses
-from .specs import BaseModelSpec, base_weights
+from .specs import base_weights
 
 __all__ = ["CHUNK_POSITIONS", "LAYERS", "Network"]
 

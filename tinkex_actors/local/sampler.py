@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from tinkex_actors.types.byte_tokenizer import EOS_TOKEN_ID
+
 from .checks import is_integer
-from .tokenizer import EOS_TOKEN_ID
 
 __all__ = [
     "SampleResult",

@@ -30,7 +30,8 @@ from tinkex_actors.local.optimizer_endpoints import OptimizerEndpoints
 from tinkex_actors.local.rest import RestEndpoints
 from tinkex_actors.local.rest_extras import RestExtras
 from tinkex_actors.local.runner import ServerThread, serve_foreground
-from tinkex_actors.local.service import ServerSettings, TinkerService
+from tinkex_actors.local.service import TinkerService
+from tinkex_actors.local.settings import ServerSettings
 from tinkex_actors.local.storage import CheckpointStore
 
 log = get_logger("tinkex_actors.local")

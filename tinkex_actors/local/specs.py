@@ -16,22 +16,12 @@ import numpy as np
 
 from tinkex_actors.types.base_models import (
     BASE_MODELS,
-    DEFAULT_BASE_MODEL,
-    MODEL_ORG,
-    RECOMMENDED_RENDERER,
     BaseModelSpec,
-    get_base_model,
 )
 
 __all__ = [
-    "BASE_MODELS",
-    "DEFAULT_BASE_MODEL",
-    "MODEL_ORG",
-    "RECOMMENDED_RENDERER",
-    "BaseModelSpec",
     "BaseWeights",
     "base_weights",
-    "get_base_model",
 ]
 
 

@@ -23,8 +23,9 @@ from tinkex_actors.errors import APIStatusError
 from tinkex_actors.futures.poll_ledger import PollSpec
 from tinkex_actors.futures.poller_pool import PollerPool
 from tinkex_actors.transport.blocking_call import call_json
+from tinkex_actors.transport.messages import HttpRequest
 from tinkex_actors.transport.retry import ProgressTracker
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.transport import Transport
 
 __all__ = ["session_models", "unload_orphans"]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from tinkex_actors import types
-from tinkex_actors.clients.sampling import SamplingClient, check_sample_args
+from tinkex_actors.clients.sampling import SamplingClient
+from tinkex_actors.clients.sampling_checks import check_sample_args
 from tinkex_actors.futures.future import CancelledError, Future
 from tinkex_actors.recovery.training import is_session_loss
 

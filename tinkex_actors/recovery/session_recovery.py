@@ -31,8 +31,10 @@ from typing import Any, Protocol
 
 from supervisors import Registry, terminate_child
 from supervisors.library_logging import get_logger
-from tinkex_actors.clients.sampling import SamplerState, SamplingClient
-from tinkex_actors.clients.training import TrainingClient, TrainingState
+from tinkex_actors.clients.sampling import SamplingClient
+from tinkex_actors.clients.sampling_actor import SamplerState
+from tinkex_actors.clients.training import TrainingClient
+from tinkex_actors.clients.training_sequencer import TrainingState
 from tinkex_actors.errors import ClientClosedError, RecoveryFailedError
 from tinkex_actors.recovery.log import RecoveryPolicy
 from tinkex_actors.recovery.sampling import RecoverableSamplingClient, SampleCall

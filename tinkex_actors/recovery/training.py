@@ -18,14 +18,9 @@ from typing import Any, Protocol
 
 from supervisors.library_logging import get_logger
 from tinkex_actors import types
-from tinkex_actors.clients.training import (
-    TrainingClient,
-    TrainingState,
-    check_data,
-    check_loss,
-    check_name,
-    estimate_bytes,
-)
+from tinkex_actors.clients.training import TrainingClient
+from tinkex_actors.clients.training_requests import check_data, check_loss, check_name
+from tinkex_actors.clients.training_sequencer import TrainingState, estimate_bytes
 from tinkex_actors.errors import (
     APIConnectionError,
     APIStatusError,

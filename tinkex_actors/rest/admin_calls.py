@@ -25,7 +25,7 @@ from tinkex_actors import types
 from tinkex_actors.config import PoolKind
 from tinkex_actors.futures.future import Future, combine
 from tinkex_actors.rest.base import RestBase
-from tinkex_actors.transport.transport import HttpRequest
+from tinkex_actors.transport.messages import HttpRequest
 
 if TYPE_CHECKING:
     import threading

@@ -41,8 +41,8 @@ from tinkex_actors.futures.future import Future
 from tinkex_actors.rest.base import RestBase
 from tinkex_actors.rest.paths import checkpoint_route, parse_tinker_path
 from tinkex_actors.transport.blocking_call import call
+from tinkex_actors.transport.messages import HttpRequest
 from tinkex_actors.transport.retry import RetryPolicy
-from tinkex_actors.transport.transport import HttpRequest
 
 __all__ = [
     "ARCHIVE_RETRY_POLICY",

@@ -21,7 +21,8 @@ from tinkex_actors.config import Config, PoolKind
 from tinkex_actors.errors import APIResponseValidationError
 from tinkex_actors.futures.future import Future
 from tinkex_actors.rest.paths import checkpoint_route, parse_tinker_path
-from tinkex_actors.transport.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport.messages import HttpRequest, HttpResponse
+from tinkex_actors.transport.transport import Transport
 from tinkex_actors.types import from_json
 
 __all__ = ["MAX_WORKERS", "RestBase", "error_of"]

@@ -23,7 +23,7 @@ from tinkex_actors.rest.paths import (
     paged,
     parse_tinker_path,
 )
-from tinkex_actors.transport.transport import HttpRequest
+from tinkex_actors.transport.messages import HttpRequest
 from tinkex_actors.types import (
     Checkpoint,
     CheckpointsListResponse,

@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 from tinkex_actors.futures.future import Future
 from tinkex_actors.rest.admin_calls import RestAdminCalls
-from tinkex_actors.rest.archive import CheckpointArchiveUrlResponse, ProgressFn, RestArchiveCalls
-from tinkex_actors.rest.checkpoints import CheckpointDeleteError, RestCheckpointCalls
+from tinkex_actors.rest.archive import RestArchiveCalls
+from tinkex_actors.rest.checkpoints import RestCheckpointCalls
 from tinkex_actors.rest.paths import (
     AccessScope,
     check_id,
@@ -47,11 +47,7 @@ from tinkex_actors.types import (
 )
 
 __all__ = [
-    "CheckpointArchiveUrlResponse",
-    "CheckpointDeleteError",
-    "ProgressFn",
     "RestClient",
-    "parse_tinker_path",
 ]
 
 

@@ -4,6 +4,7 @@
 sessions (`create_sampling_session`), starts a SamplingClientActor per sampler under the tree's
 `sampling_clients` supervisor, or hands the sampler to the out-of-process sampling child, and
 answers the official factories (`create_sampling_client[_async]`, `SamplingClient.create`).
+`_start_client_actor`, `_background` and `_persistent_wait_s` serve the training factories too.
 """
 
 from __future__ import annotations
@@ -19,27 +20,26 @@ from pykka import ActorRef
 from supervisors import ChildSpec, Registry, SupervisedRef, start_child
 from tinkex_actors import types
 from tinkex_actors.clients.backpressure import DispatchBudget
+from tinkex_actors.clients.client_actor import start_client_actor
 from tinkex_actors.clients.extras import check_retry_config
 from tinkex_actors.clients.rate_limiter import SampleRateLimiter
-from tinkex_actors.clients.sampling import (
-    CLONE_STRIDE,
-    SamplerState,
-    SamplingClient,
-    SamplingClientActor,
-    sampler_handle,
-)
+from tinkex_actors.clients.sampler_handle import sampler_handle
+from tinkex_actors.clients.sampling import SamplingClient
+from tinkex_actors.clients.sampling_actor import CLONE_STRIDE, SamplerState, SamplingClientActor
 from tinkex_actors.clients.sampling_process import (
     HostState,
     OutOfProcessSamplingClient,
     SamplingProcessHost,
 )
 from tinkex_actors.config import PoolKind
-from tinkex_actors.futures.client_future import ClientFuture
+from tinkex_actors.futures.client_future import ClientFuture, in_background
+from tinkex_actors.futures.poller_pool import PollerPool
 from tinkex_actors.recovery.session_recovery import SessionRecovery
+from tinkex_actors.service.model_creation import ModelMaker
 from tinkex_actors.service.session_calls import SessionCalls
 from tinkex_actors.transport.blocking_call import CALL_TIMEOUT_S, call_json
+from tinkex_actors.transport.messages import HttpRequest
 from tinkex_actors.transport.retry import ProgressTracker, RetryPolicy
-from tinkex_actors.transport.transport import HttpRequest
 
 __all__ = ["SamplingFactories"]
 
@@ -59,17 +59,27 @@ class SamplingFactories(SessionCalls):
     _recovery: SessionRecovery | None
     _host_state: HostState | None
     _sampler_seq: Iterator[int]
+    _models: ModelMaker
+    pollers: PollerPool
 
     def _background(self, fn: Callable[[], T]) -> ClientFuture[T]:
-        raise NotImplementedError  # the ServiceClient's
+        return in_background(fn)
 
     def _persistent_wait_s(self) -> float:
-        raise NotImplementedError  # the ServiceClient's
+        """How long a caller waits for a request retried until the progress timeout."""
+        return self._models.persistent_wait_s()
 
     def _start_client_actor(
         self, supervisor: str, name: Hashable, start: Callable[..., ActorRef[Any]], state: Any
     ) -> SupervisedRef:
-        raise NotImplementedError  # the ServiceClient's
+        """Start a client actor under one of the tree's dynamic supervisors; its stable ref."""
+        sup = self.registry.whereis(supervisor)
+        if sup is None:
+            raise RuntimeError(f"the {supervisor} supervisor is not running; make a new client")
+        return start_client_actor(
+            sup, self.registry, name, start, state, self.transport, self.pollers,
+            timeout_s=CALL_TIMEOUT_S,
+        )
 
     def _sampling_now(
         self,

@@ -18,7 +18,7 @@ import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Any, TypeVar, cast
 
 from pykka import ActorDeadError, ActorRef
@@ -33,14 +33,12 @@ from supervisors.library_logging import get_logger
 from supervisors.timers import TimerService
 from tinkex_actors import types
 from tinkex_actors.clients.backpressure import DispatchBudget, rate_limiter_for
-from tinkex_actors.clients.client_actor import fail_pending, start_client_actor
+from tinkex_actors.clients.client_actor import fail_pending
 from tinkex_actors.clients.extras import (
     check_optimizer,
 )
 from tinkex_actors.clients.handshake import fetch_client_flags
-from tinkex_actors.clients.sampling import (
-    SamplerState,
-)
+from tinkex_actors.clients.sampling_actor import SamplerState
 from tinkex_actors.clients.sampling_process import (
     HostState,
     SamplingProcessHost,
@@ -51,14 +49,11 @@ from tinkex_actors.clients.session import (
     SessionTable,
     Subscribe,
 )
-from tinkex_actors.clients.training import (
-    TrainingClient,
-    TrainingClientActor,
-    TrainingState,
-)
+from tinkex_actors.clients.training import TrainingClient
+from tinkex_actors.clients.training_sequencer import TrainingClientActor, TrainingState
 from tinkex_actors.config import Config, PoolKind
 from tinkex_actors.errors import ClientClosedError, SessionExpiredError
-from tinkex_actors.futures.client_future import ClientFuture, in_background
+from tinkex_actors.futures.client_future import ClientFuture
 from tinkex_actors.futures.poller_pool import PollerPool
 from tinkex_actors.recovery.session_recovery import Origin, RecoveryPolicy, SessionRecovery
 from tinkex_actors.service.closing import ClosingService
@@ -75,8 +70,9 @@ from tinkex_actors.service.tree import (
 )
 from tinkex_actors.transport.blocking_call import CALL_TIMEOUT_S, call_json
 from tinkex_actors.transport.loop_thread import run_at_exit
+from tinkex_actors.transport.messages import HttpRequest
 from tinkex_actors.transport.retry import ProgressTracker
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.transport import Transport
 
 __all__ = ["CALL_TIMEOUT_S", "CLOSE_BUDGET_S", "ClientFuture", "ServiceClient"]
 
@@ -284,18 +280,6 @@ class ServiceClient(SamplingFactories, ClosingService):
             state, actor, self.transport, sampling_factory=self._sampling_now, service=self
         )
 
-    def _start_client_actor(
-        self, supervisor: str, name: Hashable, start: Callable[..., ActorRef[Any]], state: Any
-    ) -> SupervisedRef:
-        """Start a client actor under one of the tree's dynamic supervisors; its stable ref."""
-        sup = self.registry.whereis(supervisor)
-        if sup is None:
-            raise RuntimeError(f"the {supervisor} supervisor is not running; make a new client")
-        return start_client_actor(
-            sup, self.registry, name, start, state, self.transport, self.pollers,
-            timeout_s=CALL_TIMEOUT_S,
-        )
-
     def _create_model(
         self,
         base_model: str,
@@ -318,13 +302,6 @@ class ServiceClient(SamplingFactories, ClosingService):
     def _known_models(self) -> set[str]:
         with self._lock:
             return {s.model_id for s in self._training_states}
-
-    def _persistent_wait_s(self) -> float:
-        """How long a caller waits for a request retried until the progress timeout."""
-        return self._models.persistent_wait_s()
-
-    def _background(self, fn: Callable[[], T]) -> ClientFuture[T]:
-        return in_background(fn)
 
     def create_lora_training_client(
         self,

@@ -28,7 +28,8 @@ from tinkex_actors.futures.client_future import settle_from
 from tinkex_actors.futures.future import Future
 from tinkex_actors.rest.rest_client import RestClient
 from tinkex_actors.transport.blocking_call import CALL_TIMEOUT_S, call_json
-from tinkex_actors.transport.transport import HttpRequest, Transport
+from tinkex_actors.transport.messages import HttpRequest
+from tinkex_actors.transport.transport import Transport
 
 __all__ = ["SessionCalls"]
 

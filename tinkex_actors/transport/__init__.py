@@ -9,16 +9,16 @@ when), `server_health` (one answer per client to "is the server there?"), `trans
 from __future__ import annotations
 
 from tinkex_actors.transport.blocking_call import CALL_TIMEOUT_S, call, call_json
-from tinkex_actors.transport.messages import Headers, HttpRequest, HttpResponse
-from tinkex_actors.transport.transport import (
+from tinkex_actors.transport.messages import (
     API_PREFIX,
-    BARE_400_RETRIES,
     JSON_CONTENT_TYPE,
     PROTOBUF_CONTENT_TYPE,
-    SleepFn,
-    Transport,
-    TransportFactory,
+    Headers,
+    HttpRequest,
+    HttpResponse,
 )
+from tinkex_actors.transport.transport import BARE_400_RETRIES, SleepFn, Transport
+from tinkex_actors.transport.wires import TransportFactory
 
 __all__ = [
     "API_PREFIX",

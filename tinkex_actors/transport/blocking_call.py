@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinkex_actors.transport.messages import HttpRequest, HttpResponse
 from tinkex_actors.transport.retry import ProgressTracker
-from tinkex_actors.transport.transport import HttpRequest, HttpResponse, Transport
+from tinkex_actors.transport.transport import Transport
 
 __all__ = ["CALL_TIMEOUT_S", "call", "call_json"]
 

@@ -64,9 +64,7 @@ from tinkex_actors.errors import (
 from tinkex_actors.transport.http_retry import platform_headers, retry_delay_s
 from tinkex_actors.transport.loop_thread import LoopThread
 from tinkex_actors.transport.messages import (
-    API_PREFIX,
     JSON_CONTENT_TYPE,
-    PROTOBUF_CONTENT_TYPE,
     Headers,
     HttpRequest,
     HttpResponse,
@@ -75,30 +73,17 @@ from tinkex_actors.transport.messages import (
 from tinkex_actors.transport.retry import ProgressTimeoutError, ProgressTracker
 from tinkex_actors.transport.server_health import ServerHealth
 from tinkex_actors.transport.wires import (
-    HTTP_TRANSPORT_ENV,
     TransportFactory,
     Wire,
     WireError,
     WireTimeoutError,
-    aiohttp_transport,
-    default_transport_factory,
     make_wire,
 )
 
 __all__ = [
-    "API_PREFIX",
     "BARE_400_RETRIES",
-    "HTTP_TRANSPORT_ENV",
-    "JSON_CONTENT_TYPE",
-    "PROTOBUF_CONTENT_TYPE",
-    "Headers",
-    "HttpRequest",
-    "HttpResponse",
     "SleepFn",
     "Transport",
-    "TransportFactory",
-    "aiohttp_transport",
-    "default_transport_factory",
 ]
 
 IDEMPOTENCY_HEADER: Final = "X-Idempotency-Key"

@@ -13,10 +13,11 @@ from types import ModuleType
 from tinkex_actors.clients.extras import LossHandle, PerDatumLossFn
 from tinkex_actors.clients.sampling import SamplingClient
 from tinkex_actors.clients.training import TrainingClient
+from tinkex_actors.futures.client_future import ClientFuture
 from tinkex_actors.futures.future import Future
 from tinkex_actors.rest.admin_client import AdminClient
 from tinkex_actors.rest.rest_client import RestClient
-from tinkex_actors.service.service_client import ClientFuture, ServiceClient
+from tinkex_actors.service.service_client import ServiceClient
 
 __all__ = [
     "APIFuture",
